@@ -1,0 +1,110 @@
+// Package nettest gives tests real network namespaces and links on this
+// machine's kernel, named with a unique prefix and removed when the test
+// ends, pass or fail.
+package nettest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// RequireRoot skips the test when not running as root, unless
+// PODTRACE_REQUIRE_ROOT=1 is set (as `make test` does): then it fails, so
+// that kernel tests are never silently skipped where they must run.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("PODTRACE_REQUIRE_ROOT") == "1" {
+		t.Fatal("this test needs root (network namespaces, veth, AF_PACKET); run `make test` as root")
+	}
+	t.Skip("needs root: network namespaces, veth and AF_PACKET")
+}
+
+// Prefix returns a short unique prefix ("pt" + 4 hex digits) for names of
+// namespaces and links a test creates.
+func Prefix() string {
+	b := make([]byte, 2)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "pt" + hex.EncodeToString(b)
+}
+
+// NS creates the named network namespace (/var/run/netns/NAME), brings its
+// loopback up and deletes it at cleanup. It returns the name.
+func NS(t testing.TB, name string) string {
+	t.Helper()
+	Run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// Path is the file of a named network namespace.
+func Path(name string) string { return "/var/run/netns/" + name }
+
+// In runs a command inside the named namespace and fails the test on error.
+func In(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	return Run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
+}
+
+// Run runs a command and fails the test with its output on error.
+func Run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Veth creates a veth pair: name in nsA, peer in nsB ("" = current
+// namespace), both up. It is removed with its namespace.
+func Veth(t testing.TB, nsA, name, nsB, peer string) {
+	t.Helper()
+	Run(t, "ip", "link", "add", name, "type", "veth", "peer", "name", peer)
+	if nsA != "" {
+		Run(t, "ip", "link", "set", name, "netns", nsA)
+	} else {
+		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	}
+	if nsB != "" {
+		Run(t, "ip", "link", "set", peer, "netns", nsB)
+	}
+	Run(t, ipIn(nsA, "link", "set", name, "up")...)
+	Run(t, ipIn(nsB, "link", "set", peer, "up")...)
+}
+
+func ipIn(ns string, args ...string) []string {
+	if ns == "" {
+		return append([]string{"ip"}, args...)
+	}
+	return append([]string{"ip", "-n", ns}, args...)
+}
+
+// Leftovers lists namespaces whose name starts with prefix: tests assert
+// it is empty after they cleaned up.
+func Leftovers(prefix string) ([]string, error) {
+	entries, err := os.ReadDir("/var/run/netns")
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}

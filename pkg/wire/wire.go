@@ -1,0 +1,276 @@
+// Package wire is the observation stream between a capture agent and the
+// plugin: one JSON object per line, versioned by the "v" field, with a
+// per-agent sequence number so that the reader can report gaps.
+//
+// The stream is documented for humans in docs/observation-stream.md; this
+// file is its machine contract. Fields are only ever added; a reader of
+// version N accepts every version <= N.
+package wire
+
+import "time"
+
+// Version is the stream version this build writes.
+const Version = 1
+
+// Kinds of observation.
+const (
+	KindHello    = "hello"    // agent identity and armed capture; once, first
+	KindTopology = "topology" // snapshot of links, FDB, neighbours, routes
+	KindPacket   = "packet"   // one frame seen at one interface
+	KindChange   = "change"   // a neighbour / FDB / link change seen live
+	KindProbe    = "probe"    // a probe the agent sent, or its outcome
+	KindStats    = "stats"    // kernel capture counters per socket
+	KindError    = "error"    // something the agent could not do
+	KindBye      = "bye"      // last line: the agent is exiting
+)
+
+// Roles an agent can run in.
+const (
+	RolePod  = "pod"  // inside a pod's network namespace
+	RoleNode = "node" // inside a node's root network namespace
+)
+
+// Envelope is one line of the stream. Exactly one of the payload pointers
+// is set, matching Kind.
+type Envelope struct {
+	V     int    `json:"v"`
+	Seq   uint64 `json:"seq"`
+	Agent string `json:"agent"` // agent id, unique within a session
+	Kind  string `json:"kind"`
+	// TS is when the agent produced the line (not the packet time).
+	TS time.Time `json:"ts"`
+
+	Hello    *Hello    `json:"hello,omitempty"`
+	Topology *Topology `json:"topology,omitempty"`
+	Packet   *Packet   `json:"packet,omitempty"`
+	Change   *Change   `json:"change,omitempty"`
+	Probe    *Probe    `json:"probe,omitempty"`
+	Stats    *Stats    `json:"stats,omitempty"`
+	Error    *Error    `json:"error,omitempty"`
+	Bye      *Bye      `json:"bye,omitempty"`
+}
+
+// Hello is sent once, after capture is armed (the BPF filter attached and
+// the socket bound). A plugin starts probing only after every agent of the
+// session said hello.
+type Hello struct {
+	Role      string     `json:"role"`
+	Node      string     `json:"node,omitempty"`  // node name as the launcher knows it
+	Name      string     `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
+	NetNS     string     `json:"netns,omitempty"` // path or name given to the agent
+	NetNSID   uint64     `json:"netnsInode"`      // inode of the netns, unique per host
+	Hostname  string     `json:"hostname,omitempty"`
+	Version   string     `json:"agentVersion,omitempty"`
+	PID       int        `json:"pid"`
+	Filter    string     `json:"filter"` // the capture filter, tcpdump syntax
+	Snaplen   int        `json:"snaplen"`
+	Promisc   []string   `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
+	Deadline  time.Time  `json:"deadline"`
+	Links     []Link     `json:"links"`
+	Addresses []Address  `json:"addresses,omitempty"`
+	Caps      []string   `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
+	Warnings  []string   `json:"warnings,omitempty"`
+	Probe     *ProbeSpec `json:"probe,omitempty"` // set when this agent will send the probe
+	Clock     string     `json:"clock"`           // "realtime": packet timestamps are CLOCK_REALTIME
+}
+
+// Link is one network interface of the agent's namespace.
+type Link struct {
+	Index       int      `json:"ifindex"`
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind,omitempty"`   // veth, bridge, vxlan, geneve, device, ...
+	IfLink      int      `json:"iflink,omitempty"` // peer ifindex (veth) or lower device
+	PeerNetNSID int      `json:"peerNetnsId,omitempty"`
+	Master      int      `json:"master,omitempty"` // ifindex of the bridge/bond it is enslaved to
+	MAC         string   `json:"mac,omitempty"`
+	MTU         int      `json:"mtu,omitempty"`
+	State       string   `json:"state,omitempty"` // up, down, lowerlayerdown, ...
+	Promisc     bool     `json:"promisc,omitempty"`
+	Addrs       []string `json:"addrs,omitempty"` // CIDR notation
+	// Overlay devices only.
+	VNI      int    `json:"vni,omitempty"`
+	Local    string `json:"local,omitempty"`
+	Port     int    `json:"port,omitempty"`
+	ProxyARP bool   `json:"proxyArp,omitempty"`
+	Captured bool   `json:"captured"` // frames at this link reach the agent
+}
+
+// Address is an IP address of the namespace.
+type Address struct {
+	Index int    `json:"ifindex"`
+	CIDR  string `json:"cidr"`
+}
+
+// Topology is a netlink snapshot. When is "before" or "after" the probe.
+type Topology struct {
+	When   string  `json:"when"`
+	Links  []Link  `json:"links"`
+	FDB    []FDB   `json:"fdb,omitempty"`
+	Neigh  []Neigh `json:"neigh,omitempty"`
+	Routes []Route `json:"routes,omitempty"`
+}
+
+// FDB is one bridge forwarding database entry.
+type FDB struct {
+	Bridge string `json:"bridge,omitempty"`
+	Port   string `json:"port"`
+	Index  int    `json:"ifindex"`
+	MAC    string `json:"mac"`
+	VLAN   int    `json:"vlan,omitempty"`
+	Dst    string `json:"dst,omitempty"` // VXLAN remote
+	Flags  string `json:"flags,omitempty"`
+	Local  bool   `json:"local,omitempty"` // the bridge's / port's own address
+}
+
+// Neigh is one neighbour (ARP / NDP) entry.
+type Neigh struct {
+	Dev   string `json:"dev"`
+	Index int    `json:"ifindex"`
+	IP    string `json:"ip"`
+	MAC   string `json:"mac,omitempty"`
+	State string `json:"state"` // REACHABLE, STALE, INCOMPLETE, FAILED, PERMANENT, ...
+}
+
+// Route is one route entry (main table).
+type Route struct {
+	Dst      string `json:"dst"` // "default" or CIDR
+	Gateway  string `json:"gw,omitempty"`
+	Dev      string `json:"dev,omitempty"`
+	Index    int    `json:"ifindex,omitempty"`
+	Src      string `json:"src,omitempty"`
+	Scope    string `json:"scope,omitempty"`
+	Protocol string `json:"proto,omitempty"`
+}
+
+// Change is a neighbour, FDB or link change seen live through a netlink
+// subscription. TS is when the agent received the notification.
+type Change struct {
+	TS     time.Time `json:"ts"`
+	What   string    `json:"what"`   // "neigh", "fdb", "link"
+	Action string    `json:"action"` // "new", "changed", "deleted"
+	Neigh  *Neigh    `json:"neigh,omitempty"`
+	FDB    *FDB      `json:"fdb,omitempty"`
+	Link   *Link     `json:"link,omitempty"`
+	Was    string    `json:"was,omitempty"` // previous state or MAC/port
+}
+
+// Packet is one frame seen at one interface.
+type Packet struct {
+	TS        time.Time `json:"ts"` // kernel receive/transmit timestamp
+	Index     int       `json:"ifindex"`
+	Iface     string    `json:"iface"`
+	Dir       string    `json:"dir"`     // "in" (received by the interface) or "out" (sent by it)
+	PktType   string    `json:"pkttype"` // host, broadcast, multicast, otherhost, outgoing
+	Len       int       `json:"len"`     // length on the wire
+	CapLen    int       `json:"caplen"`
+	Frame     []byte    `json:"frame,omitempty"` // captured bytes (at most snaplen)
+	Eth       *Eth      `json:"eth,omitempty"`
+	ARP       *ARP      `json:"arp,omitempty"`
+	IP        *IP       `json:"ip,omitempty"`
+	Encap     *Encap    `json:"encap,omitempty"` // set when IP/L4 describe an inner packet
+	L4        *L4       `json:"l4,omitempty"`
+	Summary   string    `json:"summary"`
+	FP        string    `json:"fp,omitempty"` // fingerprint; equal across hops for one packet
+	ProbeID   string    `json:"probe,omitempty"`
+	Truncated bool      `json:"truncated,omitempty"`
+}
+
+// Eth is the Ethernet header.
+type Eth struct {
+	Src  string `json:"src"`
+	Dst  string `json:"dst"`
+	Type string `json:"type"`
+	VLAN int    `json:"vlan,omitempty"`
+}
+
+// ARP is an ARP request or reply.
+type ARP struct {
+	Op        string `json:"op"` // "who-has" or "is-at"
+	SenderMAC string `json:"senderMac"`
+	SenderIP  string `json:"senderIp"`
+	TargetMAC string `json:"targetMac"`
+	TargetIP  string `json:"targetIp"`
+}
+
+// IP is the (inner, when encapsulated) IP header.
+type IP struct {
+	Version int    `json:"version"`
+	Src     string `json:"src"`
+	Dst     string `json:"dst"`
+	ID      uint32 `json:"id,omitempty"` // IPv4 ID or IPv6 flow label
+	TTL     int    `json:"ttl"`
+	Proto   string `json:"proto"`
+	Len     int    `json:"len"`
+}
+
+// Encap describes the outer headers of an overlay frame.
+type Encap struct {
+	Type     string `json:"type"` // "vxlan" or "geneve"
+	VNI      uint32 `json:"vni"`
+	OuterSrc string `json:"outerSrc"`
+	OuterDst string `json:"outerDst"`
+	SrcPort  int    `json:"srcPort"`
+	DstPort  int    `json:"dstPort"`
+	OuterMAC string `json:"outerMac,omitempty"`
+}
+
+// L4 is the transport header (or ICMP / NDP).
+type L4 struct {
+	Proto   string `json:"proto"` // tcp, udp, icmp, icmp6
+	SrcPort int    `json:"sport,omitempty"`
+	DstPort int    `json:"dport,omitempty"`
+	Flags   string `json:"flags,omitempty"` // TCP flags, e.g. "SYN", "SYN,ACK", "RST,ACK"
+	Seq     uint32 `json:"seq,omitempty"`
+	Ack     uint32 `json:"ack,omitempty"`
+	Type    string `json:"type,omitempty"` // ICMP type name: echo-request, echo-reply, dest-unreachable ...
+	Code    int    `json:"code,omitempty"`
+	ICMPID  int    `json:"icmpId,omitempty"`
+	ICMPSeq int    `json:"icmpSeq,omitempty"`
+	Target  string `json:"target,omitempty"` // NDP target address
+	Payload int    `json:"payloadLen"`
+}
+
+// ProbeSpec is what an agent was asked to send.
+type ProbeSpec struct {
+	Proto    string        `json:"proto"` // icmp, tcp, udp
+	Dst      string        `json:"dst"`
+	Port     int           `json:"port,omitempty"`
+	Count    int           `json:"count"`
+	Interval time.Duration `json:"interval"`
+	Timeout  time.Duration `json:"timeout"`
+	ID       int           `json:"id"` // ICMP id, or the first TCP/UDP source port
+}
+
+// Probe reports one probe: Event "sent" when it left the socket, then
+// exactly one of "reply" (with RTT), "refused" (TCP RST / ICMP port
+// unreachable), "unreachable" (other ICMP error, EHOSTUNREACH) or "timeout".
+type Probe struct {
+	ID     string        `json:"id"` // e.g. "icmp/4711/1", "tcp/40000", "udp/40000/1"
+	Seq    int           `json:"seq"`
+	Event  string        `json:"event"`
+	TS     time.Time     `json:"ts"`
+	RTT    time.Duration `json:"rtt,omitempty"`
+	Detail string        `json:"detail,omitempty"`
+	Done   bool          `json:"done,omitempty"` // the last probe's outcome: nothing more will be sent
+}
+
+// Stats are the kernel's counters for one capture socket.
+type Stats struct {
+	Socket   string `json:"socket"` // "all" or an interface name
+	Packets  uint64 `json:"packets"`
+	Drops    uint64 `json:"drops"`
+	Freezes  uint64 `json:"freezes,omitempty"`
+	Emitted  uint64 `json:"emitted"`            // packet lines written
+	Filtered uint64 `json:"filtered,omitempty"` // dropped in user space (e.g. over budget)
+}
+
+// Error is a problem the agent ran into. Fatal errors are followed by bye.
+type Error struct {
+	Msg   string `json:"msg"`
+	Fatal bool   `json:"fatal,omitempty"`
+}
+
+// Bye is the last line an agent writes.
+type Bye struct {
+	Reason string `json:"reason"` // deadline, signal, done, error
+}
