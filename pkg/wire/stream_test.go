@@ -1,0 +1,48 @@
+package wire
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestStreamRoundTripAndGaps(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, "pod-a")
+	if err := w.Emit(&Hello{Role: RolePod, Name: "default/pod-a"}); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Emit(&Packet{Iface: "eth0", Summary: "x"})
+	_ = w.Emit(&Packet{Iface: "eth0", Summary: "y"})
+	_ = w.Emit(&Bye{Reason: "done"})
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want 4 lines, got %d:\n%s", len(lines), buf.String())
+	}
+	// Drop line 2 and add a runtime message: the reader reports one gap and keeps the noise aside.
+	in := lines[0] + "\nunable to upgrade connection\n" + lines[2] + "\n" + lines[3] + "\n"
+	r := NewReader(strings.NewReader(in))
+	var kinds []string
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, e.Kind)
+	}
+	if strings.Join(kinds, ",") != "hello,packet,bye" || r.Gaps != 1 || len(r.Noise) != 1 {
+		t.Fatalf("kinds %v gaps %d noise %q", kinds, r.Gaps, r.Noise)
+	}
+}
+
+func TestReaderRejectsFutureVersion(t *testing.T) {
+	r := NewReader(strings.NewReader(`{"v":99,"seq":1,"kind":"hello"}` + "\n"))
+	_, err := r.Next()
+	if err == nil || !strings.Contains(err.Error(), "version 99") {
+		t.Fatalf("want a version error, got %v", err)
+	}
+}
