@@ -61,7 +61,11 @@ type Config struct {
 	NumBlocks int
 	// BlockTimeout is how long the kernel waits before handing over a
 	// partly filled block (tp_retire_blk_tov, default 10ms, millisecond
-	// resolution).
+	// resolution). It bounds delivery latency at low rates, but at high
+	// rates blocks are retired about this often, partly filled, so the
+	// ring absorbs a reader stall of only about NumBlocks*BlockTimeout
+	// (80ms by default) before the kernel drops; raise it, or NumBlocks,
+	// where bursts matter more than latency.
 	BlockTimeout time.Duration
 }
 
@@ -112,7 +116,8 @@ type Handle struct {
 	ring      []byte
 	blockSize int
 	numBlocks int
-	cur       int // next block to hand to user space
+	cur       int    // next block to hand to user space
+	blocks    uint64 // blocks handed to user space so far (for tests)
 	snaplen   int
 
 	statsMu sync.Mutex

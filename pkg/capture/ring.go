@@ -32,6 +32,7 @@ func (h *Handle) Read(timeout time.Duration, fn func(Frame)) (int, error) {
 	n := 0
 	for i := 0; i < h.numBlocks && h.blockReady(h.cur); i++ {
 		n += h.walkBlock(h.cur, fn)
+		h.blocks++
 		h.cur++
 		if h.cur == h.numBlocks {
 			h.cur = 0
