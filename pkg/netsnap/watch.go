@@ -1,0 +1,446 @@
+package netsnap
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// maxTracked bounds the entries Watch remembers per kind (neighbours, FDB,
+// links) to report what an entry was before a change. Beyond it, new
+// entries are still reported but their previous value is not known.
+const maxTracked = 16384
+
+// rcvBuf is the receive buffer asked for the subscription sockets, so that
+// a burst of FDB learning or flushing does not overflow them.
+const rcvBuf = 1 << 20
+
+// Watch subscribes to neighbour (IPv4, IPv6), bridge FDB and link changes
+// of the current network namespace and calls emit once per kernel
+// notification, with TS set when it was received, What "neigh", "fdb" or
+// "link", Action "new", "changed" or "deleted", and Was the previous value
+// when known: "MAC STATE" for a neighbour, the port name for an FDB entry
+// (with " STATE" when only the state changed), the operational state for a
+// link. Notifications Take would leave out (NOARP neighbours, a port's
+// own multicast FDB entries) are skipped. Watch seeds its memory of previous values from a listing taken
+// right after subscribing.
+//
+// The subscription is established before Watch returns; ready is closed
+// then. emit is called from a single goroutine, in kernel order; it should
+// not block for long (the kernel drops notifications when the socket
+// buffer overflows). Watch stops when ctx is done. If a socket fails
+// before that (for example on buffer overflow), Watch subscribes again
+// and re-seeds; changes in between are lost.
+func Watch(ctx context.Context, emit func(wire.Change)) (<-chan struct{}, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("current network namespace: %w", err)
+	}
+	w := &watcher{ns: ns, emit: emit}
+	if err := w.subscribe(ctx); err != nil {
+		ns.Close()
+		return nil, err
+	}
+	ready := make(chan struct{})
+	close(ready)
+	go w.run(ctx)
+	return ready, nil
+}
+
+type watcher struct {
+	ns   netns.NsHandle
+	emit func(wire.Change)
+
+	done    chan struct{}
+	neighCh chan netlink.NeighUpdate
+	linkCh  chan netlink.LinkUpdate
+
+	names map[int]string
+	links map[int]wire.Link
+	neigh map[string]wire.Neigh
+	fdb   map[string]wire.FDB
+}
+
+// subscribe opens both subscriptions in the watched namespace and seeds the
+// maps from a listing taken after them.
+func (w *watcher) subscribe(ctx context.Context) error {
+	w.done = make(chan struct{})
+	w.neighCh = make(chan netlink.NeighUpdate, 256)
+	w.linkCh = make(chan netlink.LinkUpdate, 64)
+	ns := w.ns
+	if err := netlink.NeighSubscribeWithOptions(w.neighCh, w.done, netlink.NeighSubscribeOptions{
+		Namespace: &ns, ReceiveBufferSize: rcvBuf,
+	}); err != nil {
+		close(w.done)
+		return fmt.Errorf("subscribe to neighbour changes: %w", err)
+	}
+	if err := netlink.LinkSubscribeWithOptions(w.linkCh, w.done, netlink.LinkSubscribeOptions{
+		Namespace: &ns, ReceiveBufferSize: rcvBuf,
+	}); err != nil {
+		close(w.done)
+		return fmt.Errorf("subscribe to link changes: %w", err)
+	}
+	if err := w.seed(); err != nil {
+		close(w.done)
+		return err
+	}
+	return nil
+}
+
+func (w *watcher) seed() error {
+	h, err := netlink.NewHandleAt(w.ns)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer h.Close()
+	w.names = map[int]string{}
+	w.links = map[int]wire.Link{}
+	w.neigh = map[string]wire.Neigh{}
+	w.fdb = map[string]wire.FDB{}
+	ls, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	masters := map[int]int{}
+	for _, l := range ls {
+		wl := toLink(l)
+		w.names[wl.Index] = wl.Name
+		masters[wl.Index] = wl.Master
+		if len(w.links) < maxTracked {
+			w.links[wl.Index] = wl
+		}
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6, unix.AF_BRIDGE} {
+		ns, err := h.NeighList(0, fam)
+		if err != nil {
+			return fmt.Errorf("list neighbours: %w", err)
+		}
+		for _, n := range ns {
+			if fam == unix.AF_BRIDGE {
+				if len(w.fdb) < maxTracked {
+					w.fdb[fdbKey(n)] = toFDB(n, w.names, masters)
+				}
+			} else if len(w.neigh) < maxTracked {
+				w.neigh[neighKey(n)] = toNeigh(n, w.names)
+			}
+		}
+	}
+	return nil
+}
+
+func (w *watcher) run(ctx context.Context) {
+	defer w.ns.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			w.stop()
+			return
+		case u, ok := <-w.neighCh:
+			if !ok {
+				w.resubscribe(ctx)
+				continue
+			}
+			w.onNeigh(u)
+		case u, ok := <-w.linkCh:
+			if !ok {
+				w.resubscribe(ctx)
+				continue
+			}
+			w.onLink(u)
+		}
+	}
+}
+
+// stop closes the subscriptions and drains their channels, so that the
+// library's reader goroutines never block on a send.
+func (w *watcher) stop() {
+	close(w.done)
+	for range w.neighCh {
+	}
+	for range w.linkCh {
+	}
+}
+
+func (w *watcher) resubscribe(ctx context.Context) {
+	w.stop()
+	for delay := 10 * time.Millisecond; ; delay *= 2 {
+		if ctx.Err() != nil {
+			// run sees ctx done next and calls stop again: give it
+			// closed channels and a fresh done to close.
+			w.done = make(chan struct{})
+			w.neighCh = make(chan netlink.NeighUpdate)
+			w.linkCh = make(chan netlink.LinkUpdate)
+			close(w.neighCh)
+			close(w.linkCh)
+			return
+		}
+		if err := w.subscribe(ctx); err == nil {
+			return
+		}
+		if delay > time.Second {
+			delay = time.Second
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+}
+
+func neighKey(n netlink.Neigh) string {
+	return fmt.Sprintf("%d/%d/%s", n.Family, n.LinkIndex, n.IP)
+}
+
+// fdbKey identifies an FDB entry: a bridge (master) entry by bridge, MAC
+// and VLAN, so that a MAC moving between ports is a change; a device's own
+// (self) entry by device, MAC, VLAN and VXLAN destination.
+func fdbKey(n netlink.Neigh) string {
+	if n.Flags&netlink.NTF_SELF == 0 {
+		m := n.MasterIndex
+		if m == 0 {
+			m = -n.LinkIndex
+		}
+		return fmt.Sprintf("m/%d/%s/%d", m, n.HardwareAddr, n.Vlan)
+	}
+	return fmt.Sprintf("s/%d/%s/%d/%s", n.LinkIndex, n.HardwareAddr, n.Vlan, n.IP)
+}
+
+func (w *watcher) onNeigh(u netlink.NeighUpdate) {
+	c := wire.Change{TS: time.Now()}
+	del := u.Type == unix.RTM_DELNEIGH
+	if u.Family == unix.AF_BRIDGE && !keepFDB(u.Neigh) ||
+		u.Family != unix.AF_BRIDGE && !keepNeigh(u.Neigh, w.names) {
+		return
+	}
+	if u.Family == unix.AF_BRIDGE {
+		masters := map[int]int{}
+		if l, ok := w.links[u.LinkIndex]; ok {
+			masters[u.LinkIndex] = l.Master
+		}
+		f := toFDB(u.Neigh, w.names, masters)
+		k := fdbKey(u.Neigh)
+		c.What, c.FDB = "fdb", &f
+		old, had := w.fdb[k]
+		c.Action = action(del, had)
+		if had {
+			c.Was = old.Port
+			if old.Port == f.Port && old.Flags != f.Flags {
+				c.Was = old.Port + " " + old.Flags
+			}
+		}
+		if del {
+			delete(w.fdb, k)
+		} else if had || len(w.fdb) < maxTracked {
+			w.fdb[k] = f
+		}
+	} else {
+		n := toNeigh(u.Neigh, w.names)
+		k := neighKey(u.Neigh)
+		c.What, c.Neigh = "neigh", &n
+		old, had := w.neigh[k]
+		c.Action = action(del, had)
+		if had {
+			c.Was = old.State
+			if old.MAC != "" {
+				c.Was = old.MAC + " " + old.State
+			}
+		}
+		if del {
+			delete(w.neigh, k)
+		} else if had || len(w.neigh) < maxTracked {
+			w.neigh[k] = n
+		}
+	}
+	w.emit(c)
+}
+
+func (w *watcher) onLink(u netlink.LinkUpdate) {
+	if u.Link == nil || u.Link.Attrs() == nil {
+		return
+	}
+	l := toLink(u.Link)
+	del := u.Header.Type == unix.RTM_DELLINK
+	old, had := w.links[l.Index]
+	c := wire.Change{TS: time.Now(), What: "link", Link: &l, Action: action(del, had)}
+	if had {
+		c.Was = linkWas(old, l)
+	}
+	if del {
+		delete(w.links, l.Index)
+		delete(w.names, l.Index)
+	} else {
+		w.names[l.Index] = l.Name
+		if had || len(w.links) < maxTracked {
+			w.links[l.Index] = l
+		}
+	}
+	w.emit(c)
+}
+
+// linkWas describes what a link was before a change: its state, or the
+// attribute that changed when the state did not.
+func linkWas(old, now wire.Link) string {
+	switch {
+	case old.State != now.State:
+		return old.State
+	case old.Master != now.Master:
+		return fmt.Sprintf("master %d", old.Master)
+	case old.Name != now.Name:
+		return "name " + old.Name
+	case old.MAC != now.MAC:
+		return "mac " + old.MAC
+	case old.MTU != now.MTU:
+		return fmt.Sprintf("mtu %d", old.MTU)
+	case old.Promisc != now.Promisc:
+		if old.Promisc {
+			return "promisc"
+		}
+		return "nopromisc"
+	}
+	return old.State
+}
+
+func action(del, had bool) string {
+	switch {
+	case del:
+		return "deleted"
+	case had:
+		return "changed"
+	default:
+		return "new"
+	}
+}
+
+// Diff reports what changed between two snapshots: FDB and neighbour
+// entries (and links) added ("new"), changed ("changed": MAC, port or
+// state; Was holds the previous value as Watch does) or removed
+// ("deleted", carrying the old entry). TS is left zero: a diff has no
+// time of its own. The result is ordered links, FDB, neighbours, each by
+// key.
+func Diff(before, after *wire.Topology) []wire.Change {
+	if before == nil {
+		before = &wire.Topology{}
+	}
+	if after == nil {
+		after = &wire.Topology{}
+	}
+	var out []wire.Change
+
+	lb, la := map[int]wire.Link{}, map[int]wire.Link{}
+	for _, l := range before.Links {
+		lb[l.Index] = l
+	}
+	for _, l := range after.Links {
+		la[l.Index] = l
+	}
+	for _, i := range unionKeys(lb, la) {
+		o, had := lb[i]
+		n, has := la[i]
+		switch {
+		case had && !has:
+			o := o
+			out = append(out, wire.Change{What: "link", Action: "deleted", Link: &o})
+		case !had && has:
+			n := n
+			out = append(out, wire.Change{What: "link", Action: "new", Link: &n})
+		case o.State != n.State || o.Master != n.Master || o.Name != n.Name || o.MAC != n.MAC || o.MTU != n.MTU || o.Promisc != n.Promisc:
+			n := n
+			out = append(out, wire.Change{What: "link", Action: "changed", Link: &n, Was: linkWas(o, n)})
+		}
+	}
+
+	fk := func(f wire.FDB) string {
+		if f.Bridge != "" && !hasFlag(f.Flags, "self") {
+			return fmt.Sprintf("m/%s/%s/%d", f.Bridge, f.MAC, f.VLAN)
+		}
+		return fmt.Sprintf("s/%s/%s/%d/%s", f.Port, f.MAC, f.VLAN, f.Dst)
+	}
+	fb, fa := map[string]wire.FDB{}, map[string]wire.FDB{}
+	for _, f := range before.FDB {
+		fb[fk(f)] = f
+	}
+	for _, f := range after.FDB {
+		fa[fk(f)] = f
+	}
+	for _, k := range unionKeys(fb, fa) {
+		o, had := fb[k]
+		n, has := fa[k]
+		switch {
+		case had && !has:
+			o := o
+			out = append(out, wire.Change{What: "fdb", Action: "deleted", FDB: &o})
+		case !had && has:
+			n := n
+			out = append(out, wire.Change{What: "fdb", Action: "new", FDB: &n})
+		case o.Port != n.Port || o.Flags != n.Flags || o.Dst != n.Dst:
+			n := n
+			was := o.Port
+			if o.Port == n.Port {
+				was = o.Port + " " + o.Flags
+			}
+			out = append(out, wire.Change{What: "fdb", Action: "changed", FDB: &n, Was: was})
+		}
+	}
+
+	nk := func(n wire.Neigh) string { return fmt.Sprintf("%d/%s", n.Index, n.IP) }
+	nb, na := map[string]wire.Neigh{}, map[string]wire.Neigh{}
+	for _, n := range before.Neigh {
+		nb[nk(n)] = n
+	}
+	for _, n := range after.Neigh {
+		na[nk(n)] = n
+	}
+	for _, k := range unionKeys(nb, na) {
+		o, had := nb[k]
+		n, has := na[k]
+		switch {
+		case had && !has:
+			o := o
+			out = append(out, wire.Change{What: "neigh", Action: "deleted", Neigh: &o})
+		case !had && has:
+			n := n
+			out = append(out, wire.Change{What: "neigh", Action: "new", Neigh: &n})
+		case o.MAC != n.MAC || o.State != n.State:
+			n := n
+			was := o.State
+			if o.MAC != "" {
+				was = o.MAC + " " + o.State
+			}
+			out = append(out, wire.Change{What: "neigh", Action: "changed", Neigh: &n, Was: was})
+		}
+	}
+	return out
+}
+
+func hasFlag(flags, f string) bool { return slices.Contains(strings.Split(flags, ","), f) }
+
+func unionKeys[K int | string, V any](a, b map[K]V) []K {
+	seen := make(map[K]bool, len(a)+len(b))
+	var ks []K
+	for k := range a {
+		if !seen[k] {
+			seen[k] = true
+			ks = append(ks, k)
+		}
+	}
+	for k := range b {
+		if !seen[k] {
+			seen[k] = true
+			ks = append(ks, k)
+		}
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
+	return ks
+}
