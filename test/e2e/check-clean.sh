@@ -1,0 +1,85 @@
+#!/bin/bash
+# Prove that the end-to-end cluster left nothing behind: no process, netns, link, mount,
+# cgroup, iptables chain, listening port or host path of the harness, and the sysctls
+# back at the values recorded before the cluster came up. Exits 1 and lists what is left.
+set -euo pipefail
+E2E_SCRIPT=check-clean
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BASE=$HOST_BASELINE
+[ -f "$BASE" ] || BASE=/dev/null
+baseline() { grep -q "^$*\$" "$BASE"; }
+bad=0
+problem() { log "LEFT: $*"; bad=1; }
+
+# state directory
+[ ! -e "$E2E_STATE" ] || problem "state directory $E2E_STATE"
+
+# processes: any that names the state dir or the cached binaries, or lives in a kubelet pod cgroup
+for d in /proc/[0-9]*; do
+  p=${d#/proc/}
+  [ "$p" = $$ ] && continue
+  { cmd=$(tr '\0' ' ' <"$d/cmdline"); } 2>/dev/null || continue
+  case "$cmd" in
+    *"$E2E_STATE"* | *"$E2E_CACHE_ROOT/k8s-"*) problem "process $p: $cmd" ;;
+  esac
+  if baseline "absent-cgroup kubepods" && grep -q ':/kubepods' "$d/cgroup" 2>/dev/null; then
+    problem "process $p in a pod cgroup: $cmd"
+  fi
+done
+
+# mounts (pod netns bind mounts, overlay rootfs, shm, volumes) under the state dir or host paths we create
+while read -r m fstype; do
+  case "$m" in "$E2E_STATE" | "$E2E_STATE"/*) problem "mount $m ($fstype)" ;; esac
+  for p in $HOST_PATHS; do
+    baseline "absent-path $p" || continue
+    case "$m" in "$p" | "$p"/*) problem "mount $m ($fstype)" ;; esac
+  done
+done < <(awk '{for (i = 7; $i != "-"; i++); print $5, $(i + 1)}' /proc/self/mountinfo)
+
+# network namespaces of pods: containerd names them cni-<uuid>
+for n in /var/run/netns/cni-*; do [ -e "$n" ] && problem "netns $n"; done
+# an nsfs mount anywhere whose path names the harness
+while read -r l; do problem "netns mount $l"; done < <(grep ' nsfs ' /proc/self/mountinfo | grep -e "$E2E_STATE" -e '/cni-' || true)
+
+# links
+for l in cni0 "$NODE_LINK"; do
+  baseline "absent-link $l" && ip link show "$l" >/dev/null 2>&1 && problem "link $l"
+done
+# host-side pod veths made by the bridge plugin are named veth<8 hex digits>
+while read -r v; do problem "link $v (a pod veth)"; done < <(ip -o link show type veth 2>/dev/null |
+  awk -F'[ :@]+' '{print $2}' | grep -E '^veth[0-9a-f]{8}$' || true)
+
+# cgroups
+if baseline "absent-cgroup kubepods"; then
+  for h in /sys/fs/cgroup/*/kubepods; do [ -e "$h" ] && problem "cgroup $h"; done
+fi
+
+# iptables chains
+for ipt in iptables ip6tables; do
+  for t in filter nat mangle; do
+    baseline "absent-kube-chains $ipt $t" || continue
+    c=$("$ipt-save" -t "$t" 2>/dev/null | grep '^:KUBE-' | cut -d' ' -f1 | tr '\n' ' ' || true)
+    [ -z "$c" ] || problem "$ipt -t $t chains $c"
+  done
+done
+
+# listening ports of etcd, the API server, the kubelet
+for port in 2379 2380 2381 6443 10248 10250; do
+  ss -Htln "sport = :$port" | grep -q . && problem "something listens on port $port"
+done
+
+# host paths
+for p in $HOST_PATHS; do baseline "absent-path $p" && [ -e "$p" ] && problem "path $p"; done
+
+# sysctls
+while read -r _ k v; do
+  [ "$(sysctl -n "$k")" = "$v" ] || problem "sysctl $k=$(sysctl -n "$k"), was $v"
+done < <(grep '^sysctl ' "$BASE" || true)
+
+if [ "$bad" = 0 ]; then
+  log "clean: no process, mount, netns, link, cgroup, iptables chain, port or path of the harness is left"
+  [ "$BASE" != /dev/null ] || log "(no baseline recorded at $HOST_BASELINE: host paths and sysctls not compared)"
+fi
+exit "$bad"

@@ -1,0 +1,111 @@
+#!/bin/bash
+# Tear down what up.sh made: the processes it started (by recorded PID), pods and their
+# containers, links, mounts, cgroups, iptables chains, host paths it created; restore sysctls;
+# remove $E2E_STATE. The built Kubernetes binaries stay cached. Safe to run twice.
+set -euo pipefail
+E2E_SCRIPT=down
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+if [ ! -d "$E2E_STATE" ]; then log "nothing to do ($E2E_STATE does not exist)"; exit 0; fi
+BASE=$E2E_STATE/host-baseline
+[ -f "$BASE" ] || BASE=/dev/null
+baseline() { grep -q "^$*\$" "$BASE"; }
+
+# stop NAME: SIGTERM the recorded pid, wait up to 10 s, then SIGKILL that pid
+stop() {
+  local p i
+  if ! pid_alive "$1"; then rm -f "$PIDS/$1.pid"; return 0; fi
+  p=$(cat "$PIDS/$1.pid")
+  log "stopping $1 (pid $p)"
+  kill "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$p" 2>/dev/null; then log "$1 still alive, SIGKILL"; kill -9 "$p" 2>/dev/null || true; fi
+  rm -f "$PIDS/$1.pid"
+}
+
+# 1. pods go away through the API while the kubelet runs: CNI DEL releases veths and addresses
+if pid_alive kube-apiserver && pid_alive kubelet; then
+  log "deleting all pods"
+  kc delete pods --all --all-namespaces --grace-period=1 --wait=true --timeout=60s >/dev/null 2>&1 ||
+    log "some pods did not go away in 60s; removing their containers directly"
+fi
+stop kubelet
+
+# 2. whatever is left: stop sandboxes through containerd, then through runc (ours has its own root)
+if pid_alive containerd; then
+  for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$c" >/dev/null 2>&1 || true; done
+  for c in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$c" >/dev/null 2>&1 || true; done
+  for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$c" >/dev/null 2>&1 || true; done
+fi
+stop kube-apiserver
+stop containerd
+stop etcd
+# shims are children of containerd that outlive it; ours name our socket on their command line
+for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTR_SOCK( |\$)" 2>/dev/null || true); do
+  log "killing leftover shim pid $p"; kill -9 "$p" 2>/dev/null || true
+done
+if [ -d "$E2E_STATE/runc" ]; then
+  for c in $("$RUNC" --root "$E2E_STATE/runc" list -q 2>/dev/null || true); do
+    log "killing leftover container $c"
+    "$RUNC" --root "$E2E_STATE/runc" kill -a "$c" KILL 2>/dev/null || true
+    "$RUNC" --root "$E2E_STATE/runc" delete -f "$c" 2>/dev/null || true
+  done
+fi
+
+# 3. mounts under the state dir and the host paths we created (netns, overlays, shm, volumes), deepest first
+mounts_left() {
+  local roots="$E2E_STATE" p
+  for p in $HOST_PATHS; do baseline "absent-path $p" && roots="$roots $p"; done
+  awk '{print $5}' /proc/self/mountinfo | while read -r m; do
+    for r in $roots; do case "$m" in "$r" | "$r"/*) echo "$m" ;; esac; done
+  done | sort -r
+}
+for m in $(mounts_left); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"; done
+
+# 4. links: pod veths on cni0 (normally gone with their netns), cni0 and the node link if we made them
+if ip link show cni0 >/dev/null 2>&1 && baseline "absent-link cni0"; then
+  for v in $(ip -o link show master cni0 2>/dev/null | awk -F'[ :@]+' '{print $2}'); do ip link del "$v" 2>/dev/null || true; done
+  ip link del cni0 && log "deleted cni0"
+fi
+if ip link show "$NODE_LINK" >/dev/null 2>&1 && baseline "absent-link $NODE_LINK"; then
+  ip link del "$NODE_LINK" && log "deleted $NODE_LINK"
+fi
+
+# 5. cgroups the kubelet made (cgroup v1, cgroupfs driver), empty ones only
+if baseline "absent-cgroup kubepods"; then
+  for h in /sys/fs/cgroup/*/kubepods; do
+    [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    [ -d "$h" ] && log "cgroup $h is not empty"
+  done
+fi
+
+# 6. iptables chains the kubelet made (KUBE-*), in tables that had none before
+for ipt in iptables ip6tables; do
+  for t in filter nat mangle; do
+    baseline "absent-kube-chains $ipt $t" || continue
+    "$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A [^ ]+ .*-j KUBE-' | while read -r _ rule; do
+      eval "$ipt -t $t -D $rule" 2>/dev/null || true
+    done
+    chains=$("$ipt-save" -t "$t" 2>/dev/null | grep '^:KUBE-' | cut -d' ' -f1 | tr -d : || true)
+    for c in $chains; do "$ipt" -t "$t" -F "$c" 2>/dev/null || true; done
+    for c in $chains; do "$ipt" -t "$t" -X "$c" 2>/dev/null || true; done
+    [ -z "$chains" ] || log "removed $ipt $t chains: $(echo $chains)"
+  done
+done
+
+# 7. sysctls the kubelet and the bridge plugin changed
+grep '^sysctl ' "$BASE" | while read -r _ k v; do
+  [ "$(sysctl -n "$k")" = "$v" ] || { sysctl -qw "$k=$v"; log "restored $k=$v"; }
+done
+
+# 8. files: refuse to delete through a mount that is still there
+left=$(mounts_left)
+[ -z "$left" ] || die "mounts still present, not removing files: $left"
+for p in $HOST_PATHS; do
+  if baseline "absent-path $p" && [ -e "$p" ]; then rm -rf --one-file-system "$p"; log "removed $p"; fi
+done
+rm -rf --one-file-system "$E2E_STATE"
+log "removed $E2E_STATE; down in $(( $(date +%s) - _e2e_t0 ))s"

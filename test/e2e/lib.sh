@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# Common settings and helpers for the end-to-end harness. Sourced by the scripts in test/e2e.
+
+# Pinned Kubernetes version. v1.37 is the last minor that still accepts containerd 1.x
+# (Debian 12 ships 1.6) and runs on a cgroup v1 host with failCgroupV1: false.
+K8S_VERSION=${K8S_VERSION:-1.37.2}
+
+E2E_STATE=${E2E_STATE:-/tmp/podtrace-e2e}            # everything a running cluster owns
+E2E_CACHE_ROOT=${E2E_CACHE_ROOT:-/var/cache/podtrace-e2e} # built Kubernetes binaries, kept across runs
+
+GO=${GO:-go}
+if ! command -v "$GO" >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH=/usr/local/go/bin:$PATH
+fi
+
+e2e_goversion() { "$GO" env GOVERSION; }
+e2e_bindir() { echo "$E2E_CACHE_ROOT/k8s-v$K8S_VERSION-$(e2e_goversion)"; }
+
+_e2e_t0=${_e2e_t0:-$(date +%s)}
+export _e2e_t0
+log() { printf '[%s +%ss] %s: %s\n' "$(date +%T)" "$(( $(date +%s) - _e2e_t0 ))" "${E2E_SCRIPT:-e2e}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# waitfor DESC TIMEOUT_SECONDS CMD...: poll CMD every 0.2s until it succeeds.
+waitfor() {
+  local d=$1 to=$2 i; shift 2
+  for ((i = 0; i < to * 5; i++)); do
+    if "$@" >/dev/null 2>&1; then log "$d ready"; return 0; fi
+    sleep 0.2
+  done
+  log "timeout after ${to}s waiting for $d"
+  return 1
+}
+
+# The node. Node-specific settings are kept together so a second node can get its own set.
+NODE_NAME=${NODE_NAME:-podtrace-e2e-node}
+NODE_IP=${NODE_IP:-10.250.0.1}         # on an otherwise empty bridge $NODE_LINK, so apiserver->kubelet stays on an address we own
+NODE_LINK=${NODE_LINK:-podtrace-e2e0}
+POD_CIDR=${POD_CIDR:-10.244.0.0/24}
+POD_GW=${POD_GW:-10.244.0.1}
+SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
+SERVICE_IP=${SERVICE_IP:-10.96.0.1}      # first address of SERVICE_CIDR (the kubernetes Service)
+
+# Images, imported into containerd's k8s.io namespace; pods use imagePullPolicy: Never.
+AGENT_IMAGE=${AGENT_IMAGE:-podtrace.local/podtrace-agent:e2e}
+WORKLOAD_IMAGE=${WORKLOAD_IMAGE:-podtrace.local/workload:e2e}
+PAUSE_IMAGE=${PAUSE_IMAGE:-podtrace.local/pause:e2e}
+
+RUNC=${RUNC:-/usr/sbin/runc}
+CNI_BIN=${CNI_BIN:-/usr/lib/cni}
+
+ADMIN_KUBECONFIG=$E2E_STATE/admin.kubeconfig
+USER_KUBECONFIG=$E2E_STATE/user.kubeconfig
+PIDS=$E2E_STATE/pids
+LOGS=$E2E_STATE/logs
+CTR_SOCK=$E2E_STATE/containerd/containerd.sock
+ctr_() { ctr --address "$CTR_SOCK" -n k8s.io "$@"; }
+kc() { kubectl --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
+
+# Paths containerd 1.6 and the kubelet use outside their configured directories.
+# up.sh records in host-baseline which of them did not exist before; down.sh removes only those.
+HOST_PATHS="/run/containerd /var/lib/cni /var/lib/kubelet /var/log/containers /var/log/pods"
+# Sysctls the kubelet or the bridge plugin change; up.sh saves them, down.sh restores them.
+SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom net.ipv4.ip_forward"
+# Written by up.sh before it touches the host, kept after down.sh so check-clean.sh can compare.
+HOST_BASELINE=$E2E_CACHE_ROOT/host-baseline
+
+# pid NAME: the recorded pid of a process the harness started, if it is still alive
+pid_alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+
+# render TEMPLATE OUT: substitute @VARS@ in a config template
+render() {
+  sed -e "s|@STATE@|$E2E_STATE|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@NODE_NAME@|$NODE_NAME|g" \
+      -e "s|@POD_CIDR@|$POD_CIDR|g" -e "s|@POD_GW@|$POD_GW|g" -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g" \
+      -e "s|@AGENT_IMAGE@|$AGENT_IMAGE|g" -e "s|@WORKLOAD_IMAGE@|$WORKLOAD_IMAGE|g" \
+      -e "s|@RUNC@|$RUNC|g" -e "s|@CNI_BIN@|$CNI_BIN|g" "$1" >"$2"
+}

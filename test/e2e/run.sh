@@ -1,0 +1,51 @@
+#!/bin/bash
+# make e2e: bring the cluster up if it is not, run the end-to-end suite through the real
+# kubectl (with kubectl-podtrace on PATH), and tear the cluster down unless KEEP=1.
+#   KEEP=1          keep the cluster (and its state) after the suite
+#   E2E_RUN=regex   run only matching tests;  E2E_TESTFLAGS: more flags for go test
+set -euo pipefail
+E2E_SCRIPT=e2e
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+t=$(date +%s)
+"$HERE/up.sh" >/dev/null
+t_up=$(( $(date +%s) - t ))
+
+finish() {
+  rc=$?
+  if [ "${KEEP:-0}" = 1 ]; then
+    log "KEEP=1: cluster left up; admin kubeconfig $ADMIN_KUBECONFIG, user $USER_KUBECONFIG; make e2e-down removes it"
+  else
+    t=$(date +%s)
+    "$HERE/down.sh" || rc=1
+    "$HERE/check-clean.sh" || rc=1
+    log "teardown ${t_down:=$(( $(date +%s) - t ))}s"
+  fi
+  log "timings: bring-up ${t_up}s, suite ${t_suite:-?}s${t_down:+, teardown ${t_down}s}; exit $rc"
+  exit "$rc"
+}
+trap finish EXIT
+
+# the plugin as a user installs it: an executable kubectl-podtrace on PATH
+mkdir -p "$E2E_STATE/bin"
+if [ -d "$ROOT/cmd/kubectl-podtrace" ]; then
+  make --no-print-directory -C "$ROOT" plugin BIN="$E2E_STATE/bin" >&2
+  log "kubectl-podtrace on PATH from $E2E_STATE/bin"
+fi
+export PATH=$E2E_STATE/bin:$PATH
+export E2E_STATE AGENT_IMAGE WORKLOAD_IMAGE NODE_NAME POD_CIDR
+
+t=$(date +%s)
+cd "$ROOT"
+log "running the end-to-end suite (kubectl $(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(.*\)".*/\1/p' | head -1))"
+set +e
+# shellcheck disable=SC2086
+"$GO" test -tags e2e -count=1 -v ${E2E_RUN:+-run "$E2E_RUN"} ${E2E_TESTFLAGS:-} ./test/e2e/...
+rc=$?
+set -e
+t_suite=$(( $(date +%s) - t ))
+log "suite finished in ${t_suite}s (exit $rc)"
+exit "$rc"

@@ -1,0 +1,143 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The limited user is bound only to the roles in deploy/user-rbac.yaml. These tests
+// prove that this is enough to inject a privileged agent into a pod and read its
+// output, and that PodSecurity still refuses it where baseline is enforced.
+
+func TestLimitedUserIsLimited(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "pods", "-n", "e2e"}, "yes"},
+		{[]string{"patch", "pods", "--subresource=ephemeralcontainers", "-n", "e2e"}, "yes"},
+		{[]string{"get", "pods", "--subresource=log", "-n", "e2e"}, "yes"},
+		{[]string{"create", "pods", "-n", "podtrace-system"}, "yes"},
+		{[]string{"get", "nodes"}, "yes"},
+		// nothing beyond what the plugin needs
+		{[]string{"create", "pods", "-n", "e2e"}, "no"},
+		{[]string{"delete", "pods", "-n", "e2e"}, "no"},
+		{[]string{"create", "pods", "--subresource=exec", "-n", "e2e"}, "no"},
+		{[]string{"get", "secrets", "-n", "podtrace-system"}, "no"},
+		{[]string{"patch", "nodes"}, "no"},
+	} {
+		r := kubectl(t, userConfig, append([]string{"auth", "can-i"}, c.args...)...)
+		if got := strings.TrimSpace(r.stdout); got != c.want {
+			t.Errorf("can-i %s: %q, want %q (%v %s)", strings.Join(c.args, " "), got, c.want, r.err, r.stderr)
+		}
+	}
+}
+
+// debugArgs injects the agent into pod-a as a privileged ephemeral container, the
+// way the plugin does, with kubectl debug.
+func debugArgs(ns, name string) []string {
+	return []string{"debug", "pod-a", "-n", ns, "--container=" + name, "--image=" + agentImage,
+		"--image-pull-policy=Never", "--profile=sysadmin", "--",
+		"/podtrace-agent", "--role", "pod", "--deadline", "3s"}
+}
+
+func TestSmokePrivilegedAgentAsLimitedUser(t *testing.T) {
+	const ns = "e2e"
+	name := uniqueName("smoke")
+	start := time.Now()
+	mustKubectl(t, userConfig, debugArgs(ns, name)...)
+
+	// the container is in the spec, privileged, with our image, never pulled
+	var p pod
+	getJSON(t, userConfig, &p, "get", "pod", "-n", ns, "pod-a")
+	found := false
+	for _, ec := range p.Spec.EphemeralContainers {
+		if ec.Name != name {
+			continue
+		}
+		found = true
+		if ec.Image != agentImage || ec.ImagePullPolicy != "Never" {
+			t.Errorf("ephemeral container %s: image %q pull %q, want %q Never", name, ec.Image, ec.ImagePullPolicy, agentImage)
+		}
+		if ec.SecurityContext == nil || ec.SecurityContext.Privileged == nil || !*ec.SecurityContext.Privileged {
+			t.Errorf("ephemeral container %s is not privileged", name)
+		}
+	}
+	if !found {
+		t.Fatalf("ephemeral container %s not in pod-a's spec", name)
+	}
+
+	// the agent runs to its deadline and exits 0
+	eventually(t, 60*time.Second, "the agent container to terminate", func() (bool, string) {
+		var p pod
+		getJSON(t, userConfig, &p, "get", "pod", "-n", ns, "pod-a")
+		s := p.ephemeralStatus(name)
+		if s == nil {
+			return false, "no status yet"
+		}
+		if w := s.State.Waiting; w != nil && (w.Reason == "ErrImageNeverPull" || strings.Contains(w.Reason, "Err")) {
+			t.Fatalf("agent container waiting: %s: %s", w.Reason, w.Message)
+		}
+		if s.State.Terminated == nil {
+			return false, fmt.Sprintf("%+v", s.State)
+		}
+		if s.State.Terminated.ExitCode != 0 {
+			t.Fatalf("agent exited %d (%s)", s.State.Terminated.ExitCode, s.State.Terminated.Reason)
+		}
+		return true, ""
+	})
+	t.Logf("agent injected, ran and exited in %v", time.Since(start).Round(time.Millisecond))
+
+	// its observation stream is readable by the limited user: hello first, bye last
+	logs := mustKubectl(t, userConfig, "logs", "pod-a", "-n", ns, "-c", name)
+	var kinds []string
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var obs struct {
+			V    int    `json:"v"`
+			Seq  int    `json:"seq"`
+			Kind string `json:"kind"`
+		}
+		if err := json.Unmarshal([]byte(line), &obs); err != nil {
+			t.Fatalf("agent output line is not JSON: %q: %v", line, err)
+		}
+		if obs.V != 1 {
+			t.Errorf("line %q: v=%d, want 1", line, obs.V)
+		}
+		kinds = append(kinds, obs.Kind)
+	}
+	if len(kinds) < 2 || kinds[0] != "hello" || kinds[len(kinds)-1] != "bye" {
+		t.Fatalf("agent output kinds %v, want hello first and bye last; output:\n%s", kinds, logs)
+	}
+}
+
+func TestSmokeBaselineRefusesPrivilegedAgent(t *testing.T) {
+	const ns = "e2e-baseline"
+	var before pod
+	getJSON(t, userConfig, &before, "get", "pod", "-n", ns, "pod-a")
+
+	r := kubectl(t, userConfig, debugArgs(ns, uniqueName("smoke"))...)
+	if r.err == nil {
+		t.Fatalf("privileged ephemeral container accepted in %s:\n%s", ns, r)
+	}
+	msg := r.stdout + r.stderr
+	for _, want := range []string{`violates PodSecurity "baseline:latest"`, "privileged"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("refusal does not mention %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(msg, "forbidden: User") {
+		t.Errorf("refused by RBAC, not by PodSecurity:\n%s", r)
+	}
+
+	var after pod
+	getJSON(t, userConfig, &after, "get", "pod", "-n", ns, "pod-a")
+	if len(after.Spec.EphemeralContainers) != len(before.Spec.EphemeralContainers) {
+		t.Errorf("ephemeral containers of %s/pod-a: %d before, %d after a refused injection",
+			ns, len(before.Spec.EphemeralContainers), len(after.Spec.EphemeralContainers))
+	}
+}

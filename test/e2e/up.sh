@@ -1,0 +1,200 @@
+#!/bin/bash
+# Bring up a real single-node Kubernetes cluster for the end-to-end tests, as root:
+# etcd, kube-apiserver (Node,RBAC authorization, PodSecurity admission), containerd + runc,
+# the bridge CNI (cni0, $POD_CIDR), a kubelet, the project's images, and the fixtures
+# (namespaces, workload pods, the limited user bound to deploy/user-rbac.yaml).
+# Everything lives under $E2E_STATE (default /tmp/podtrace-e2e); down.sh removes it.
+# Running it again while the cluster is up does nothing.
+#
+#   admin kubeconfig:         /tmp/podtrace-e2e/admin.kubeconfig   (system:masters)
+#   limited user kubeconfig:  /tmp/podtrace-e2e/user.kubeconfig    (only the podtrace-user roles)
+set -euo pipefail
+E2E_SCRIPT=up
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+for c in etcd containerd ctr kubectl openssl curl ip iptables-save flock "$RUNC" "$CNI_BIN/bridge" "$CNI_BIN/host-local" "$CNI_BIN/loopback"; do
+  command -v "$c" >/dev/null 2>&1 || die "missing $c (apt-get install containerd runc containernetworking-plugins etcd-server iproute2 iptables openssl curl)"
+done
+
+cluster_ready() {
+  local p
+  for p in etcd containerd kube-apiserver kubelet; do pid_alive "$p" || return 1; done
+  [ -f "$E2E_STATE/up.done" ] && kc get --raw /readyz >/dev/null 2>&1
+}
+if cluster_ready; then
+  log "cluster already up (admin kubeconfig $ADMIN_KUBECONFIG)"
+  echo "$ADMIN_KUBECONFIG"
+  exit 0
+fi
+if [ -d "$PIDS" ] && [ -n "$(ls -A "$PIDS" 2>/dev/null)" ]; then
+  log "a partial cluster is left from an earlier run: tearing it down first"
+  "$HERE/down.sh"
+fi
+for port in 2379 2380 6443 10248 10250; do
+  if ss -Htln "sport = :$port" | grep -q .; then die "port $port is in use by another process"; fi
+done
+
+# --- Kubernetes binaries (cached; cold build ~20 min) -----------------------------------------
+"$HERE/build-k8s.sh"
+KBIN=$(e2e_bindir)
+
+# --- record the host as it was, before touching it -----------------------------------------------
+mkdir -p "$E2E_STATE" "$E2E_CACHE_ROOT"
+if [ ! -f "$E2E_STATE/host-baseline" ]; then
+  # what the host looked like; down.sh undoes exactly what is not in here, check-clean.sh compares with it
+  {
+    for p in $HOST_PATHS; do [ -e "$p" ] || echo "absent-path $p"; done
+    for l in cni0 "$NODE_LINK"; do ip link show "$l" >/dev/null 2>&1 || echo "absent-link $l"; done
+    [ -e /sys/fs/cgroup/cpu/kubepods ] || echo "absent-cgroup kubepods"
+    for ipt in iptables ip6tables; do
+      for t in filter nat mangle; do
+        "$ipt-save" -t "$t" 2>/dev/null | grep -q '^:KUBE-' || echo "absent-kube-chains $ipt $t"
+      done
+    done
+    for s in $SYSCTLS; do echo "sysctl $s $(sysctl -n "$s")"; done
+  } >"$E2E_STATE/host-baseline.tmp"
+  cp "$E2E_STATE/host-baseline.tmp" "$HOST_BASELINE"
+  mv "$E2E_STATE/host-baseline.tmp" "$E2E_STATE/host-baseline"
+fi
+mkdir -p "$PIDS" "$LOGS" "$E2E_STATE"/{etcd,containerd,kubelet,pki,cni/net.d,cni/networks,pod-logs,config}
+
+# start NAME CMD...: run detached in its own session; the pid goes to $PIDS/NAME.pid, output to $LOGS/NAME.log
+start() {
+  local n=$1; shift
+  setsid "$@" >"$LOGS/$n.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$n.pid"
+  log "started $n (pid $!, log $LOGS/$n.log)"
+}
+fail_with_log() { log "last lines of $LOGS/$1.log:"; tail -n 30 "$LOGS/$1.log" >&2 || true; die "$1 did not come up"; }
+
+# --- images ------------------------------------------------------------------------------------
+"$HERE/images.sh"
+
+# --- PKI: one CA; API server and kubelet serving certs; the API server's client cert for kubelets --
+PKI=$E2E_STATE/pki
+if [ ! -f "$PKI/tokens.csv" ]; then
+  s=$(date +%s)
+  (
+    cd "$PKI"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 7 -subj "/CN=podtrace-e2e-ca" 2>/dev/null
+    cert() { # name subject [san]
+      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+      local ext="extendedKeyUsage=serverAuth,clientAuth"
+      [ -n "${3:-}" ] && ext="$ext
+subjectAltName=$3"
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 7 \
+        -extfile <(echo "$ext") 2>/dev/null
+      rm -f "$1.csr"
+    }
+    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
+    cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client"
+    cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    # static tokens: token,user,uid,"group1,group2"
+    {
+      echo "$(openssl rand -hex 24),podtrace-e2e-admin,podtrace-e2e-admin,system:masters"
+      echo "$(openssl rand -hex 24),system:node:$NODE_NAME,system:node:$NODE_NAME,system:nodes"
+      echo "$(openssl rand -hex 24),podtrace-e2e-user,podtrace-e2e-user"
+    } >tokens.csv
+    chmod 600 ./*.key tokens.csv
+  )
+  log "PKI and tokens in $PKI ($(( $(date +%s) - s ))s)"
+fi
+mkkubeconfig() { # file user token
+  cat >"$1" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: podtrace-e2e
+  cluster:
+    server: https://127.0.0.1:6443
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: $2@podtrace-e2e
+  context: {cluster: podtrace-e2e, user: $2}
+current-context: $2@podtrace-e2e
+KC
+  chmod 600 "$1"
+}
+token() { sed -n "${1}p" "$PKI/tokens.csv" | cut -d, -f1; }
+mkkubeconfig "$ADMIN_KUBECONFIG" podtrace-e2e-admin "$(token 1)"
+mkkubeconfig "$E2E_STATE/kubelet.kubeconfig" "system:node:$NODE_NAME" "$(token 2)"
+mkkubeconfig "$USER_KUBECONFIG" podtrace-e2e-user "$(token 3)"
+
+# --- etcd ----------------------------------------------------------------------------------------
+start etcd etcd --name podtrace-e2e --data-dir "$E2E_STATE/etcd/data" \
+  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster podtrace-e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381
+waitfor etcd 30 curl -sf http://127.0.0.1:2379/health || fail_with_log etcd
+
+# --- containerd + bridge CNI, images imported -------------------------------------------------
+render "$HERE/config/containerd.toml.in" "$E2E_STATE/config/containerd.toml"
+render "$HERE/config/cni.conflist.in" "$E2E_STATE/cni/net.d/10-podtrace-e2e.conflist"
+start containerd containerd --config "$E2E_STATE/config/containerd.toml"
+waitfor containerd 30 ctr_ version || fail_with_log containerd
+for t in pause workload agent; do ctr_ images import "$E2E_STATE/images/$t.tar" >/dev/null; done
+log "imported $PAUSE_IMAGE $WORKLOAD_IMAGE $AGENT_IMAGE"
+
+# --- kube-apiserver --------------------------------------------------------------------------
+start kube-apiserver "$KBIN/kube-apiserver" \
+  --etcd-servers=http://127.0.0.1:2379 \
+  --bind-address=127.0.0.1 --secure-port=6443 --advertise-address="$NODE_IP" \
+  --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --token-auth-file="$PKI/tokens.csv" \
+  --authorization-mode=Node,RBAC \
+  --enable-admission-plugins=NodeRestriction,PodSecurity \
+  --disable-admission-plugins=ServiceAccount \
+  --allow-privileged=true \
+  --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+  --kubelet-certificate-authority="$PKI/ca.crt" \
+  --kubelet-preferred-address-types=InternalIP \
+  --endpoint-reconciler-type=none \
+  --service-cluster-ip-range="$SERVICE_CIDR" \
+  --service-account-issuer=https://kubernetes.default.svc \
+  --service-account-key-file="$PKI/sa.pub" \
+  --service-account-signing-key-file="$PKI/sa.key" \
+  --v=1
+waitfor kube-apiserver 180 kc get --raw /readyz || fail_with_log kube-apiserver
+# RBAC bootstrap policy is in place once the system roles exist
+waitfor "RBAC bootstrap roles" 60 kc get clusterrole system:kubelet-api-admin
+kc apply -f "$HERE/fixtures/cluster.yaml" >/dev/null
+
+# --- node: address, kubelet ------------------------------------------------------------------
+if ! ip link show "$NODE_LINK" >/dev/null 2>&1; then
+  ip link add "$NODE_LINK" type bridge
+  ip addr add "$NODE_IP/32" dev "$NODE_LINK"
+  ip link set "$NODE_LINK" up
+fi
+render "$HERE/config/kubelet.yaml.in" "$E2E_STATE/config/kubelet.yaml"
+start kubelet "$KBIN/kubelet" --config="$E2E_STATE/config/kubelet.yaml" \
+  --kubeconfig="$E2E_STATE/kubelet.kubeconfig" --root-dir="$E2E_STATE/kubelet" \
+  --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2
+waitfor "node $NODE_NAME Ready" 180 kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s || fail_with_log kubelet
+
+# --- fixtures: agent namespace and user RBAC from deploy/, test namespaces, pods, the limited user --
+kc apply -f "$ROOT/deploy/agent-namespace.yaml" -f "$ROOT/deploy/user-rbac.yaml" >/dev/null
+kc apply -f "$HERE/fixtures/namespaces.yaml" -f "$HERE/fixtures/user.yaml" >/dev/null
+render "$HERE/fixtures/pods.yaml.in" "$E2E_STATE/config/pods.yaml"
+kc apply -f "$E2E_STATE/config/pods.yaml" >/dev/null
+waitfor "pods Ready" 120 kc wait --for=condition=Ready pod --all -n e2e --timeout=2s || { kc get pods -A -o wide >&2; fail_with_log kubelet; }
+kc wait --for=condition=Ready pod --all -n e2e-baseline --timeout=60s >/dev/null
+
+touch "$E2E_STATE/up.done"
+kc get nodes -o wide >&2
+kc get pods -A -o wide >&2
+log "cluster up in $(( $(date +%s) - _e2e_t0 ))s"
+log "admin kubeconfig:        $ADMIN_KUBECONFIG"
+log "limited user kubeconfig: $USER_KUBECONFIG"
+echo "$ADMIN_KUBECONFIG"
