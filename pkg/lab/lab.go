@@ -19,7 +19,10 @@
 //     pod-a and pod-c on node1, pod-b and pod-d on node2.
 //   - "routed": one node without a bridge, Calico style: host veths
 //     "cali" + 11 hex with proxy_arp, a /32 route per pod, pods routing
-//     via 169.254.1.1 onlink; pod-a, pod-b, pod-c (10.244.0.2-4).
+//     via 169.254.1.1 onlink; pod-a, pod-b, pod-c (10.244.0.2-4). The
+//     node's uplink eth0 (192.168.50.1/24) leads to a namespace
+//     "<prefix>-net" holding its default gateway (.254): proxy ARP only
+//     answers for addresses routed out of another interface.
 //
 // Every lab namespace has IPv6 disabled so that no router solicitations,
 // DAD or MLD reports warm the bridges' FDBs or add noise to a trace: caches
@@ -289,7 +292,10 @@ func (b *builder) settle() error {
 				}
 				for _, lk := range ls {
 					a := lk.Attrs()
-					if a.Flags&net.FlagUp != 0 && a.Flags&net.FlagLoopback == 0 && a.OperState != netlink.OperUp {
+					// Veths end up "up"; devices without carrier
+					// tracking (vxlan, bridge without ports) stay "unknown".
+					settled := a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown && lk.Type() != "veth"
+					if a.Flags&net.FlagUp != 0 && a.Flags&net.FlagLoopback == 0 && !settled {
 						pending = append(pending, a.Name)
 					}
 				}
@@ -441,6 +447,7 @@ type podSpec struct {
 	master   string           // bridge to enslave the host veth to, "" for none
 	podRoute bool             // add a /32 route to the pod via its host veth
 	proxyARP bool             // proxy_arp on the host veth
+	mtu      int              // veth MTU, 0 for 1500
 }
 
 // addPod creates a pod namespace and its veth pair: eth0 inside the pod,
@@ -462,9 +469,13 @@ func (b *builder) addPod(s podSpec) error {
 	}
 	defer podNS.Close()
 	mac := podMAC(ip)
+	mtu := s.mtu
+	if mtu == 0 {
+		mtu = 1500
+	}
 	err = withHandle(s.node.NetNS, func(h *netlink.Handle) error {
 		veth := &netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: s.vethName, MTU: 1500, HardwareAddr: s.hostMAC},
+			LinkAttrs:        netlink.LinkAttrs{Name: s.vethName, MTU: mtu, HardwareAddr: s.hostMAC},
 			PeerName:         "eth0",
 			PeerHardwareAddr: mac,
 			PeerNamespace:    netlink.NsFd(podNS),
@@ -488,6 +499,11 @@ func (b *builder) addPod(s podSpec) error {
 		}
 		if s.proxyARP {
 			if err := inNS(s.node.NetNS, func() error {
+				// Like Calico: answer at once, not after the random
+				// proxy_delay (up to 0.8 s) the kernel applies by default.
+				if err := writeSysctl("net/ipv4/neigh/"+s.vethName+"/proxy_delay", "0"); err != nil {
+					return err
+				}
 				return writeSysctl("net/ipv4/conf/"+s.vethName+"/proxy_arp", "1")
 			}); err != nil {
 				return err
@@ -565,10 +581,210 @@ func (b *builder) bridge() error {
 
 // vxlan builds two flannel-style nodes; see the package documentation.
 func (b *builder) vxlan() error {
-	return errors.New("topology vxlan: not implemented yet")
+	type side struct {
+		node     *Node
+		underlay string // underlay address, no prefix length
+		subnet   string // pod subnet
+		gw       string // cni0 address
+		vtepMAC  net.HardwareAddr
+	}
+	sides := []*side{
+		{underlay: "192.168.50.1", subnet: "10.244.1.0/24", gw: "10.244.1.1"},
+		{underlay: "192.168.50.2", subnet: "10.244.2.0/24", gw: "10.244.2.1"},
+	}
+	for i, s := range sides {
+		n, err := b.addNode(fmt.Sprintf("node%d", i+1), true)
+		if err != nil {
+			return err
+		}
+		s.node = n
+		n.Bridge, n.Uplink = "cni0", "eth0"
+	}
+	// Underlay: one veth, eth0 in each node.
+	node2NS, err := netns.GetFromPath(sides[1].node.Path)
+	if err != nil {
+		return fmt.Errorf("node2: open namespace: %w", err)
+	}
+	defer node2NS.Close()
+	if err := withHandle(sides[0].node.NetNS, func(h *netlink.Handle) error {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: 1500}, PeerName: "eth0", PeerNamespace: netlink.NsFd(node2NS)}
+		if err := h.LinkAdd(v); err != nil {
+			return fmt.Errorf("add underlay veth: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("node1: %w", err)
+	}
+	for _, s := range sides {
+		err := withHandle(s.node.NetNS, func(h *netlink.Handle) error {
+			eth0, err := h.LinkByName("eth0")
+			if err != nil {
+				return fmt.Errorf("find eth0: %w", err)
+			}
+			if err := addAddr(h, eth0, s.underlay+"/24"); err != nil {
+				return err
+			}
+			if err := h.LinkSetUp(eth0); err != nil {
+				return fmt.Errorf("set eth0 up: %w", err)
+			}
+			if err := addBridge(h, "cni0", s.gw+"/24"); err != nil {
+				return err
+			}
+			vx := &netlink.Vxlan{
+				LinkAttrs:    netlink.LinkAttrs{Name: "flannel.1", MTU: 1450},
+				VxlanId:      1,
+				VtepDevIndex: eth0.Attrs().Index,
+				SrcAddr:      net.ParseIP(s.underlay),
+				Port:         8472,
+				Learning:     false,
+			}
+			if err := h.LinkAdd(vx); err != nil {
+				return fmt.Errorf("add vxlan flannel.1: %w", err)
+			}
+			fl, err := h.LinkByName("flannel.1")
+			if err != nil {
+				return fmt.Errorf("find flannel.1: %w", err)
+			}
+			s.vtepMAC = fl.Attrs().HardwareAddr
+			_, sub, _ := net.ParseCIDR(s.subnet)
+			if err := h.AddrAdd(fl, &netlink.Addr{IPNet: &net.IPNet{IP: sub.IP, Mask: net.CIDRMask(32, 32)}}); err != nil {
+				return fmt.Errorf("add %s/32 to flannel.1: %w", sub.IP, err)
+			}
+			if err := h.LinkSetUp(fl); err != nil {
+				return fmt.Errorf("set flannel.1 up: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.node.Name, err)
+		}
+		b.logf("node %s: eth0 %s, cni0 %s/24, flannel.1 VNI 1 port 8472 mac %s", s.node.Name, s.underlay, s.gw, s.vtepMAC)
+	}
+	// What flannel's vxlan backend programs for each remote node: a route
+	// to its subnet via its VTEP address (onlink), a permanent neighbour
+	// for that address with the VTEP MAC, and an FDB entry sending that
+	// MAC to the node's underlay address.
+	for i, s := range sides {
+		r := sides[1-i]
+		err := withHandle(s.node.NetNS, func(h *netlink.Handle) error {
+			fl, err := h.LinkByName("flannel.1")
+			if err != nil {
+				return fmt.Errorf("find flannel.1: %w", err)
+			}
+			idx := fl.Attrs().Index
+			_, sub, _ := net.ParseCIDR(r.subnet)
+			if err := h.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+				Type: unix.RTN_UNICAST, IP: sub.IP, HardwareAddr: r.vtepMAC}); err != nil {
+				return fmt.Errorf("neighbour %s on flannel.1: %w", sub.IP, err)
+			}
+			if err := h.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
+				State: netlink.NUD_PERMANENT, IP: net.ParseIP(r.underlay), HardwareAddr: r.vtepMAC}); err != nil {
+				return fmt.Errorf("fdb %s dst %s on flannel.1: %w", r.vtepMAC, r.underlay, err)
+			}
+			if err := h.RouteAdd(&netlink.Route{LinkIndex: idx, Dst: sub, Gw: sub.IP, Flags: int(netlink.FLAG_ONLINK)}); err != nil {
+				return fmt.Errorf("route %s via %s: %w", sub, sub.IP, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.node.Name, err)
+		}
+	}
+	if err := b.step("vxlan"); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		name string
+		side *side
+		ip   string
+	}{
+		{"pod-a", sides[0], "10.244.1.2"},
+		{"pod-b", sides[1], "10.244.2.2"},
+		{"pod-c", sides[0], "10.244.1.3"},
+		{"pod-d", sides[1], "10.244.2.3"},
+	} {
+		if err := b.addPod(podSpec{
+			name: p.name, node: p.side.node, cidr: p.ip + "/24", gw: p.side.gw,
+			vethName: "veth" + randHex(8), master: "cni0", mtu: 1450,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// calicoGateway is the link-local next hop Calico gives every pod; the
+// host veth answers ARP for it by proxy.
+const calicoGateway = "169.254.1.1"
 
 // routed builds one Calico-style node; see the package documentation.
 func (b *builder) routed() error {
-	return errors.New("topology routed: not implemented yet")
+	node, err := b.addNode("node1", true)
+	if err != nil {
+		return err
+	}
+	// An uplink with a default route, as on a real node: proxy ARP only
+	// answers for addresses the node routes out of another interface,
+	// and the pods' gateway 169.254.1.1 is routed by the default route.
+	// The uplink's far end is the "network" namespace <prefix>-net,
+	// holding the node's default gateway 192.168.50.254.
+	netName := b.lab.Prefix + "-net"
+	if err := createNS(netName, podSysctls); err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	b.lab.made = append(b.lab.made, netName)
+	netNS, err := netns.GetFromPath(nsPath(netName))
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", netName, err)
+	}
+	defer netNS.Close()
+	node.Uplink = "eth0"
+	if err := withHandle(node.NetNS, func(h *netlink.Handle) error {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0", MTU: 1500}, PeerName: "node1", PeerNamespace: netlink.NsFd(netNS)}
+		if err := h.LinkAdd(v); err != nil {
+			return fmt.Errorf("add uplink eth0: %w", err)
+		}
+		up, err := h.LinkByName("eth0")
+		if err != nil {
+			return fmt.Errorf("find eth0: %w", err)
+		}
+		if err := addAddr(h, up, "192.168.50.1/24"); err != nil {
+			return err
+		}
+		if err := h.LinkSetUp(up); err != nil {
+			return fmt.Errorf("set eth0 up: %w", err)
+		}
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: up.Attrs().Index, Gw: net.ParseIP("192.168.50.254")}); err != nil {
+			return fmt.Errorf("default route: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("node1: %w", err)
+	}
+	if err := withHandle(netName, func(h *netlink.Handle) error {
+		up, err := h.LinkByName("node1")
+		if err != nil {
+			return fmt.Errorf("find node1: %w", err)
+		}
+		if err := addAddr(h, up, "192.168.50.254/24"); err != nil {
+			return err
+		}
+		return h.LinkSetUp(up)
+	}); err != nil {
+		return fmt.Errorf("%s: %w", netName, err)
+	}
+	b.logf("node node1: uplink eth0 192.168.50.1/24, default via 192.168.50.254 (namespace %s)", netName)
+	if err := b.step("uplink"); err != nil {
+		return err
+	}
+	hostMAC := net.HardwareAddr{0xee, 0xee, 0xee, 0xee, 0xee, 0xee}
+	for i, name := range []string{"pod-a", "pod-b", "pod-c"} {
+		if err := b.addPod(podSpec{
+			name: name, node: node, cidr: fmt.Sprintf("10.244.0.%d/32", i+2), gw: calicoGateway, onlink: true,
+			vethName: "cali" + randHex(11), hostMAC: hostMAC, podRoute: true, proxyARP: true,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

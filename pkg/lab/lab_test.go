@@ -186,3 +186,80 @@ func TestBadOptions(t *testing.T) {
 		t.Error("bad prefix accepted")
 	}
 }
+
+func TestVXLAN(t *testing.T) {
+	l := build(t, "vxlan")
+	if len(l.Nodes) != 2 || len(l.Pods) != 4 {
+		t.Fatalf("nodes %v pods %v", l.Nodes, l.Pods)
+	}
+	for _, p := range []struct{ pod, node string }{{"pod-a", "node1"}, {"pod-c", "node1"}, {"pod-b", "node2"}, {"pod-d", "node2"}} {
+		if got, _ := l.Pod(p.pod); got.Node != p.node {
+			t.Errorf("%s on %s, want %s", p.pod, got.Node, p.node)
+		}
+	}
+	for _, n := range l.Nodes {
+		if n.Bridge != "cni0" || n.Uplink != "eth0" {
+			t.Errorf("node %+v", n)
+		}
+		if got := strings.TrimSpace(nettest.In(t, n.NetNS, "cat", "/proc/sys/net/ipv4/ip_forward")); got != "1" {
+			t.Errorf("%s ip_forward = %s", n.Name, got)
+		}
+		d := nettest.In(t, n.NetNS, "ip", "-d", "link", "show", "flannel.1")
+		for _, want := range []string{"vxlan id 1", "dstport 8472", "nolearning"} {
+			if !strings.Contains(d, want) {
+				t.Errorf("%s flannel.1 lacks %q:\n%s", n.Name, want, d)
+			}
+		}
+		t.Logf("%s fdb flannel.1: %s", n.Name, nettest.In(t, n.NetNS, "bridge", "fdb", "show", "dev", "flannel.1"))
+		t.Logf("%s neigh flannel.1: %s", n.Name, nettest.In(t, n.NetNS, "ip", "neigh", "show", "dev", "flannel.1"))
+		t.Logf("%s routes: %s", n.Name, nettest.In(t, n.NetNS, "ip", "route"))
+	}
+	ping(t, l, "pod-a", "pod-b") // across the overlay
+	ping(t, l, "pod-a", "pod-c") // same node
+	ping(t, l, "pod-d", "pod-c") // across, the other way
+	ping(t, l, "pod-b", "pod-d")
+	if err := l.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, l)
+}
+
+func TestRouted(t *testing.T) {
+	l := build(t, "routed")
+	if len(l.Nodes) != 1 || len(l.Pods) != 3 || l.Nodes[0].Bridge != "" {
+		t.Fatalf("nodes %v pods %v", l.Nodes, l.Pods)
+	}
+	node := l.Nodes[0].NetNS
+	if got := strings.TrimSpace(nettest.In(t, node, "cat", "/proc/sys/net/ipv4/ip_forward")); got != "1" {
+		t.Errorf("ip_forward = %s", got)
+	}
+	routes := nettest.In(t, node, "ip", "route")
+	for _, p := range l.Pods {
+		if !strings.HasPrefix(p.HostVeth, "cali") || len(p.HostVeth) != 15 {
+			t.Errorf("host veth %q", p.HostVeth)
+		}
+		if got := strings.TrimSpace(nettest.In(t, node, "cat", "/proc/sys/net/ipv4/conf/"+p.HostVeth+"/proxy_arp")); got != "1" {
+			t.Errorf("%s proxy_arp = %s", p.HostVeth, got)
+		}
+		if !strings.Contains(nettest.In(t, node, "ip", "link", "show", p.HostVeth), "ee:ee:ee:ee:ee:ee") {
+			t.Errorf("%s MAC is not ee:ee:ee:ee:ee:ee", p.HostVeth)
+		}
+		if !strings.Contains(routes, p.IP+" dev "+p.HostVeth+" scope link") {
+			t.Errorf("no /32 route for %s via %s:\n%s", p.IP, p.HostVeth, routes)
+		}
+		if r := nettest.In(t, p.NetNS, "ip", "route"); !strings.Contains(r, "default via 169.254.1.1 dev eth0 onlink") {
+			t.Errorf("%s routes:\n%s", p.Name, r)
+		}
+	}
+	ping(t, l, "pod-a", "pod-b")
+	ping(t, l, "pod-a", "pod-c")
+	ping(t, l, "pod-c", "pod-b")
+	a, _ := l.Pod("pod-a")
+	if n := nettest.In(t, a.NetNS, "ip", "neigh"); !strings.Contains(n, "169.254.1.1 dev eth0 lladdr ee:ee:ee:ee:ee:ee") {
+		t.Errorf("pod-a did not resolve its gateway by proxy ARP:\n%s", n)
+	}
+	if err := l.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, l)
+}

@@ -446,3 +446,63 @@ func TestWatch(t *testing.T) {
 		t.Errorf("%d changes after cancel", m-n)
 	}
 }
+
+func TestOverlayAndRouted(t *testing.T) {
+	nettest.RequireRoot(t)
+	for _, topo := range []string{"vxlan", "routed"} {
+		t.Run(topo, func(t *testing.T) {
+			l, err := lab.Build(context.Background(), lab.Options{Prefix: nettest.Prefix(), Topology: topo})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Teardown()
+			topo1 := mustTake(t, l.Nodes[0].NetNS, "before")
+			switch topo {
+			case "vxlan":
+				fl, ok := linkNamed(topo1.Links, "flannel.1")
+				eth0, _ := linkNamed(topo1.Links, "eth0")
+				if !ok || fl.Kind != "vxlan" || fl.VNI != 1 || fl.Port != 8472 || fl.Local != "192.168.50.1" || fl.IfLink != eth0.Index || fl.MTU != 1450 {
+					t.Errorf("flannel.1: %+v (eth0 %d)", fl, eth0.Index)
+				}
+				var fdb, neigh, route bool
+				for _, f := range topo1.FDB {
+					if f.Port == "flannel.1" && f.Dst == "192.168.50.2" && f.Bridge == "" && f.Flags == "self,permanent" {
+						fdb = true
+					}
+				}
+				for _, n := range topo1.Neigh {
+					if n.Dev == "flannel.1" && n.IP == "10.244.2.0" && n.State == "PERMANENT" && n.MAC != "" {
+						neigh = true
+					}
+				}
+				for _, r := range topo1.Routes {
+					if r.Dst == "10.244.2.0/24" && r.Gateway == "10.244.2.0" && r.Dev == "flannel.1" {
+						route = true
+					}
+				}
+				if !fdb || !neigh || !route {
+					t.Errorf("flannel state: fdb %v neigh %v route %v\n%+v\n%+v\n%+v", fdb, neigh, route, topo1.FDB, topo1.Neigh, topo1.Routes)
+				}
+			case "routed":
+				for _, p := range l.Pods {
+					hv, ok := linkNamed(topo1.Links, p.HostVeth)
+					if !ok || !hv.ProxyARP || hv.MAC != "ee:ee:ee:ee:ee:ee" || hv.Master != 0 {
+						t.Errorf("%s: %+v", p.HostVeth, hv)
+					}
+					var route bool
+					for _, r := range topo1.Routes {
+						if r.Dst == p.IP+"/32" && r.Dev == p.HostVeth && r.Scope == "link" {
+							route = true
+						}
+					}
+					if !route {
+						t.Errorf("no /32 route for %s: %+v", p.Name, topo1.Routes)
+					}
+				}
+				if eth0, _ := linkNamed(topo1.Links, "eth0"); eth0.ProxyARP {
+					t.Errorf("uplink has proxy_arp")
+				}
+			}
+		})
+	}
+}
