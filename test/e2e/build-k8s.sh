@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build kube-apiserver and kubelet (plus kube-controller-manager/kube-scheduler with
-# BUILD_CONTROLLERS=1) from the Go module proxy, using k8s.io/kubernetes as a library,
+# BUILD_CONTROLLERS=1, and kubectl with BUILD_KUBECTL=1) from the Go module proxy, using k8s.io/kubernetes as a library,
 # and cache the static binaries in $E2E_CACHE_ROOT/k8s-v<version>-<goversion>/.
 # A cache hit returns at once. The cold build takes ~20 minutes on 2 cores.
 set -euo pipefail
@@ -12,6 +12,7 @@ BIN=$(e2e_bindir)
 SRC=$E2E_CACHE_ROOT/src-v$K8S_VERSION
 want="kube-apiserver kubelet"
 [ "${BUILD_CONTROLLERS:-0}" = 1 ] && want="$want kube-controller-manager kube-scheduler"
+[ "${BUILD_KUBECTL:-0}" = 1 ] && want="$want kubectl"
 
 have_all() { local b; for b in $want; do [ -x "$BIN/$b" ] || return 1; done; }
 if have_all; then log "cached: $BIN ($want)"; exit 0; fi
@@ -25,7 +26,18 @@ if have_all; then log "cached: $BIN ($want)"; exit 0; fi
 log "building Kubernetes v$K8S_VERSION with $(e2e_goversion) into $BIN (cold: ~20 min on 2 cores)"
 mkdir -p "$SRC"
 cd "$SRC"
-if [ ! -f go.sum ] || [ ! -f .ok ]; then
+tools='//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)'
+if [ ! -f go.sum ] || [ ! -f .tidy-ok ] || [ "$(cat tools.go 2>/dev/null)" != "$tools" ]; then
   s=$(date +%s)
   "$GO" mod download "k8s.io/kubernetes@v$K8S_VERSION"
   K=$("$GO" env GOMODCACHE)/k8s.io/kubernetes@v$K8S_VERSION
@@ -37,11 +49,11 @@ if [ ! -f go.sum ] || [ ! -f .ok ]; then
     done
     printf ')\n'
   } >go.mod
-  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubelet"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n' >tools.go
-  rm -f go.sum
+  echo "$tools" >tools.go
+  rm -f go.sum .tidy-ok
   log "resolving modules (go mod tidy, ~1 min)"
   "$GO" mod tidy
-  touch .ok
+  touch .tidy-ok
   log "modules resolved in $(( $(date +%s) - s ))s"
 fi
 

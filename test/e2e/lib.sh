@@ -75,3 +75,8 @@ render() {
       -e "s|@AGENT_IMAGE@|$AGENT_IMAGE|g" -e "s|@WORKLOAD_IMAGE@|$WORKLOAD_IMAGE|g" \
       -e "s|@RUNC@|$RUNC|g" -e "s|@CNI_BIN@|$CNI_BIN|g" "$1" >"$2"
 }
+
+# kubectl: the one on PATH; on a machine without one, the one build-k8s.sh built (BUILD_KUBECTL=1)
+if ! command -v kubectl >/dev/null 2>&1 && [ -x "$(e2e_bindir)/kubectl" ]; then
+  PATH=$(e2e_bindir):$PATH
+fi

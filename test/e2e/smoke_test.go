@@ -93,25 +93,34 @@ func TestSmokePrivilegedAgentAsLimitedUser(t *testing.T) {
 	})
 	t.Logf("agent injected, ran and exited in %v", time.Since(start).Round(time.Millisecond))
 
-	// its observation stream is readable by the limited user: hello first, bye last
+	// its observation stream is readable by the limited user: versioned JSON lines with
+	// consecutive sequence numbers, a hello once armed and a bye at the end
 	logs := mustKubectl(t, userConfig, "logs", "pod-a", "-n", ns, "-c", name)
-	var kinds []string
-	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+	hello, bye := -1, -1
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	for i, line := range lines {
 		var obs struct {
 			V    int    `json:"v"`
 			Seq  int    `json:"seq"`
 			Kind string `json:"kind"`
 		}
 		if err := json.Unmarshal([]byte(line), &obs); err != nil {
-			t.Fatalf("agent output line is not JSON: %q: %v", line, err)
+			t.Fatalf("agent output line %d is not JSON: %q: %v", i+1, line, err)
 		}
-		if obs.V != 1 {
-			t.Errorf("line %q: v=%d, want 1", line, obs.V)
+		if obs.V != 1 || obs.Seq != i+1 {
+			t.Errorf("line %d: v=%d seq=%d, want v=1 seq=%d", i+1, obs.V, obs.Seq, i+1)
 		}
-		kinds = append(kinds, obs.Kind)
+		switch obs.Kind {
+		case "hello":
+			if hello < 0 {
+				hello = i
+			}
+		case "bye":
+			bye = i
+		}
 	}
-	if len(kinds) < 2 || kinds[0] != "hello" || kinds[len(kinds)-1] != "bye" {
-		t.Fatalf("agent output kinds %v, want hello first and bye last; output:\n%s", kinds, logs)
+	if hello < 0 || bye != len(lines)-1 || hello > bye {
+		t.Fatalf("want a hello line and a bye line last; output:\n%s", logs)
 	}
 }
 
