@@ -1,0 +1,35 @@
+// Command kubectl-podtrace is the kubectl plugin: `kubectl podtrace …`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/cli"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	cmd := cli.NewCmdPodtrace(streams)
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		var ec *cli.ExitCodeError
+		if errors.As(err, &ec) {
+			return ec.Code
+		}
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return cli.ExitError
+	}
+	return 0
+}

@@ -1,0 +1,136 @@
+// Command podtrace-agent is the capture agent of kubectl-podtrace. It runs
+// in one network namespace (a pod's, through an ephemeral container, or a
+// node's, through a hostNetwork pod, or any namespace on this host with
+// --netns) and writes the observation stream as JSON lines to stdout.
+// It exits on its own at --deadline, on SIGINT/SIGTERM/SIGHUP, and (with
+// --control stdin) when told to stop or when its input closes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/agent"
+	"github.com/podtrace/kubectl-podtrace/pkg/version"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// enteredEnv marks a re-executed agent that already joined --netns.
+const enteredEnv = "PODTRACE_AGENT_NETNS_ENTERED"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Printf("podtrace-agent %s (commit %s, %s)\n", version.Version, version.Commit, version.GoVersion())
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "podtrace-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		cfg      agent.Config
+		hosts    string
+		netns    string
+		payload  bool
+		spec     wire.ProbeSpec
+		probeArg string
+	)
+	fs := flag.NewFlagSet("podtrace-agent", flag.ContinueOnError)
+	fs.StringVar(&cfg.Role, "role", wire.RolePod, "role: pod (a pod's namespace) or node (a node's root namespace)")
+	fs.StringVar(&cfg.ID, "id", "", "agent id in the stream (default: the role and hostname)")
+	fs.StringVar(&cfg.Name, "name", "", "what this agent watches, for humans (e.g. default/pod-a)")
+	fs.StringVar(&cfg.Node, "node", "", "node name")
+	fs.StringVar(&netns, "netns", "", "network namespace to run in: a name under /var/run/netns or a path such as /proc/PID/ns/net (default: the current one)")
+	fs.StringVar(&hosts, "hosts", "", "comma-separated IPs of the traced pods; the default capture filter follows their traffic")
+	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax (replaces the default filter)")
+	fs.IntVar(&cfg.Snaplen, "snaplen", agent.DefaultSnaplen, "bytes kept per frame (headers only by default)")
+	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
+	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
+	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
+	fs.StringVar(&cfg.Control, "control", "none", "none: probe right after hello; stdin: read \"probe\"/\"stop\" lines, stop at end of input")
+	fs.StringVar(&probeArg, "probe", "", "send probes: icmp, tcp or udp (empty: observe only)")
+	fs.StringVar(&spec.Dst, "dst", "", "probe destination IP")
+	fs.IntVar(&spec.Port, "port", 0, "probe destination port (tcp, udp)")
+	fs.IntVar(&spec.Count, "count", 1, "number of probes")
+	fs.DurationVar(&spec.Interval, "interval", 200*time.Millisecond, "time between probes")
+	fs.DurationVar(&spec.Timeout, "probe-timeout", time.Second, "how long to wait for each probe's reply")
+	fs.IntVar(&spec.ID, "probe-id", 0, "ICMP echo id, or first TCP/UDP source port")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if netns != "" && os.Getenv(enteredEnv) == "" {
+		return enterAndReexec(netns)
+	}
+	if cfg.Role != wire.RolePod && cfg.Role != wire.RoleNode {
+		return fmt.Errorf("--role %q: want pod or node", cfg.Role)
+	}
+	if payload {
+		cfg.Snaplen = agent.PayloadSnaplen
+	}
+	if hosts != "" {
+		cfg.Hosts = strings.Split(hosts, ",")
+	}
+	if probeArg != "" {
+		spec.Proto = probeArg
+		if spec.Dst == "" {
+			return errors.New("--probe needs --dst")
+		}
+		if (spec.Proto == "tcp" || spec.Proto == "udp") && spec.Port == 0 {
+			return fmt.Errorf("--probe %s needs --port", spec.Proto)
+		}
+		if spec.ID == 0 {
+			spec.ID = 33000 + os.Getpid()%20000
+		}
+		cfg.Probe = &spec
+	}
+	if cfg.ID == "" {
+		h, _ := os.Hostname()
+		cfg.ID = cfg.Role + "/" + h
+	}
+	cfg.NetNS = netns
+	cfg.Stdin = os.Stdin
+	cfg.Out = os.Stdout
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+	return agent.Run(ctx, cfg)
+}
+
+// enterAndReexec joins the network namespace and re-executes the agent, so
+// that every thread of the new process lives in it (a Go process cannot
+// move all its threads with setns).
+func enterAndReexec(ns string) error {
+	path := ns
+	if !strings.Contains(ns, "/") {
+		path = "/var/run/netns/" + ns
+	}
+	runtime.LockOSThread()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open network namespace %q: %w", path, err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter network namespace %q: %w (needs CAP_SYS_ADMIN: run as root)", path, err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), enteredEnv+"="+path)
+	return syscall.Exec(exe, os.Args, env)
+}

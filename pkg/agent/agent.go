@@ -1,0 +1,334 @@
+// Package agent is the capture agent: it watches the network namespace it
+// runs in — every interface through one AF_PACKET ring with a kernel BPF
+// filter, plus netlink snapshots and live neighbour/FDB changes — and writes
+// the observation stream (package wire) to its output. The source-side
+// agent also sends the probe. The agent never changes the network state it
+// observes (promiscuous mode on bridges is held by the capture socket and
+// reverted by the kernel when it closes), and it exits on its own at its
+// deadline.
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/capture"
+	"github.com/podtrace/kubectl-podtrace/pkg/decode"
+	"github.com/podtrace/kubectl-podtrace/pkg/filter"
+	"github.com/podtrace/kubectl-podtrace/pkg/netsnap"
+	"github.com/podtrace/kubectl-podtrace/pkg/probe"
+	"github.com/podtrace/kubectl-podtrace/pkg/version"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Snaplen defaults: headers only unless the payload is asked for. 192
+// bytes hold Ethernet + IPv4 + TCP with options + 8 payload bytes even
+// under VXLAN or Geneve outer headers.
+const (
+	DefaultSnaplen = 192
+	PayloadSnaplen = 65535
+)
+
+// Config is what the agent is asked to do. The command line maps onto it
+// one to one (cmd/podtrace-agent).
+type Config struct {
+	ID       string   // agent id in the stream (e.g. "pod-a", "node-1")
+	Role     string   // wire.RolePod or wire.RoleNode
+	Name     string   // what it watches, for humans ("default/pod-a", "node-1")
+	Node     string   // node name
+	NetNS    string   // the namespace it was started in, for humans
+	Hosts    []string // IPs of the traced pods: the default capture filter
+	Filter   string   // tcpdump expression; replaces the default filter
+	Snaplen  int
+	Promisc  bool          // put bridges in promiscuous mode to see bridged unicast
+	Deadline time.Duration // hard limit on the run
+	Probe    *wire.ProbeSpec
+	// Control "stdin" reads commands from Stdin: "probe" starts the probe,
+	// "stop" or end of input stops the agent. "none" starts the probe (if
+	// any) right after hello and runs until the deadline or a signal.
+	Control string
+	Stdin   io.Reader
+	Out     io.Writer
+}
+
+// Why the agent stopped.
+var (
+	errStopped = errors.New("stopped")
+	errDone    = errors.New("done")
+)
+
+// DefaultFilter is the capture filter for a trace between hosts: their
+// mutual traffic, and ARP/ICMP/NDP that involve either (address
+// resolution, errors from routers on the way), also inside VXLAN and
+// Geneve tunnels.
+func DefaultFilter(hosts []string) string {
+	if len(hosts) == 0 {
+		return ""
+	}
+	var each []string
+	for _, h := range hosts {
+		each = append(each, "host "+h)
+	}
+	any := "(" + strings.Join(each, " or ") + ")"
+	flow := any
+	if len(hosts) == 2 {
+		flow = "(" + strings.Join(each, " and ") + ")"
+	}
+	return fmt.Sprintf("%s or ((arp or icmp or icmp6) and %s) or (vxlan and %s) or (geneve and %s)", flow, any, flow, flow)
+}
+
+// Run runs the agent until its deadline, a stop command, or ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Deadline <= 0 {
+		return errors.New("agent: a deadline is required")
+	}
+	if cfg.Snaplen <= 0 {
+		cfg.Snaplen = DefaultSnaplen
+	}
+	for _, h := range cfg.Hosts {
+		if net.ParseIP(h) == nil {
+			return fmt.Errorf("agent: %q is not an IP address", h)
+		}
+	}
+	deadline := time.Now().Add(cfg.Deadline)
+	ctx, cancel := context.WithDeadlineCause(ctx, deadline, context.DeadlineExceeded)
+	defer cancel()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+
+	w := wire.NewWriter(cfg.Out, cfg.ID)
+	fatal := func(err error) error {
+		_ = w.Emit(&wire.Error{Msg: err.Error(), Fatal: true})
+		_ = w.Emit(&wire.Bye{Reason: "error"})
+		return err
+	}
+
+	links, err := netsnap.Links()
+	if err != nil {
+		return fatal(fmt.Errorf("list links: %w", err))
+	}
+	expr := cfg.Filter
+	if expr == "" {
+		expr = DefaultFilter(cfg.Hosts)
+	}
+	prog, err := filter.Assemble(expr, cfg.Snaplen)
+	if err != nil {
+		return fatal(err)
+	}
+	var promisc []int
+	var promiscNames []string
+	if cfg.Promisc {
+		for _, l := range links {
+			if l.Kind == "bridge" {
+				promisc = append(promisc, l.Index)
+				promiscNames = append(promiscNames, l.Name)
+			}
+		}
+	}
+
+	// Live neighbour / FDB / link changes, armed before capture so that
+	// nothing the probe triggers is missed.
+	var names ifNames
+	names.set(links)
+	ready, err := netsnap.Watch(ctx, func(c wire.Change) {
+		if c.Link != nil {
+			names.add(c.Link.Index, c.Link.Name)
+		}
+		_ = w.Emit(&c)
+	})
+	if err != nil {
+		return fatal(fmt.Errorf("watch neighbour and FDB changes: %w", err))
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return fatal(errors.New("netlink subscription did not become ready"))
+	}
+
+	h, err := capture.Open(capture.Config{Filter: prog, Snaplen: cfg.Snaplen, Promisc: promisc})
+	if err != nil {
+		return fatal(err)
+	}
+	defer h.Close()
+
+	if topo, err := netsnap.Take("before"); err != nil {
+		_ = w.Emit(&wire.Error{Msg: "topology snapshot: " + err.Error()})
+	} else {
+		_ = w.Emit(topo)
+	}
+
+	for i := range links {
+		links[i].Captured = links[i].State != "down" || links[i].Kind == "bridge"
+	}
+	inode, _ := netsnap.NetNSInode()
+	host, _ := os.Hostname()
+	hello := &wire.Hello{
+		Role: cfg.Role, Node: cfg.Node, Name: cfg.Name, NetNS: cfg.NetNS, NetNSID: inode,
+		Hostname: host, Version: version.Version, PID: os.Getpid(),
+		Filter: expr, Snaplen: cfg.Snaplen, Promisc: promiscNames, Deadline: deadline,
+		Links: links, Caps: effectiveCaps(), Probe: cfg.Probe, Clock: "realtime",
+	}
+	for _, l := range links {
+		for _, a := range l.Addrs {
+			hello.Addresses = append(hello.Addresses, wire.Address{Index: l.Index, CIDR: a})
+		}
+	}
+	if err := w.Emit(hello); err != nil {
+		return err // nobody is listening
+	}
+
+	// Capture loop.
+	var capWG sync.WaitGroup
+	var emitted uint64
+	capWG.Add(1)
+	go func() {
+		defer capWG.Done()
+		dec := decode.New()
+		fn := func(f capture.Frame) {
+			p := dec.Decode(decode.Input{TS: f.TS, Ifindex: f.Ifindex, Iface: names.get(f.Ifindex),
+				PktType: f.PktType, Len: f.Len, VLAN: f.VLAN, Data: f.Data})
+			_ = w.Emit(p)
+			emitted++
+		}
+		lastFlush := time.Now()
+		for {
+			n, err := h.Read(20*time.Millisecond, fn)
+			if err != nil {
+				if !errors.Is(err, capture.ErrClosed) {
+					_ = w.Emit(&wire.Error{Msg: "capture: " + err.Error()})
+				}
+				return
+			}
+			if n == 0 || time.Since(lastFlush) > 50*time.Millisecond {
+				_ = w.Flush()
+				lastFlush = time.Now()
+			}
+			if ctx.Err() != nil && n == 0 {
+				return // drained: the last block was retired and read
+			}
+		}
+	}()
+
+	// Probe and control.
+	var probeOnce sync.Once
+	startProbe := func() {
+		if cfg.Probe == nil {
+			return
+		}
+		probeOnce.Do(func() {
+			go func() {
+				err := probe.Run(ctx, cfg.Probe, func(p *wire.Probe) { _ = w.Emit(p) })
+				if err != nil && ctx.Err() == nil {
+					_ = w.Emit(&wire.Error{Msg: "probe: " + err.Error()})
+					_ = w.Emit(&wire.Probe{ID: "error", Event: "error", TS: time.Now(), Detail: err.Error(), Done: true})
+				}
+			}()
+		})
+	}
+	if cfg.Control == "stdin" && cfg.Stdin != nil {
+		go func() {
+			sc := bufio.NewScanner(cfg.Stdin)
+			for sc.Scan() {
+				switch strings.TrimSpace(sc.Text()) {
+				case "probe":
+					startProbe()
+				case "stop":
+					stop(errStopped)
+					return
+				}
+			}
+			stop(errStopped) // the plugin went away
+		}()
+	} else {
+		startProbe()
+	}
+
+	<-ctx.Done()
+	reason := "signal"
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errStopped):
+		reason = "stopped"
+	case errors.Is(cause, context.DeadlineExceeded):
+		reason = "deadline"
+	case errors.Is(cause, errDone):
+		reason = "done"
+	}
+	// Let the ring retire its last partly filled block, then stop reading.
+	capWG.Wait()
+	st, err := h.Stats()
+	h.Close()
+	if err == nil {
+		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted})
+	}
+	if topo, err := netsnap.Take("after"); err == nil {
+		_ = w.Emit(topo)
+	}
+	_ = w.Emit(&wire.Bye{Reason: reason})
+	return nil
+}
+
+// ifNames maps ifindex to name, updated from link changes.
+type ifNames struct {
+	mu sync.RWMutex
+	m  map[int]string
+}
+
+func (n *ifNames) set(links []wire.Link) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.m = make(map[int]string, len(links))
+	for _, l := range links {
+		n.m[l.Index] = l.Name
+	}
+}
+
+func (n *ifNames) add(i int, name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.m[i] = name
+}
+
+func (n *ifNames) get(i int) string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if s, ok := n.m[i]; ok {
+		return s
+	}
+	return "if" + strconv.Itoa(i)
+}
+
+// effectiveCaps lists the network-relevant capabilities the agent has.
+func effectiveCaps() []string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return nil
+			}
+			var out []string
+			for _, c := range []struct {
+				bit  uint
+				name string
+			}{{12, "NET_ADMIN"}, {13, "NET_RAW"}, {21, "SYS_ADMIN"}, {39, "BPF"}} {
+				if mask&(1<<c.bit) != 0 {
+					out = append(out, c.name)
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}

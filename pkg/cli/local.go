@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/launch/local"
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// LocalOptions trace between network namespaces of this host.
+type LocalOptions struct {
+	From        string
+	To          string
+	NodeNetNS   []string
+	AgentBinary string
+	TraceOptions
+
+	src, dst    localEnd
+	binary      string
+	nodeTargets []string
+}
+
+type localEnd struct {
+	netns string // "" when the end is only an IP
+	name  string
+	ip    string
+}
+
+// NewCmdLocal is `kubectl podtrace local`.
+func NewCmdLocal(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &LocalOptions{TraceOptions: TraceOptions{IOStreams: streams}}
+	cmd := &cobra.Command{
+		Use:   "local --from NETNS --to NETNS|IP [--node-netns NETNS]...",
+		Short: "Trace between two network namespaces of this host (root)",
+		Long: `Trace between two network namespaces of this host, with the same agents and
+pipeline as on a cluster. NETNS is a name under /var/run/netns or a path such as
+/proc/PID/ns/net. The node namespaces (the ones holding the host ends of the veth
+pairs, the bridge, the uplink) default to the current one.`,
+		Example: `  # Two namespaces joined by veth pairs to a bridge in the current namespace
+  kubectl podtrace local --from blue --to red
+
+  # The node is a namespace too; TCP to port 8080, three probes
+  kubectl podtrace local --from blue --to red --node-netns node1 --proto tcp --port 8080 --count 3
+
+  # Who answers for an address nobody has?
+  kubectl podtrace local --from blue --to 10.0.0.99 --node-netns node1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.From, "from", "", "source network namespace (name or path)")
+	f.StringVar(&o.To, "to", "", "destination network namespace (name or path), or an IP address")
+	f.StringArrayVar(&o.NodeNetNS, "node-netns", nil, "node network namespace to watch (repeatable; default: the current one)")
+	f.StringVar(&o.AgentBinary, "agent-binary", "", "path of podtrace-agent (default: next to this executable, then PATH)")
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// Complete resolves namespaces and addresses.
+func (o *LocalOptions) Complete() error {
+	if o.From == "" || o.To == "" {
+		return errors.New("both --from and --to are required, e.g. `kubectl podtrace local --from ns-a --to ns-b`")
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("local traces enter network namespaces and open raw sockets: run as root")
+	}
+	var err error
+	if o.src, err = resolveEnd(o.From); err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	if o.src.netns == "" {
+		return fmt.Errorf("--from %q must be a network namespace: the probe is sent from there", o.From)
+	}
+	if o.dst, err = resolveEnd(o.To); err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	o.nodeTargets = o.NodeNetNS
+	if len(o.nodeTargets) == 0 {
+		o.nodeTargets = []string{""}
+	}
+	for _, n := range o.NodeNetNS {
+		if _, err := os.Stat(nsFile(n)); err != nil {
+			return fmt.Errorf("--node-netns %q: no such network namespace (see `ip netns list`)", n)
+		}
+	}
+	o.binary, err = local.FindAgent(o.AgentBinary)
+	return err
+}
+
+// Validate checks flag combinations.
+func (o *LocalOptions) Validate() error {
+	if o.src.ip == o.dst.ip {
+		return fmt.Errorf("--from and --to are the same address %s", o.src.ip)
+	}
+	return o.TraceOptions.Validate()
+}
+
+// Run traces.
+func (o *LocalOptions) Run(ctx context.Context) error {
+	plan := localPlan(&o.TraceOptions, o.src, o.dst, o.nodeTargets)
+	return o.RunPlan(ctx, &local.Launcher{Binary: o.binary}, plan, nil)
+}
+
+// localPlan: a pod agent in each end that is a namespace (the source one
+// probes), a node agent in each node namespace.
+func localPlan(t *TraceOptions, src, dst localEnd, nodes []string) session.Plan {
+	s := merge.Session{
+		Src:   merge.Endpoint{Name: src.name, Short: src.name, IP: src.ip, Agent: src.name},
+		Dst:   merge.Endpoint{Name: dst.name, Short: dst.name, IP: dst.ip},
+		Probe: t.ProbeSpec(dst.ip),
+	}
+	hosts := []string{src.ip, dst.ip}
+	p := session.Plan{Session: s}
+	add := func(spec launch.Spec) {
+		t.Apply(&spec)
+		p.Agents = append(p.Agents, spec)
+	}
+	add(launch.Spec{ID: src.name, Role: wire.RolePod, Name: src.name, Target: src.netns, Hosts: hosts, Probe: s.Probe})
+	if dst.netns != "" {
+		p.Session.Dst.Agent = dst.name
+		add(launch.Spec{ID: dst.name, Role: wire.RolePod, Name: dst.name, Target: dst.netns, Hosts: hosts})
+	}
+	for i, n := range nodes {
+		id := "node"
+		if n != "" {
+			id = filepath.Base(n)
+		} else if len(nodes) > 1 {
+			id = fmt.Sprintf("node%d", i+1)
+		}
+		add(launch.Spec{ID: id, Role: wire.RoleNode, Name: id, Target: n, Hosts: hosts})
+	}
+	return p
+}
+
+func nsFile(n string) string {
+	if strings.Contains(n, "/") {
+		return n
+	}
+	return "/var/run/netns/" + n
+}
+
+// resolveEnd reads the address of a namespace's first global IP, or takes
+// an IP as it is.
+func resolveEnd(arg string) (localEnd, error) {
+	if ip := net.ParseIP(arg); ip != nil {
+		return localEnd{name: ip.String(), ip: ip.String()}, nil
+	}
+	path := nsFile(arg)
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return localEnd{}, fmt.Errorf("network namespace %q: %w (see `ip netns list`)", arg, err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return localEnd{}, fmt.Errorf("network namespace %q: %w", arg, err)
+	}
+	defer nl.Close()
+	addrs, err := nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return localEnd{}, fmt.Errorf("addresses of %q: %w", arg, err)
+	}
+	for _, fam := range []bool{true, false} { // IPv4 first
+		for _, a := range addrs {
+			if a.IP.IsGlobalUnicast() && (a.IP.To4() != nil) == fam {
+				return localEnd{netns: arg, name: filepath.Base(arg), ip: a.IP.String()}, nil
+			}
+		}
+	}
+	return localEnd{}, fmt.Errorf("network namespace %q has no global IP address to trace to or from", arg)
+}

@@ -1,0 +1,48 @@
+// Package cli holds the kubectl-podtrace commands: flags become typed
+// options (Complete → Validate → Run), and the engine never sees flags.
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/version"
+)
+
+// NewCmdPodtrace is the root command.
+func NewCmdPodtrace(streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "kubectl-podtrace",
+		Short: "Trace a packet hop by hop between two pods",
+		Long: `kubectl podtrace shows, hop by hop, what happens to a packet between two pods:
+pod eth0 → host veth → bridge (ARP who-has / is-at, FDB) → peer veth → pod eth0,
+how long each hop took, and where it died when it did.`,
+		Example: `  # No cluster needed: a throw-away node built from network namespaces (root)
+  kubectl podtrace lab
+
+  # Between two network namespaces of this host (root)
+  kubectl podtrace local --from ns-a --to ns-b --proto tcp --port 8080`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetOut(streams.Out)
+	cmd.SetErr(streams.ErrOut)
+	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams))
+	return cmd
+}
+
+// NewCmdVersion prints build information.
+func NewCmdVersion(streams genericiooptions.IOStreams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the plugin version, commit, default agent image and Go version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(streams.Out, "kubectl-podtrace %s\ncommit      %s\nagent image %s\ngo          %s\n",
+				version.Version, version.Commit, version.AgentImage, version.GoVersion())
+			return nil
+		},
+	}
+}

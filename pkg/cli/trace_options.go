@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/filter"
+	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/pcapng"
+	"github.com/podtrace/kubectl-podtrace/pkg/render"
+	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Exit codes.
+const (
+	ExitDelivered = 0
+	ExitError     = 1
+	ExitLost      = 3 // the probe was not delivered (lost, partial, ARP unanswered)
+)
+
+// ExitError carries a process exit code through cobra.
+type ExitCodeError struct {
+	Code int
+	Msg  string
+}
+
+func (e *ExitCodeError) Error() string { return e.Msg }
+
+// TraceOptions are the probe and output flags every trace command shares.
+type TraceOptions struct {
+	Proto    string
+	Port     int
+	Count    int
+	Interval time.Duration
+	Wait     time.Duration
+	Passive  bool
+	Duration time.Duration
+	Filter   string
+	Payload  bool
+	Snaplen  int
+	Output   string
+	Color    string
+	Pcap     string
+	Timeout  time.Duration
+
+	genericiooptions.IOStreams
+}
+
+// AddFlags registers the shared flags.
+func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.Proto, "proto", "icmp", "probe protocol: icmp (echo), tcp (a SYN: connect) or udp (one datagram)")
+	f.IntVar(&o.Port, "port", 0, "destination port of a tcp or udp probe")
+	f.IntVar(&o.Count, "count", 1, "number of probes")
+	f.DurationVar(&o.Interval, "interval", 200*time.Millisecond, "time between probes")
+	f.DurationVar(&o.Wait, "wait", time.Second, "how long to wait for each probe's answer")
+	f.BoolVar(&o.Passive, "passive", false, "observe existing traffic instead of probing (see --duration, --filter)")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to observe with --passive")
+	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); default: traffic between the two endpoints and their ARP/ICMP")
+	f.BoolVar(&o.Payload, "payload", false, "capture whole frames, payload included (headers only by default)")
+	f.IntVar(&o.Snaplen, "snaplen", 0, "bytes kept per frame (default 192: headers only)")
+	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json (JSON lines, the last one the verdict)")
+	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
+	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
+	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
+}
+
+// Validate checks the shared flags.
+func (o *TraceOptions) Validate() error {
+	switch o.Proto {
+	case "icmp":
+		if o.Port != 0 {
+			return errors.New("--port applies to --proto tcp or udp, not icmp")
+		}
+	case "tcp", "udp":
+		if o.Port <= 0 || o.Port > 65535 {
+			return fmt.Errorf("--proto %s needs --port between 1 and 65535", o.Proto)
+		}
+	default:
+		return fmt.Errorf("--proto %q: want icmp, tcp or udp", o.Proto)
+	}
+	if o.Count < 1 || o.Count > 1000 {
+		return fmt.Errorf("--count %d: want 1 to 1000", o.Count)
+	}
+	if o.Output != "text" && o.Output != "json" {
+		return fmt.Errorf("--output %q: want text or json", o.Output)
+	}
+	if _, err := render.UseColor(o.Color, o.Out); err != nil {
+		return err
+	}
+	if o.Passive && o.Duration <= 0 {
+		return errors.New("--passive needs a positive --duration")
+	}
+	if o.Filter != "" {
+		if _, err := filter.Compile(o.Filter, 192); err != nil {
+			return err
+		}
+	}
+	if o.Timeout <= 0 {
+		return errors.New("--timeout must be positive")
+	}
+	if o.Passive && o.Duration+10*time.Second > o.Timeout {
+		o.Timeout = o.Duration + 30*time.Second
+	}
+	return nil
+}
+
+// ProbeSpec is the probe to send to dst, nil when passive.
+func (o *TraceOptions) ProbeSpec(dst string) *wire.ProbeSpec {
+	if o.Passive {
+		return nil
+	}
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	// Source ports / ICMP ids from 33000 up: recognisable, clear of the
+	// usual ephemeral range's busiest part.
+	id := 33000 + int(binary.BigEndian.Uint16(b[:]))%20000
+	return &wire.ProbeSpec{Proto: o.Proto, Dst: dst, Port: o.Port, Count: o.Count, Interval: o.Interval, Timeout: o.Wait, ID: id}
+}
+
+// AgentDeadline is how long agents live: the run's timeout plus a margin,
+// so that they outlive a slow plugin but never a dead one for long.
+func (o *TraceOptions) AgentDeadline() time.Duration { return o.Timeout + 15*time.Second }
+
+// Apply copies capture options into an agent spec.
+func (o *TraceOptions) Apply(s *launch.Spec) {
+	s.Filter, s.Payload, s.Snaplen, s.Deadline = o.Filter, o.Payload, o.Snaplen, o.AgentDeadline()
+}
+
+// RunPlan runs a plan and prints the result; the error carries the exit
+// code.
+func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session.Plan, notes []string) error {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	p.Passive, p.Duration = o.Passive, o.Duration
+	res, err := session.Run(ctx, l, p, session.Options{Progress: o.ErrOut})
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("gave up after --timeout %s: %w", o.Timeout, err)
+		}
+		return err
+	}
+	h := render.Header{Armed: res.Armed, Notes: notes}
+	if o.Pcap != "" {
+		f, err := os.Create(o.Pcap)
+		if err != nil {
+			return fmt.Errorf("--pcap: %w", err)
+		}
+		n, werr := pcapng.Write(f, res.Trace)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)
+		}
+		fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
+	}
+	if o.Output == "json" {
+		err = render.JSON(o.Out, res.Trace, h)
+	} else {
+		on, _ := render.UseColor(o.Color, o.Out)
+		err = render.Text(o.Out, res.Trace, h, on)
+	}
+	if err != nil {
+		return err
+	}
+	switch res.Trace.Verdict.Result {
+	case "delivered", "observed":
+		return nil
+	}
+	return &ExitCodeError{Code: ExitLost, Msg: "probe not delivered: " + res.Trace.Verdict.Result}
+}

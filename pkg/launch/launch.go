@@ -1,0 +1,88 @@
+// Package launch defines how agents are started and reached: a Launcher
+// starts the agent binary somewhere (a network namespace of this host, a
+// pod's ephemeral container, a node pod) and hands back its observation
+// stream and a control channel. Everything after that is shared.
+package launch
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Spec is one agent to start.
+type Spec struct {
+	ID       string // unique within the session, e.g. "pod-a", "node-1"
+	Role     string // wire.RolePod or wire.RoleNode
+	Name     string // what it watches, for humans
+	Node     string // node it runs on
+	Target   string // where: a netns name or path (local), a pod or node (Kubernetes)
+	Hosts    []string
+	Filter   string
+	Snaplen  int
+	Payload  bool
+	Deadline time.Duration
+	Probe    *wire.ProbeSpec // set on the agent that sends the probe
+}
+
+// Args is the agent command line for a spec (without the binary and
+// without anything launcher-specific such as --netns). Every launcher runs
+// the agent with these arguments.
+func (s Spec) Args() []string {
+	a := []string{"--role", s.Role, "--id", s.ID, "--control", "stdin",
+		"--deadline", s.Deadline.Round(time.Second).String()}
+	if s.Name != "" {
+		a = append(a, "--name", s.Name)
+	}
+	if s.Node != "" {
+		a = append(a, "--node", s.Node)
+	}
+	if len(s.Hosts) > 0 {
+		a = append(a, "--hosts", strings.Join(s.Hosts, ","))
+	}
+	if s.Filter != "" {
+		a = append(a, "--filter", s.Filter)
+	}
+	if s.Payload {
+		a = append(a, "--payload")
+	} else if s.Snaplen > 0 {
+		a = append(a, "--snaplen", strconv.Itoa(s.Snaplen))
+	}
+	if p := s.Probe; p != nil {
+		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
+			"--interval", p.Interval.String(), "--probe-timeout", p.Timeout.String(), "--probe-id", strconv.Itoa(p.ID))
+		if p.Port != 0 {
+			a = append(a, "--port", strconv.Itoa(p.Port))
+		}
+	}
+	return a
+}
+
+// Agent is a started agent.
+type Agent interface {
+	// Stream is the agent's observation stream; it ends when the agent
+	// exits.
+	Stream() io.Reader
+	// Send writes one control line ("probe", "stop") to the agent.
+	Send(cmd string) error
+	// Stop makes sure the agent is gone: it asks, then insists.
+	Stop(ctx context.Context) error
+	// Diagnostics is what the agent or its runtime said outside the
+	// stream (stderr, a pod's status), for error messages.
+	Diagnostics() string
+}
+
+// Launcher starts agents.
+type Launcher interface {
+	Start(ctx context.Context, s Spec) (Agent, error)
+}
+
+// ProbeControl is the control line that starts the probe.
+const (
+	CmdProbe = "probe"
+	CmdStop  = "stop"
+)

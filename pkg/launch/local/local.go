@@ -1,0 +1,159 @@
+// Package local launches agents as processes inside network namespaces of
+// this host: the lab, `kubectl podtrace local`, and the integration tests.
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+)
+
+// AgentBinaryName is the agent executable's name.
+const AgentBinaryName = "podtrace-agent"
+
+// FindAgent locates the agent binary: the explicit path if given, else
+// next to the running executable, else on PATH.
+func FindAgent(explicit string) (string, error) {
+	if explicit != "" {
+		if _, err := os.Stat(explicit); err != nil {
+			return "", fmt.Errorf("--agent-binary %q: %w", explicit, err)
+		}
+		return explicit, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), AgentBinaryName)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(AgentBinaryName); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("agent binary %q not found next to this executable or on PATH: build it with `make build` or pass --agent-binary", AgentBinaryName)
+}
+
+// Launcher starts agents as local processes.
+type Launcher struct {
+	Binary string
+}
+
+// Start runs the agent in the network namespace s.Target (a name under
+// /var/run/netns or a path; "" = this process's namespace).
+func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, error) {
+	args := s.Args()
+	if s.Target != "" {
+		args = append([]string{"--netns", s.Target}, args...)
+	}
+	cmd := exec.Command(l.Binary, args...)
+	// Own process group: a Ctrl-C on the terminal reaches the plugin,
+	// which then stops its agents in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	a := &agent{cmd: cmd, done: make(chan struct{})}
+	cmd.Stderr = &a.stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	// Our own pipe, not StdoutPipe: Wait must not close the read end
+	// while the stream is still being read.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = pw
+	a.stdin, a.stdout = stdin, pr
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return nil, fmt.Errorf("start agent %s: %w", s.ID, err)
+	}
+	go func() { a.waitErr = cmd.Wait(); close(a.done) }()
+	return a, nil
+}
+
+type agent struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	stdout  io.Reader
+	stderr  lockedBuffer
+	mu      sync.Mutex
+	done    chan struct{}
+	waitErr error
+}
+
+func (a *agent) Stream() io.Reader { return a.stdout }
+
+func (a *agent) Send(cmd string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err := io.WriteString(a.stdin, cmd+"\n")
+	return err
+}
+
+// Stop closes the agent's input (it stops and says bye), then sends
+// SIGTERM, then SIGKILL, each after a grace period bounded by ctx.
+func (a *agent) Stop(ctx context.Context) error {
+	a.mu.Lock()
+	_ = a.stdin.Close()
+	a.mu.Unlock()
+	for _, sig := range []syscall.Signal{0, syscall.SIGTERM, syscall.SIGKILL} {
+		if sig != 0 && a.cmd.Process != nil {
+			_ = a.cmd.Process.Signal(sig)
+		}
+		select {
+		case <-a.done:
+			return nil
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+			_ = a.cmd.Process.Kill()
+			<-a.done
+			return ctx.Err()
+		}
+	}
+	<-a.done
+	return errors.New("agent did not exit")
+}
+
+func (a *agent) Diagnostics() string {
+	s := strings.TrimSpace(a.stderr.String())
+	select {
+	case <-a.done:
+		if a.waitErr != nil {
+			s = strings.TrimSpace(s + " (" + a.waitErr.Error() + ")")
+		}
+	default:
+	}
+	return s
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 64<<10 {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,511 @@
+// Package merge turns the observation streams of a session's agents into
+// one trace: it matches the same packet at every hop by its fingerprint,
+// orders the hops of each packet by topology (then time), computes per-hop
+// deltas, picks out the neighbour and FDB changes that matter for the
+// flow, and decides the verdict from the evidence.
+package merge
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/probe"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Endpoint is one end of the trace.
+type Endpoint struct {
+	Name  string // "default/pod-a", "pod-a"
+	Short string // "pod-a"
+	IP    string
+	Node  string
+	Agent string // id of the agent in its namespace, "" if none
+}
+
+// Session is what the plugin asked for.
+type Session struct {
+	Src, Dst Endpoint
+	Probe    *wire.ProbeSpec // nil when passive
+	Shape    string          // what the launcher knows of the CNI ("bridge cni0")
+}
+
+// Stream is the observations of one agent, in the order it wrote them.
+type Stream struct {
+	Agent   string
+	Display string // "pod-a", "node-1"
+	Gaps    uint64
+	Lines   []*wire.Envelope
+}
+
+// Obs is one packet observed at one interface, placed in its journey.
+type Obs struct {
+	Agent        *AgentInfo
+	If           *Iface
+	P            *wire.Packet
+	Rank         int
+	Delta        time.Duration // since the previous hop of the journey
+	HasDelta     bool
+	NonMonotonic bool // earlier than the previous hop: the kernel stamped it so
+	Note         string
+}
+
+// Journey is one packet across the hops that saw it.
+type Journey struct {
+	ID      int
+	FP      string
+	Toward  bool   // moving from Src toward Dst
+	Probe   string // probe id, if this packet is (the answer to) a probe
+	IsReply bool   // answer to a probe
+	Obs     []*Obs
+	First   time.Time
+}
+
+// Change is a neighbour, FDB or link change that matters for the flow.
+type Change struct {
+	Agent *AgentInfo
+	C     *wire.Change
+	Text  string
+	// At is when the change happened: the kernel timestamp of the frame
+	// that caused it (the first frame from a MAC entering a bridge port,
+	// the ARP frame that taught a neighbour entry) when one was observed,
+	// else when the agent was notified (C.TS), which is later.
+	At    time.Time
+	Cause *Obs
+}
+
+// Item is one entry of the trace in display order: a journey or a change.
+type Item struct {
+	TS      time.Time
+	Journey *Journey
+	Change  *Change
+}
+
+// Hop is one interface of the expected path and what happened there.
+type Hop struct {
+	Place  string // agent display name
+	Label  string
+	Role   string
+	Status string // "seen", "not seen", "not observable"
+}
+
+// Verdict is the trace's conclusion.
+type Verdict struct {
+	Result    string        `json:"result"` // delivered, lost, partial, arp-unanswered, observed
+	Answer    string        `json:"answer,omitempty"`
+	RTT       time.Duration `json:"rttNs,omitempty"`
+	Sent      int           `json:"sent"`
+	Delivered int           `json:"delivered"`
+	Answered  int           `json:"answered"`
+	LastSeen  string        `json:"lastSeen,omitempty"`
+	NotSeen   string        `json:"notSeen,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Path      string        `json:"path,omitempty"`
+	Evidence  []string      `json:"evidence,omitempty"`
+}
+
+// Trace is the merged result.
+type Trace struct {
+	Session  Session
+	Agents   []*AgentInfo
+	Start    time.Time
+	Journeys []*Journey
+	Changes  []*Change
+	Items    []Item
+	Path     []Hop
+	Probes   []*wire.Probe
+	Verdict  Verdict
+	Warnings []string
+	Packets  []*Obs // every packet observation, in time order
+}
+
+// Merge builds the trace.
+func Merge(s Session, streams []Stream) *Trace {
+	t := &Trace{Session: s}
+	byID := map[string]*AgentInfo{}
+	type raw struct {
+		a *AgentInfo
+		p *wire.Packet
+	}
+	var packets []raw
+	for _, st := range streams {
+		a := &AgentInfo{ID: st.Agent, Name: st.Display, Gaps: st.Gaps}
+		byID[st.Agent] = a
+		t.Agents = append(t.Agents, a)
+		for _, e := range st.Lines {
+			switch e.Kind {
+			case wire.KindHello:
+				a.Hello, a.Role, a.Node, a.NetNSID = e.Hello, e.Hello.Role, e.Hello.Node, e.Hello.NetNSID
+				if a.Name == "" {
+					a.Name = e.Hello.Name
+				}
+			case wire.KindPacket:
+				packets = append(packets, raw{a, e.Packet})
+			case wire.KindChange:
+				t.Changes = append(t.Changes, &Change{Agent: a, C: e.Change})
+			case wire.KindProbe:
+				t.Probes = append(t.Probes, e.Probe)
+			case wire.KindStats:
+				a.Stats = append(a.Stats, *e.Stats)
+			case wire.KindError:
+				a.Errors = append(a.Errors, e.Error.Msg)
+			case wire.KindBye:
+				a.Bye = e.Bye.Reason
+			}
+		}
+		if a.Gaps > 0 {
+			t.Warnings = append(t.Warnings, fmt.Sprintf("%s: %d observations lost in transit (sequence gaps)", a.Name, a.Gaps))
+		}
+		for _, stt := range a.Stats {
+			if stt.Drops > 0 {
+				t.Warnings = append(t.Warnings, fmt.Sprintf("%s: the kernel dropped %d of %d captured frames (ring full)", a.Name, stt.Drops, stt.Packets+stt.Drops))
+			}
+		}
+		for _, m := range a.Errors {
+			t.Warnings = append(t.Warnings, a.Name+": "+m)
+		}
+	}
+	g := buildGraph(t.Agents)
+
+	// Every packet observation, placed at its interface.
+	var all []*Obs
+	for _, r := range packets {
+		k := IfKey{r.a.ID, r.p.Index}
+		i := g.ifaces[k]
+		if i == nil { // a link that appeared after hello
+			i = &Iface{Key: k, Name: r.p.Iface, Agent: r.a, Role: "device"}
+			g.add(i)
+		}
+		all = append(all, &Obs{Agent: r.a, If: i, P: r.p})
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].P.TS.Before(all[j].P.TS) })
+	t.Packets = all
+	if len(all) > 0 {
+		t.Start = all[0].P.TS
+	}
+
+	t.Journeys = journeys(all, s)
+	for _, j := range t.Journeys {
+		orderJourney(g, s, j)
+		tagProbe(s, j)
+	}
+	t.Changes = relevantChanges(t, s)
+	t.Path = expectedPath(g, s)
+	t.Verdict = verdict(t, g, s)
+	for _, j := range t.Journeys {
+		for _, o := range j.Obs {
+			if o.NonMonotonic {
+				t.Warnings = append(t.Warnings, "* a hop the kernel stamped earlier than the hop before it (capture points stamp a frame at different moments of its path): shown as measured, ordered by topology")
+				goto done
+			}
+		}
+	}
+done:
+	for _, j := range t.Journeys {
+		t.Items = append(t.Items, Item{TS: j.First, Journey: j})
+	}
+	for _, c := range t.Changes {
+		t.Items = append(t.Items, Item{TS: c.At, Change: c})
+	}
+	sort.SliceStable(t.Items, func(i, j int) bool { return t.Items[i].TS.Before(t.Items[j].TS) })
+	if t.Start.IsZero() && len(t.Items) > 0 {
+		t.Start = t.Items[0].TS
+	}
+	return t
+}
+
+// journeys groups observations by fingerprint. The same fingerprint seen
+// twice at one interface in one direction is a retransmission (an ARP
+// retry, a TCP SYN resent): it starts a new journey.
+func journeys(all []*Obs, s Session) []*Journey {
+	var out []*Journey
+	open := map[string]*Journey{}
+	seen := map[*Journey]map[string]bool{}
+	for _, o := range all {
+		if o.P.FP == "" || !relevant(o.P, s) {
+			continue
+		}
+		at := key(o.If.Key) + "/" + o.P.Dir
+		j := open[o.P.FP]
+		if j == nil || seen[j][at] {
+			j = &Journey{ID: len(out) + 1, FP: o.P.FP, First: o.P.TS, Toward: toward(o.P, s)}
+			out = append(out, j)
+			open[o.P.FP] = j
+			seen[j] = map[string]bool{}
+		}
+		seen[j][at] = true
+		j.Obs = append(j.Obs, o)
+	}
+	return out
+}
+
+// relevant keeps what involves the traced endpoints; everything when
+// passive without endpoints.
+func relevant(p *wire.Packet, s Session) bool {
+	ips := []string{s.Src.IP, s.Dst.IP}
+	if s.Src.IP == "" && s.Dst.IP == "" {
+		return true
+	}
+	has := func(x string) bool {
+		for _, ip := range ips {
+			if ip != "" && x == ip {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case p.ARP != nil:
+		return has(p.ARP.SenderIP) || has(p.ARP.TargetIP)
+	case p.IP != nil:
+		return has(p.IP.Src) || has(p.IP.Dst)
+	}
+	return false
+}
+
+// toward tells whether the packet moves from Src toward Dst.
+func toward(p *wire.Packet, s Session) bool {
+	switch {
+	case p.ARP != nil && p.ARP.Op == "who-has":
+		return p.ARP.SenderIP != s.Dst.IP
+	case p.ARP != nil:
+		return p.ARP.TargetIP != s.Src.IP
+	case p.IP != nil:
+		return p.IP.Dst == s.Dst.IP || p.IP.Src == s.Src.IP && p.IP.Dst != s.Src.IP
+	}
+	return true
+}
+
+// origin is the interface the packet was sent from: where its sender's
+// namespace emitted it, else where it was first seen.
+func origin(g *graph, j *Journey) *Obs {
+	p := j.Obs[0].P
+	sender := ""
+	switch {
+	case p.ARP != nil:
+		sender = p.ARP.SenderIP
+	case p.IP != nil:
+		sender = p.IP.Src
+	}
+	if own := g.ifaceWithIP(sender); own != nil {
+		for _, o := range j.Obs {
+			if o.Agent == own.Agent && o.P.Dir == "out" {
+				return o
+			}
+		}
+	}
+	for _, o := range j.Obs {
+		if o.P.Dir == "out" && o.Agent.Role == wire.RolePod {
+			return o
+		}
+	}
+	return j.Obs[0]
+}
+
+const unreachableRank = 1 << 20
+
+// orderJourney sorts a journey's hops by distance from where the packet
+// was sent, then by time, and computes per-hop deltas and notes.
+func orderJourney(g *graph, s Session, j *Journey) {
+	o0 := origin(g, j)
+	d := g.distances(o0.If.Key)
+	for _, o := range j.Obs {
+		if r, ok := d[key(o.If.Key)]; ok {
+			o.Rank = r
+		} else {
+			o.Rank = unreachableRank
+		}
+	}
+	sort.SliceStable(j.Obs, func(a, b int) bool {
+		x, y := j.Obs[a], j.Obs[b]
+		if x.Rank != y.Rank {
+			return x.Rank < y.Rank
+		}
+		return x.P.TS.Before(y.P.TS)
+	})
+	for i, o := range j.Obs {
+		// The previous hop is the last one of a lower rank (flooded copies
+		// share a rank and each count from the hop before them).
+		// A bridge device's own copy is stamped when the bridge passes the
+		// frame up, after it forwarded it to its ports: a port's delta
+		// counts from the hop before the bridge.
+		for k := i - 1; k >= 0; k-- {
+			if q := j.Obs[k]; q.If.Role == "bridge" && o.If.Master == q.If {
+				continue
+			}
+			if j.Obs[k].Rank < o.Rank || o.Rank == unreachableRank {
+				o.Delta = o.P.TS.Sub(j.Obs[k].P.TS)
+				o.HasDelta = true
+				o.NonMonotonic = o.Delta < 0
+				break
+			}
+		}
+	}
+	// Notes: where a bridge sent the frame.
+	for _, o := range j.Obs {
+		if o.If.Role != "bridge" {
+			continue
+		}
+		var ports []string
+		for _, q := range j.Obs {
+			if q.If.Master == o.If && q.P.Dir == "out" {
+				ports = append(ports, q.If.Label())
+			}
+		}
+		switch {
+		case len(ports) > 1 || (len(ports) == 1 && isFlood(o.P)):
+			o.Note = "flooded to " + strings.Join(ports, ", ")
+		case len(ports) == 1:
+			o.Note = "forwarded to " + ports[0]
+		case len(ports) == 0 && o.P.Dir == "in":
+			o.Note = "to the node's own stack"
+		}
+	}
+	for _, o := range j.Obs {
+		if o.Note == "" && o.If.Master != nil && o.P.Dir == "in" {
+			o.Note = "enters " + o.If.Master.Name
+		}
+	}
+}
+
+func isFlood(p *wire.Packet) bool {
+	return p.Eth != nil && (p.Eth.Dst == "ff:ff:ff:ff:ff:ff" || p.PktType == "broadcast" || p.PktType == "multicast")
+}
+
+// tagProbe marks journeys that are a probe or its answer.
+func tagProbe(s Session, j *Journey) {
+	spec := s.Probe
+	if spec == nil {
+		return
+	}
+	p := j.Obs[0].P
+	if p.IP == nil || p.L4 == nil {
+		return
+	}
+	for seq := 1; seq <= spec.Count; seq++ {
+		id := probe.ID(spec, seq)
+		switch spec.Proto {
+		case "icmp":
+			if (p.L4.Proto == "icmp" || p.L4.Proto == "icmp6") && p.L4.ICMPID == spec.ID&0xffff && p.L4.ICMPSeq == seq {
+				j.Probe, j.IsReply = id, p.L4.Type == "echo-reply"
+				return
+			}
+		case "tcp", "udp":
+			sp := probe.SourcePort(spec, seq)
+			if p.L4.Proto == spec.Proto && p.L4.SrcPort == sp && p.L4.DstPort == spec.Port {
+				j.Probe = id
+				return
+			}
+			if p.L4.Proto == spec.Proto && p.L4.DstPort == sp && p.L4.SrcPort == spec.Port {
+				j.Probe, j.IsReply = id, true
+				return
+			}
+		}
+	}
+	// An ICMP error from the destination (port unreachable) answers the
+	// probe in flight.
+	if (p.L4.Proto == "icmp" || p.L4.Proto == "icmp6") && p.L4.Type == "dest-unreachable" && p.IP.Dst == s.Src.IP {
+		j.IsReply = true
+		j.Probe = "icmp-error"
+	}
+}
+
+// relevantChanges keeps neighbour entries of the endpoints' IPs (and of
+// addresses they resolved by ARP) and FDB entries of their MACs.
+func relevantChanges(t *Trace, s Session) []*Change {
+	ips := map[string]bool{s.Src.IP: true, s.Dst.IP: true}
+	macs := map[string]bool{}
+	for _, j := range t.Journeys {
+		for _, o := range j.Obs {
+			if a := o.P.ARP; a != nil {
+				ips[a.SenderIP], ips[a.TargetIP] = true, true
+				macs[a.SenderMAC] = true
+			}
+			if o.P.Eth != nil && (o.P.IP != nil || o.P.ARP != nil) && o.P.Encap == nil {
+				macs[o.P.Eth.Src] = true
+			}
+		}
+	}
+	delete(ips, "")
+	delete(macs, "00:00:00:00:00:00")
+	var out []*Change
+	for _, c := range t.Changes {
+		w := c.C
+		switch {
+		case w.Neigh != nil && ips[w.Neigh.IP]:
+			was := ""
+			if w.Was != "" {
+				was = " (was: " + w.Was + ")"
+			} else if w.Action == "new" {
+				was = " (new)"
+			}
+			mac := w.Neigh.MAC
+			if mac == "" {
+				mac = "?"
+			}
+			if w.Action == "deleted" {
+				c.Text = fmt.Sprintf("neigh %s %s deleted", w.Neigh.IP, w.Neigh.Dev)
+			} else {
+				c.Text = fmt.Sprintf("neigh %s → %s %s on %s%s", w.Neigh.IP, mac, w.Neigh.State, w.Neigh.Dev, was)
+			}
+		case w.FDB != nil && macs[w.FDB.MAC] && !w.FDB.Local:
+			br := w.FDB.Bridge
+			if br != "" {
+				br += " "
+			}
+			switch w.Action {
+			case "deleted":
+				c.Text = fmt.Sprintf("%sfdb %s on %s removed", br, w.FDB.MAC, w.FDB.Port)
+			case "new":
+				c.Text = fmt.Sprintf("%sfdb %s learned on %s (new)", br, w.FDB.MAC, w.FDB.Port)
+			default:
+				c.Text = fmt.Sprintf("%sfdb %s now on %s (was: %s)", br, w.FDB.MAC, w.FDB.Port, w.Was)
+			}
+		case w.Link != nil && w.Action != "new" && isOperState(w.Was) && w.Was != w.Link.State:
+			c.Text = fmt.Sprintf("link %s %s", w.Link.Name, w.Link.State)
+		default:
+			continue
+		}
+		c.At = c.C.TS
+		if cause := causeOf(t.Packets, c); cause != nil && !cause.P.TS.After(c.C.TS) {
+			c.At, c.Cause = cause.P.TS, cause
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// causeOf finds the frame that made the kernel learn an FDB or neighbour
+// entry: the first frame from the MAC entering that bridge port, or the
+// first ARP frame from that address reaching that namespace.
+func causeOf(all []*Obs, c *Change) *Obs {
+	w := c.C
+	if w.Action != "new" && w.Action != "changed" {
+		return nil
+	}
+	for _, o := range all { // in time order
+		if o.Agent != c.Agent || o.P.Dir != "in" {
+			continue
+		}
+		switch {
+		case w.FDB != nil:
+			if o.P.Eth != nil && o.P.Encap == nil && o.P.Eth.Src == w.FDB.MAC && o.If.Name == w.FDB.Port {
+				return o
+			}
+		case w.Neigh != nil:
+			if a := o.P.ARP; a != nil && a.SenderIP == w.Neigh.IP && a.SenderMAC == w.Neigh.MAC && o.If.Name == w.Neigh.Dev {
+				return o
+			}
+		}
+	}
+	return nil
+}
+
+func isOperState(s string) bool {
+	switch s {
+	case "up", "down", "lowerlayerdown", "dormant", "notpresent", "testing", "unknown":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,229 @@
+package merge
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// IfKey names one interface of one agent's namespace.
+type IfKey struct {
+	Agent string
+	Index int
+}
+
+// Iface is an interface as the merge sees it: where it is and what role it
+// plays on the path.
+type Iface struct {
+	Key    IfKey
+	Name   string
+	Kind   string
+	MAC    string
+	Agent  *AgentInfo
+	Role   string // "pod eth0", "host veth", "bridge", "overlay", "uplink", "loopback", "device"
+	Owner  string // the pod whose host veth this is, when known
+	Master *Iface
+	Link   wire.Link
+}
+
+// Label is how a trace names the interface: "cni0", "veth9f8e7d6c (pod-b)".
+func (i *Iface) Label() string {
+	if i.Owner != "" && i.Role == "host veth" {
+		return i.Name + " (" + i.Owner + ")"
+	}
+	return i.Name
+}
+
+// AgentInfo is what the merge knows of one agent.
+type AgentInfo struct {
+	ID      string
+	Role    string
+	Name    string // display name: "pod-a", "node-1"
+	Node    string
+	Hello   *wire.Hello
+	Gaps    uint64
+	Stats   []wire.Stats
+	Bye     string
+	Errors  []string
+	NetNSID uint64
+}
+
+// graph is the interfaces of all agents and what joins them: veth peers
+// (across namespaces), bridge ports and their bridge, and the routing
+// stack of each namespace joining its unenslaved interfaces.
+type graph struct {
+	ifaces map[IfKey]*Iface
+	byK    map[string]*Iface
+	adj    map[string][]string
+}
+
+func key(k IfKey) string { return k.Agent + "#" + strconv.Itoa(k.Index) }
+
+func stackKey(agent string) string { return agent + "#stack" }
+
+func buildGraph(agents []*AgentInfo) *graph {
+	g := &graph{ifaces: map[IfKey]*Iface{}, byK: map[string]*Iface{}, adj: map[string][]string{}}
+	edge := func(a, b string) {
+		g.adj[a] = append(g.adj[a], b)
+		g.adj[b] = append(g.adj[b], a)
+	}
+	for _, a := range agents {
+		if a.Hello == nil {
+			continue
+		}
+		for _, l := range a.Hello.Links {
+			k := IfKey{a.ID, l.Index}
+			g.add(&Iface{Key: k, Name: l.Name, Kind: l.Kind, MAC: l.MAC, Agent: a, Link: l})
+		}
+		for _, l := range a.Hello.Links {
+			me := g.ifaces[IfKey{a.ID, l.Index}]
+			if l.Master != 0 {
+				if m, ok := g.ifaces[IfKey{a.ID, l.Master}]; ok {
+					me.Master = m
+					edge(key(me.Key), key(m.Key))
+					continue
+				}
+			}
+			if l.Name != "lo" {
+				edge(key(me.Key), stackKey(a.ID))
+			}
+		}
+	}
+	// veth peers across namespaces: each end's iflink is the other's ifindex.
+	for _, a := range g.ifaces {
+		if a.Kind != "veth" || a.Link.IfLink == 0 {
+			continue
+		}
+		for _, b := range g.ifaces {
+			if b.Key.Agent == a.Key.Agent || b.Kind != "veth" || key(a.Key) >= key(b.Key) {
+				continue
+			}
+			if a.Link.IfLink == b.Key.Index && b.Link.IfLink == a.Key.Index && sameHost(a.Agent, b.Agent) {
+				edge(key(a.Key), key(b.Key))
+			}
+		}
+	}
+	// Roles.
+	for _, i := range g.ifaces {
+		switch {
+		case i.Name == "lo":
+			i.Role = "loopback"
+		case i.Kind == "bridge":
+			i.Role = "bridge"
+		case i.Kind == "vxlan" || i.Kind == "geneve":
+			i.Role = "overlay"
+		case i.Agent.Role == wire.RolePod:
+			i.Role = "pod " + i.Name
+		case i.Kind == "veth" && i.Agent.Role == wire.RoleNode && g.peerIsPod(i):
+			i.Role = "host veth"
+		case i.Kind == "veth" && i.Master != nil:
+			i.Role = "host veth"
+		default:
+			i.Role = "uplink"
+		}
+	}
+	for _, i := range g.ifaces {
+		if i.Role == "host veth" {
+			for _, n := range g.adj[key(i.Key)] {
+				if p := g.byKey(n); p != nil && p.Agent.Role == wire.RolePod {
+					i.Owner = p.Agent.Name
+				}
+			}
+		}
+	}
+	return g
+}
+
+// sameHost: agents of different nodes cannot be veth peers, unless the
+// launcher did not say which node they are on.
+func sameHost(a, b *AgentInfo) bool {
+	return a.Node == "" || b.Node == "" || a.Node == b.Node || a.Role == wire.RoleNode && b.Role == wire.RoleNode
+}
+
+func (g *graph) peerIsPod(i *Iface) bool {
+	for _, n := range g.adj[key(i.Key)] {
+		if p := g.byKey(n); p != nil && p.Agent.Role == wire.RolePod {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *graph) byKey(k string) *Iface { return g.byK[k] }
+
+func (g *graph) add(i *Iface) {
+	g.ifaces[i.Key] = i
+	g.byK[key(i.Key)] = i
+}
+
+// distances is a breadth-first walk from one interface.
+func (g *graph) distances(from IfKey) map[string]int {
+	d := map[string]int{key(from): 0}
+	q := []string{key(from)}
+	for len(q) > 0 {
+		n := q[0]
+		q = q[1:]
+		for _, m := range g.adj[n] {
+			if _, ok := d[m]; !ok {
+				d[m] = d[n] + 1
+				q = append(q, m)
+			}
+		}
+	}
+	return d
+}
+
+// path is one shortest path of interfaces from a to b (stack nodes left
+// out), or nil when they are not connected.
+func (g *graph) path(a, b IfKey) []*Iface {
+	prev := map[string]string{key(a): ""}
+	q := []string{key(a)}
+	for len(q) > 0 {
+		n := q[0]
+		q = q[1:]
+		if n == key(b) {
+			break
+		}
+		for _, m := range g.adj[n] {
+			if _, ok := prev[m]; !ok {
+				prev[m] = n
+				q = append(q, m)
+			}
+		}
+	}
+	if _, ok := prev[key(b)]; !ok {
+		return nil
+	}
+	var rev []*Iface
+	for n := key(b); n != ""; n = prev[n] {
+		if i := g.byKey(n); i != nil {
+			rev = append(rev, i)
+		}
+	}
+	out := make([]*Iface, len(rev))
+	for i := range rev {
+		out[i] = rev[len(rev)-1-i]
+	}
+	return out
+}
+
+// ifaceWithIP finds the interface an agent owns that carries ip.
+func (g *graph) ifaceWithIP(ip string) *Iface {
+	want := net.ParseIP(ip)
+	if want == nil {
+		return nil
+	}
+	var best *Iface
+	for _, i := range g.ifaces {
+		for _, a := range i.Link.Addrs {
+			addr, _, err := net.ParseCIDR(a)
+			if err == nil && addr.Equal(want) {
+				if best == nil || i.Agent.Role == wire.RolePod {
+					best = i
+				}
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,121 @@
+package render
+
+import (
+	"encoding/json"
+	"io"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// JSON line kinds (docs/trace-json.md).
+type jsonTrace struct {
+	Kind    string          `json:"kind"` // "trace"
+	Src     merge.Endpoint  `json:"src"`
+	Dst     merge.Endpoint  `json:"dst"`
+	Shape   string          `json:"shape,omitempty"`
+	Probe   *wire.ProbeSpec `json:"probe,omitempty"`
+	Start   time.Time       `json:"start"`
+	ArmedNs time.Duration   `json:"armedNs,omitempty"`
+	Agents  []jsonAgent     `json:"agents"`
+	Notes   []string        `json:"notes,omitempty"`
+}
+
+type jsonAgent struct {
+	ID    string       `json:"id"`
+	Name  string       `json:"name"`
+	Role  string       `json:"role"`
+	Node  string       `json:"node,omitempty"`
+	Bye   string       `json:"bye,omitempty"`
+	Gaps  uint64       `json:"gaps,omitempty"`
+	Stats []wire.Stats `json:"stats,omitempty"`
+}
+
+type jsonHop struct {
+	Kind         string        `json:"kind"` // "hop"
+	TNs          time.Duration `json:"tNs"`  // since the trace start
+	Journey      int           `json:"journey"`
+	Toward       bool          `json:"toward"` // from src toward dst
+	Probe        string        `json:"probe,omitempty"`
+	Reply        bool          `json:"reply,omitempty"`
+	Agent        string        `json:"agent"`
+	Iface        string        `json:"iface"`
+	Role         string        `json:"role"`
+	Owner        string        `json:"owner,omitempty"`
+	DeltaNs      *int64        `json:"deltaNs,omitempty"`
+	NonMonotonic bool          `json:"nonMonotonic,omitempty"`
+	Note         string        `json:"note,omitempty"`
+	Packet       *wire.Packet  `json:"packet"`
+}
+
+type jsonChange struct {
+	Kind       string        `json:"kind"`       // "change"
+	TNs        time.Duration `json:"tNs"`        // when it happened (its causing frame), since the trace start
+	NotifiedNs time.Duration `json:"notifiedNs"` // when the agent was notified, since the trace start
+	Agent      string        `json:"agent"`
+	Text       string        `json:"text"`
+	Change     *wire.Change  `json:"change"`
+}
+
+type jsonPath struct {
+	Kind string      `json:"kind"` // "path"
+	Hops []merge.Hop `json:"hops"`
+}
+
+type jsonWarning struct {
+	Kind string `json:"kind"` // "warning"
+	Msg  string `json:"msg"`
+}
+
+type jsonVerdict struct {
+	Kind string `json:"kind"` // "verdict"
+	merge.Verdict
+}
+
+// JSON writes the trace as JSON lines, one event per line; the last line
+// is the verdict.
+func JSON(w io.Writer, t *merge.Trace, h Header) error {
+	enc := json.NewEncoder(w)
+	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes}
+	for _, a := range t.Agents {
+		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats})
+	}
+	if err := enc.Encode(head); err != nil {
+		return err
+	}
+	for _, it := range t.Items {
+		if ch := it.Change; ch != nil {
+			if err := enc.Encode(jsonChange{Kind: "change", TNs: ch.At.Sub(t.Start), NotifiedNs: ch.C.TS.Sub(t.Start), Agent: ch.Agent.Name, Text: ch.Text, Change: ch.C}); err != nil {
+				return err
+			}
+			continue
+		}
+		j := it.Journey
+		for _, o := range j.Obs {
+			p := *o.P
+			p.Frame = nil
+			hop := jsonHop{Kind: "hop", TNs: o.P.TS.Sub(t.Start), Journey: j.ID, Toward: j.Toward, Probe: j.Probe, Reply: j.IsReply,
+				Agent: o.Agent.Name, Iface: o.If.Name, Role: o.If.Role, Owner: o.If.Owner, NonMonotonic: o.NonMonotonic, Note: o.Note, Packet: &p}
+			if o.HasDelta {
+				d := int64(o.Delta)
+				hop.DeltaNs = &d
+			}
+			if err := enc.Encode(hop); err != nil {
+				return err
+			}
+		}
+	}
+	if len(t.Path) > 0 {
+		if err := enc.Encode(jsonPath{Kind: "path", Hops: t.Path}); err != nil {
+			return err
+		}
+	}
+	for _, m := range t.Warnings {
+		if err := enc.Encode(jsonWarning{Kind: "warning", Msg: m}); err != nil {
+			return err
+		}
+	}
+	return enc.Encode(jsonVerdict{Kind: "verdict", Verdict: t.Verdict})
+}

@@ -1,0 +1,251 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Header is what the plugin knows of the run beyond the streams.
+type Header struct {
+	Armed time.Duration // from start to the last agent's hello
+	Notes []string      // e.g. which injection mode was taken
+}
+
+// Text prints the trace for humans.
+func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
+	c := newColorer(colorOn)
+	b := &strings.Builder{}
+	s := t.Session
+
+	// Header lines.
+	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), s.Src.IP, c.place.Sprint(Safe(s.Dst.Name)), s.Dst.IP)
+	switch {
+	case s.Src.Node != "" && s.Src.Node == s.Dst.Node:
+		fmt.Fprintf(b, " · same node %s", Safe(s.Src.Node))
+	case s.Src.Node != "" && s.Dst.Node != "":
+		fmt.Fprintf(b, " · nodes %s → %s", Safe(s.Src.Node), Safe(s.Dst.Node))
+	}
+	if s.Shape != "" {
+		fmt.Fprintf(b, " · %s", Safe(s.Shape))
+	}
+	fmt.Fprintf(b, " · %s\n", probeText(s.Probe))
+	var ag []string
+	for _, a := range t.Agents {
+		ag = append(ag, fmt.Sprintf("%s (%s)", Safe(a.Name), a.Role))
+	}
+	armed := ""
+	if h.Armed > 0 {
+		armed = fmt.Sprintf(" · all armed in %.2f s", h.Armed.Seconds())
+	}
+	fmt.Fprintf(b, "%s  %s%s\n", c.head.Sprint("agents"), strings.Join(ag, " · "), armed)
+	for _, n := range h.Notes {
+		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("note"), Safe(n))
+	}
+	b.WriteString("\n")
+
+	// Column widths.
+	wPlace, wIf := 4, 4
+	for _, it := range t.Items {
+		if it.Journey != nil {
+			for _, o := range it.Journey.Obs {
+				wPlace = max(wPlace, utf8.RuneCountInString(o.Agent.Name))
+				wIf = max(wIf, utf8.RuneCountInString(o.If.Label()))
+			}
+		} else {
+			wPlace = max(wPlace, utf8.RuneCountInString(it.Change.Agent.Name))
+		}
+	}
+	pad := func(s string, n int) string {
+		if k := utf8.RuneCountInString(s); k < n {
+			return s + strings.Repeat(" ", n-k)
+		}
+		return s
+	}
+	line := func(ts time.Time, placeName, iface, arrow, text, extra string) {
+		d := ts.Sub(t.Start)
+		sign := "+"
+		if d < 0 {
+			sign = ""
+		}
+		rel := fmt.Sprintf("%10s", sign+Dur(d))
+		fmt.Fprintf(b, "%s  %s  %s  %s %s", rel, c.place.Sprint(pad(Safe(placeName), wPlace)), pad(Safe(iface), wIf), arrow, text)
+		if extra != "" {
+			fmt.Fprintf(b, "  %s", extra)
+		}
+		b.WriteString("\n")
+	}
+	for _, it := range t.Items {
+		if ch := it.Change; ch != nil {
+			what := "neigh"
+			if ch.C.What == "fdb" {
+				what = "fdb"
+			}
+			line(ch.At, ch.Agent.Name, what, "  ", c.change.Sprint(Safe(ch.Text)), "")
+			continue
+		}
+		j := it.Journey
+		arrow := "─▶"
+		if !j.Toward {
+			arrow = "◀─"
+		}
+		for k, o := range j.Obs {
+			text := Safe(o.P.Summary)
+			if o.P.ARP != nil {
+				if o.P.ARP.Op == "who-has" && isBroadcast(o.P) {
+					text += " (broadcast)"
+				}
+				text = c.arp.Sprint(text)
+			}
+			var extra []string
+			if k > 0 {
+				text = c.dim.Sprint("…")
+				if o.HasDelta {
+					d := "+" + Dur(o.Delta)
+					if o.NonMonotonic {
+						d = Dur(o.Delta) + "*"
+					}
+					extra = append(extra, d)
+				}
+			}
+			if o.P.Encap != nil {
+				e := o.P.Encap
+				extra = append(extra, fmt.Sprintf("%s vni %d %s:%d → %s:%d", e.Type, e.VNI, e.OuterSrc, e.SrcPort, e.OuterDst, e.DstPort))
+			}
+			if o.Note != "" {
+				extra = append(extra, Safe(o.Note))
+			}
+			if k == len(j.Obs)-1 && j.IsReply && k > 0 {
+				extra = append(extra, "back in "+Dur(o.P.TS.Sub(j.Obs[0].P.TS)))
+			}
+			line(o.P.TS, o.Agent.Name, o.If.Label(), arrow, text, strings.Join(extra, "  "))
+		}
+	}
+	if len(t.Items) == 0 {
+		b.WriteString(c.dim.Sprint("  (no packet of this flow was observed)") + "\n")
+	}
+	b.WriteString("\n")
+
+	// Path.
+	if len(t.Path) > 0 {
+		var hops []string
+		for _, hp := range t.Path {
+			s := Safe(hp.Place + " " + hp.Label)
+			switch hp.Status {
+			case "seen":
+				hops = append(hops, s)
+			case "not observable":
+				hops = append(hops, c.dim.Sprint(s+" (not observable)"))
+			default:
+				hops = append(hops, c.bad.Sprint(s+" (not seen)"))
+			}
+		}
+		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("path"), strings.Join(hops, " → "))
+	}
+	for _, w := range t.Warnings {
+		fmt.Fprintf(b, "%s %s\n", c.warn.Sprint("warning"), Safe(w))
+	}
+	b.WriteString(VerdictLine(t.Verdict, t.Session, c) + "\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// VerdictLine is the last line of a text trace.
+func VerdictLine(v merge.Verdict, s merge.Session, c *colorer) string {
+	if c == nil {
+		c = newColorer(false)
+	}
+	res := strings.ToUpper(v.Result)
+	var parts []string
+	switch v.Result {
+	case "delivered":
+		parts = append(parts, c.ok.Sprint(res))
+		if v.Sent > 1 {
+			parts = append(parts, fmt.Sprintf("%d/%d probes", v.Delivered, v.Sent))
+		}
+		if v.Answer != "" {
+			parts = append(parts, answerText(v.Answer, s))
+		}
+		if v.RTT > 0 {
+			parts = append(parts, "rtt "+Dur(v.RTT))
+		}
+		if v.Path != "" {
+			p := Safe(v.Path)
+			if v.Answer != "none" {
+				p += ", and back"
+			}
+			parts = append(parts, p)
+		}
+	case "observed":
+		parts = append(parts, c.ok.Sprint(res), Safe(v.Reason))
+	default:
+		parts = append(parts, c.bad.Sprint(res))
+		if v.LastSeen != "" {
+			parts = append(parts, "last seen "+Safe(v.LastSeen))
+		}
+		if v.NotSeen != "" {
+			parts = append(parts, "not seen "+Safe(v.NotSeen))
+		}
+		if v.Reason != "" {
+			parts = append(parts, Safe(v.Reason))
+		}
+	}
+	out := c.head.Sprint("verdict") + " " + strings.Join(parts, " · ")
+	for _, e := range v.Evidence {
+		out += "\n        " + Safe(e)
+	}
+	return out
+}
+
+func answerText(a string, s merge.Session) string {
+	switch a {
+	case "syn-ack":
+		return fmt.Sprintf("port %d open (SYN-ACK)", s.Probe.Port)
+	case "rst":
+		return fmt.Sprintf("port %d closed (RST)", s.Probe.Port)
+	case "port-unreachable":
+		return fmt.Sprintf("port %d closed (ICMP port unreachable)", s.Probe.Port)
+	case "none":
+		return "no answer (none required)"
+	case "udp-reply":
+		return "UDP reply"
+	case "echo-reply":
+		return "echo reply"
+	}
+	return a
+}
+
+func probeText(p *wire.ProbeSpec) string {
+	if p == nil {
+		return "passive"
+	}
+	switch p.Proto {
+	case "icmp":
+		return fmt.Sprintf("probe ICMP echo ×%d", p.Count)
+	case "tcp":
+		return fmt.Sprintf("probe TCP SYN to port %d ×%d", p.Port, p.Count)
+	}
+	return fmt.Sprintf("probe UDP to port %d ×%d", p.Port, p.Count)
+}
+
+func isBroadcast(p *wire.Packet) bool {
+	return p.Eth != nil && p.Eth.Dst == "ff:ff:ff:ff:ff:ff"
+}
+
+// Dur prints a duration at a scale a human reads at a glance.
+func Dur(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + Dur(-d)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.3f s", d.Seconds())
+}

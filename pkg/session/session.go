@@ -1,0 +1,256 @@
+// Package session runs one trace: it starts every agent of a plan through a
+// launcher, waits until all of them are armed (said hello), starts the
+// probe (or observes for a while), stops the agents, and merges their
+// streams. It is the same for the lab, local namespaces and clusters.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Plan is what to run.
+type Plan struct {
+	Session merge.Session
+	Agents  []launch.Spec
+	// Passive observes for Duration instead of probing.
+	Passive  bool
+	Duration time.Duration
+}
+
+// Options tune a run.
+type Options struct {
+	ArmTimeout time.Duration // how long agents may take to say hello (default 60s)
+	Grace      time.Duration // how long to keep listening after the probe's outcome (default 300ms)
+	Progress   io.Writer     // lifecycle lines for humans; may be nil
+}
+
+// Result is a finished run.
+type Result struct {
+	Trace *merge.Trace
+	Armed time.Duration // start to the last hello
+	Total time.Duration
+}
+
+type running struct {
+	spec  launch.Spec
+	agent launch.Agent
+	mu    sync.Mutex
+	lines []*wire.Envelope
+	gaps  uint64
+	hello chan struct{}
+	bye   chan struct{} // closed when the stream ends
+	done  bool          // saw the probe's last outcome
+	err   error         // stream error
+	fatal string        // a fatal error the agent reported
+}
+
+// Run runs the plan. Agents are always stopped before it returns, also
+// when ctx is cancelled (Ctrl-C): teardown uses its own context.
+func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, error) {
+	if o.ArmTimeout <= 0 {
+		o.ArmTimeout = 60 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 300 * time.Millisecond
+	}
+	progress := func(format string, a ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, format+"\n", a...)
+		}
+	}
+	start := time.Now()
+	rs := make([]*running, len(p.Agents))
+	probeDone := make(chan struct{})
+	var probeOnce sync.Once
+
+	// Start every agent in parallel.
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.Agents))
+	for i, s := range p.Agents {
+		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{})}
+		rs[i] = r
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			a, err := l.Start(ctx, r.spec)
+			if err != nil {
+				errs[i] = err
+				close(r.bye)
+				return
+			}
+			r.agent = a
+			go r.read(func() { probeOnce.Do(func() { close(probeDone) }) })
+		}(i)
+	}
+	wg.Wait()
+	defer stopAll(rs, progress)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	progress("podtrace: %d agents started, waiting for them to arm", len(rs))
+
+	// Wait for every hello.
+	armCtx, cancel := context.WithTimeout(ctx, o.ArmTimeout)
+	defer cancel()
+	for _, r := range rs {
+		select {
+		case <-r.hello:
+		case <-r.bye:
+			return nil, r.failure("exited before it was armed")
+		case <-armCtx.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("agent %s was not armed within %s: %s", r.spec.ID, o.ArmTimeout, r.diag())
+		}
+	}
+	armed := time.Since(start)
+	progress("podtrace: all agents armed in %.2f s", armed.Seconds())
+
+	// Probe, or observe.
+	if p.Passive {
+		progress("podtrace: observing for %s", p.Duration)
+		select {
+		case <-time.After(p.Duration):
+		case <-ctx.Done():
+		}
+	} else {
+		var prober *running
+		for _, r := range rs {
+			if r.spec.Probe != nil {
+				prober = r
+			}
+		}
+		if prober == nil {
+			return nil, errors.New("plan has no probing agent")
+		}
+		if err := prober.agent.Send(launch.CmdProbe); err != nil {
+			return nil, fmt.Errorf("start probe on %s: %w: %s", prober.spec.ID, err, prober.diag())
+		}
+		spec := prober.spec.Probe
+		limit := time.Duration(spec.Count)*(spec.Interval+spec.Timeout) + 5*time.Second
+		progress("podtrace: probing %s ×%d", spec.Proto, spec.Count)
+		select {
+		case <-probeDone:
+		case <-prober.bye:
+			return nil, prober.failure("exited during the probe")
+		case <-time.After(limit):
+			progress("podtrace: the probe did not finish within %s", limit)
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+	}
+	// Frames still in flight reach the agents' rings, blocks retire, lines
+	// flush: then stop and collect every bye.
+	time.Sleep(o.Grace)
+	for _, r := range rs {
+		_ = r.agent.Send(launch.CmdStop)
+	}
+	byeWait := time.After(10 * time.Second)
+	for _, r := range rs {
+		select {
+		case <-r.bye:
+		case <-byeWait:
+			progress("podtrace: agent %s did not say bye in time; using what it sent", r.spec.ID)
+		}
+	}
+	var streams []merge.Stream
+	for _, r := range rs {
+		r.mu.Lock()
+		streams = append(streams, merge.Stream{Agent: r.spec.ID, Display: r.spec.ID, Gaps: r.gaps, Lines: r.lines})
+		if r.err != nil {
+			streams[len(streams)-1].Lines = append(streams[len(streams)-1].Lines, &wire.Envelope{Kind: wire.KindError, Error: &wire.Error{Msg: "stream: " + r.err.Error()}})
+		}
+		r.mu.Unlock()
+	}
+	t := merge.Merge(p.Session, streams)
+	return &Result{Trace: t, Armed: armed, Total: time.Since(start)}, nil
+}
+
+func (r *running) read(probeDone func()) {
+	defer close(r.bye)
+	rd := wire.NewReader(r.agent.Stream())
+	helloSeen := false
+	for {
+		e, err := rd.Next()
+		if err != nil {
+			if err != io.EOF {
+				r.mu.Lock()
+				r.err = err
+				r.mu.Unlock()
+			}
+			return
+		}
+		r.mu.Lock()
+		r.lines = append(r.lines, e)
+		r.gaps = rd.Gaps
+		if e.Kind == wire.KindError && e.Error.Fatal {
+			r.fatal = e.Error.Msg
+		}
+		r.mu.Unlock()
+		switch {
+		case e.Kind == wire.KindHello && !helloSeen:
+			helloSeen = true
+			close(r.hello)
+		case e.Kind == wire.KindProbe && e.Probe.Done:
+			probeDone()
+		case e.Kind == wire.KindBye:
+			// Keep reading to EOF so the launcher can reap it.
+		}
+	}
+}
+
+func (r *running) diag() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var parts []string
+	if r.fatal != "" {
+		parts = append(parts, r.fatal)
+	}
+	if r.agent != nil {
+		if d := r.agent.Diagnostics(); d != "" {
+			parts = append(parts, d)
+		}
+	}
+	if len(parts) == 0 {
+		return "no diagnostics"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (r *running) failure(what string) error {
+	return fmt.Errorf("agent %s %s: %s", r.spec.ID, what, r.diag())
+}
+
+// stopAll stops every agent with a fresh context: teardown must work when
+// the run's context is already cancelled.
+func stopAll(rs []*running, progress func(string, ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		if r == nil || r.agent == nil {
+			continue
+		}
+		wg.Add(1)
+		go func(r *running) {
+			defer wg.Done()
+			if err := r.agent.Stop(ctx); err != nil {
+				progress("podtrace: stopping agent %s: %v", r.spec.ID, err)
+			}
+		}(r)
+	}
+	wg.Wait()
+}
