@@ -86,9 +86,9 @@ fi
 for ipt in iptables ip6tables; do
   for t in filter nat mangle; do
     baseline "absent-kube-chains $ipt $t" || continue
-    "$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A [^ ]+ .*-j KUBE-' | while read -r _ rule; do
+    while read -r _ rule; do
       eval "$ipt -t $t -D $rule" 2>/dev/null || true
-    done
+    done < <("$ipt-save" -t "$t" 2>/dev/null | grep -E '^-A [^ ]+ .*-j KUBE-' || true)
     chains=$("$ipt-save" -t "$t" 2>/dev/null | grep '^:KUBE-' | cut -d' ' -f1 | tr -d : || true)
     for c in $chains; do "$ipt" -t "$t" -F "$c" 2>/dev/null || true; done
     for c in $chains; do "$ipt" -t "$t" -X "$c" 2>/dev/null || true; done
@@ -97,9 +97,9 @@ for ipt in iptables ip6tables; do
 done
 
 # 7. sysctls the kubelet and the bridge plugin changed
-grep '^sysctl ' "$BASE" | while read -r _ k v; do
+while read -r _ k v; do
   [ "$(sysctl -n "$k")" = "$v" ] || { sysctl -qw "$k=$v"; log "restored $k=$v"; }
-done
+done < <(grep '^sysctl ' "$BASE" || true)
 
 # 8. files: refuse to delete through a mount that is still there
 left=$(mounts_left)
