@@ -24,7 +24,7 @@ for d in /proc/[0-9]*; do
   case "$cmd" in
     *"$E2E_STATE"* | *"$E2E_CACHE_ROOT/k8s-"*) problem "process $p: $cmd" ;;
   esac
-  if baseline "absent-cgroup kubepods" && grep -q ':/kubepods' "$d/cgroup" 2>/dev/null; then
+  if grep -qE ':/(kubepods|k8s\.io)(/|$)' "$d/cgroup" 2>/dev/null; then
     problem "process $p in a pod cgroup: $cmd"
   fi
 done
@@ -52,9 +52,10 @@ while read -r v; do problem "link $v (a pod veth)"; done < <(ip -o link show typ
   awk -F'[ :@]+' '{print $2}' | grep -E '^veth[0-9a-f]{8}$' || true)
 
 # cgroups
-if baseline "absent-cgroup kubepods"; then
-  for h in /sys/fs/cgroup/*/kubepods; do [ -e "$h" ] && problem "cgroup $h"; done
-fi
+for g in $CGROUPS; do
+  baseline "absent-cgroup $g" || continue
+  for h in /sys/fs/cgroup/*/"$g"; do [ -e "$h" ] && problem "cgroup $h"; done
+done
 
 # iptables chains
 for ipt in iptables ip6tables; do

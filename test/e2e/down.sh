@@ -74,13 +74,15 @@ if ip link show "$NODE_LINK" >/dev/null 2>&1 && baseline "absent-link $NODE_LINK
   ip link del "$NODE_LINK" && log "deleted $NODE_LINK"
 fi
 
-# 5. cgroups the kubelet made (cgroup v1, cgroupfs driver), empty ones only
-if baseline "absent-cgroup kubepods"; then
-  for h in /sys/fs/cgroup/*/kubepods; do
-    [ -d "$h" ] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    [ -d "$h" ] && log "cgroup $h is not empty"
+# 5. cgroups the kubelet and containerd made (cgroup v1, cgroupfs driver), empty ones only
+for g in $CGROUPS; do
+  baseline "absent-cgroup $g" || continue
+  for h in /sys/fs/cgroup/*/"$g"; do
+    [ -d "$h" ] || continue
+    find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    if [ -d "$h" ]; then log "cgroup $h is not empty"; fi
   done
-fi
+done
 
 # 6. iptables chains the kubelet made (KUBE-*), in tables that had none before
 for ipt in iptables ip6tables; do

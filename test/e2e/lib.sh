@@ -60,6 +60,8 @@ kc() { kubectl --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
 # Paths containerd 1.6 and the kubelet use outside their configured directories.
 # up.sh records in host-baseline which of them did not exist before; down.sh removes only those.
 HOST_PATHS="/run/containerd /var/lib/cni /var/lib/kubelet /var/log/containers /var/log/pods"
+# cgroup v1 parents: the kubelet's pods (cgroupfs driver) and containerd's own containers in k8s.io
+CGROUPS="kubepods k8s.io"
 # Sysctls the kubelet or the bridge plugin change; up.sh saves them, down.sh restores them.
 SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom net.ipv4.ip_forward"
 # Written by up.sh before it touches the host, kept after down.sh so check-clean.sh can compare.

@@ -49,7 +49,7 @@ if [ ! -f "$E2E_STATE/host-baseline" ]; then
   {
     for p in $HOST_PATHS; do [ -e "$p" ] || echo "absent-path $p"; done
     for l in cni0 "$NODE_LINK"; do ip link show "$l" >/dev/null 2>&1 || echo "absent-link $l"; done
-    [ -e /sys/fs/cgroup/cpu/kubepods ] || echo "absent-cgroup kubepods"
+    for g in $CGROUPS; do [ -e "/sys/fs/cgroup/cpu/$g" ] || echo "absent-cgroup $g"; done
     for ipt in iptables ip6tables; do
       for t in filter nat mangle; do
         "$ipt-save" -t "$t" 2>/dev/null | grep -q '^:KUBE-' || echo "absent-kube-chains $ipt $t"
