@@ -62,7 +62,7 @@ import (
 // position of the problem.
 func Compile(expr string, snaplen int) ([]bpf.Instruction, error) {
 	if snaplen <= 0 || snaplen > 1<<30 {
-		return nil, fmt.Errorf("filter %q: invalid snaplen %d", expr, snaplen)
+		return nil, wrap(expr, fmt.Errorf("invalid snaplen %d", snaplen))
 	}
 	toks, err := lex(expr)
 	if err != nil {
@@ -101,12 +101,18 @@ func Assemble(expr string, snaplen int) ([]bpf.RawInstruction, error) {
 	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
-		return nil, fmt.Errorf("filter %q: %v", expr, err)
+		return nil, wrap(expr, err)
 	}
 	return raw, nil
 }
 
+// maxQuoted bounds how much of a long expression an error message quotes.
+const maxQuoted = 100
+
 func wrap(expr string, err error) error {
+	if len(expr) > maxQuoted {
+		expr = expr[:maxQuoted] + "..."
+	}
 	var pe *posError
 	if errors.As(err, &pe) {
 		if pe.noOffset {

@@ -201,9 +201,17 @@ func (p *parser) parseTerm() (node, error) {
 	if p.mayStartArith() {
 		save, saveLast := p.pos, p.last
 		n, err := p.parseRelation()
+		if err != nil {
+			p.pos = save
+		}
 		if err == nil {
 			p.last = nil
 			return n, nil
+		}
+		// Only a parenthesis or a number may also begin a boolean term
+		// ("(tcp or udp)", "host 10.0.0.1 or 10.0.0.2").
+		if t := p.peek(); !(t.kind == tokOp && t.text == "(") && !p.isNumber() {
+			return nil, err
 		}
 		relErr = err
 		p.pos, p.last = save, saveLast
