@@ -126,8 +126,9 @@ func (rs *relState) gen(e arith) ([]bpf.Instruction, error) {
 	case lenArith:
 		return []bpf.Instruction{bpf.LoadExtension{Num: bpf.ExtLen}}, nil
 	case *negArith:
+		// 0 - A rather than the neg instruction, which x/net/bpf's VM lacks.
 		code, err := rs.gen(e.x)
-		return append(code, bpf.NegateA{}), err
+		return append(code, bpf.TAX{}, bpf.LoadConstant{Dst: bpf.RegA, Val: 0}, bpf.ALUOpX{Op: bpf.ALUOpSub}), err
 	case *binArith:
 		lcode, err := rs.gen(e.l)
 		if err != nil {

@@ -101,6 +101,11 @@ var tcpdumpExprs = []string{
 	"less 80",
 	"len > 200",
 	"len - 14 >= ip[2:2]",
+	"(tcp[13] & 2) != 0 and ((tcp) and (port 80 or port 443))",
+	"not (tcp[13] & 2 = 0)",
+	"-ip[8] < -63 and ip[9] % 5 = 1",
+	"ip[9] ^ 6 = 0 or 1 + 1 = 3",
+	"udp[len - 60 - ((ip[0] & 0xf) << 2)] = 0",
 	"geneve",
 	"geneve 43",
 	"geneve and icmp",
@@ -151,7 +156,7 @@ func tcpdumpMatches(t testing.TB, path, expr string) map[int]bool {
 	t.Helper()
 	args := []string{"-tt", "-nn", "-r", path}
 	if expr != "" {
-		args = append(args, expr)
+		args = append(args, "--", expr)
 	}
 	cmd := exec.Command("tcpdump", args...)
 	var out, errb bytes.Buffer
