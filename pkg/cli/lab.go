@@ -81,8 +81,9 @@ func (o *LabOptions) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(o.ErrOut, "podtrace: building the %s lab\n", o.Topology)
-	l, err := lab.Build(ctx, lab.Options{Topology: o.Topology})
+	prefix := lab.NewPrefix()
+	fmt.Fprintf(o.ErrOut, "podtrace: building the %s lab %s\n", o.Topology, prefix)
+	l, err := lab.Build(ctx, lab.Options{Topology: o.Topology, Prefix: prefix})
 	if err != nil {
 		return err
 	}

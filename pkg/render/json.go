@@ -36,8 +36,8 @@ type jsonHop struct {
 	Kind         string        `json:"kind"` // "hop"
 	TNs          time.Duration `json:"tNs"`  // since the trace start
 	Journey      int           `json:"journey"`
-	Toward       bool          `json:"toward"` // from src toward dst
-	Probe        string        `json:"probe,omitempty"`
+	Toward       bool          `json:"toward"`            // from src toward dst
+	Probe        string        `json:"probeId,omitempty"` // e.g. "icmp/1"
 	Reply        bool          `json:"reply,omitempty"`
 	Agent        string        `json:"agent"`
 	Iface        string        `json:"iface"`

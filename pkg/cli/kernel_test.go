@@ -1,0 +1,489 @@
+package cli
+
+// Real-kernel tests of whole traces: network namespaces, veth pairs, a
+// bridge, ARP, nftables, and the agent binary, driven through the same
+// commands a user runs.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/podtrace/kubectl-podtrace/internal/nettest"
+	"github.com/podtrace/kubectl-podtrace/pkg/lab"
+)
+
+var agentBinary string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // kernel tests skip or fail on their own
+		}
+		if dir := os.Getenv("PODTRACE_BIN"); dir != "" {
+			agentBinary = filepath.Join(dir, "podtrace-agent")
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "podtrace-agent-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		agentBinary = filepath.Join(dir, "podtrace-agent")
+		out, err := exec.Command("go", "build", "-o", agentBinary, "../../cmd/podtrace-agent").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// podtrace runs the plugin's command line in-process.
+func podtrace(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := NewCmdPodtrace(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	cmd.SetArgs(append(args, "--agent-binary", agentBinary))
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	err := cmd.ExecuteContext(ctx)
+	code := 0
+	var ec *ExitCodeError
+	switch {
+	case errors.As(err, &ec):
+		code = ec.Code
+	case err != nil:
+		code = ExitError
+		errOut.WriteString("error: " + err.Error() + "\n")
+	}
+	t.Logf("podtrace %s → exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	return result{out.String(), errOut.String(), code}
+}
+
+// JSON lines, as a consumer would read them.
+type hopLine struct {
+	Kind    string `json:"kind"`
+	Journey int    `json:"journey"`
+	Toward  bool   `json:"toward"`
+	Probe   string `json:"probeId"`
+	Reply   bool   `json:"reply"`
+	Agent   string `json:"agent"`
+	Iface   string `json:"iface"`
+	Role    string `json:"role"`
+	Owner   string `json:"owner"`
+	DeltaNs *int64 `json:"deltaNs"`
+	Note    string `json:"note"`
+	Text    string `json:"text"`
+	Result  string `json:"result"`
+	Answer  string `json:"answer"`
+	Reason  string `json:"reason"`
+	Last    string `json:"lastSeen"`
+	NotSeen string `json:"notSeen"`
+	Packet  *struct {
+		Dir     string `json:"dir"`
+		Summary string `json:"summary"`
+		ARP     *struct {
+			Op       string `json:"op"`
+			SenderIP string `json:"senderIp"`
+			TargetIP string `json:"targetIp"`
+		} `json:"arp"`
+		L4 *struct {
+			Proto string `json:"proto"`
+			Type  string `json:"type"`
+			Flags string `json:"flags"`
+		} `json:"l4"`
+	} `json:"packet"`
+	Agents []struct {
+		Name  string `json:"name"`
+		Bye   string `json:"bye"`
+		Stats []struct {
+			Packets, Drops uint64
+		} `json:"stats"`
+	} `json:"agents"`
+}
+
+func parseJSON(t *testing.T, out string) (lines []hopLine) {
+	t.Helper()
+	for i, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var h hopLine
+		if err := json.Unmarshal([]byte(l), &h); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", i+1, err, l)
+		}
+		lines = append(lines, h)
+	}
+	if len(lines) == 0 || lines[len(lines)-1].Kind != "verdict" {
+		t.Fatalf("the last JSON line must be the verdict:\n%s", out)
+	}
+	return lines
+}
+
+// journeyHops returns, for the first journey whose first hop matches, the
+// hops in the order printed.
+func journeyHops(lines []hopLine, match func(h hopLine) bool) []hopLine {
+	id := 0
+	for _, h := range lines {
+		if h.Kind == "hop" && id == 0 && match(h) {
+			id = h.Journey
+		}
+	}
+	var out []hopLine
+	for _, h := range lines {
+		if h.Kind == "hop" && h.Journey == id && id != 0 {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func place(h hopLine) string { return h.Agent + ":" + h.Iface }
+
+func buildLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	nettest.RequireRoot(t)
+	prefix := nettest.Prefix()
+	l, err := lab.Build(context.Background(), lab.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Teardown(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		assertNothingLeft(t, prefix)
+	})
+	return l
+}
+
+// assertNothingLeft: no namespace and no agent process of this prefix.
+func assertNothingLeft(t *testing.T, prefix string) {
+	t.Helper()
+	if left, _ := lab.Leftovers(prefix); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte("podtrace-agent")) && bytes.Contains(b, []byte(prefix+"-")) {
+			t.Errorf("agent process left behind: %s: %q", p, bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		}
+	}
+}
+
+func pod(t *testing.T, l *lab.Lab, name string) lab.Pod {
+	p, ok := l.Pod(name)
+	if !ok {
+		t.Fatalf("lab has no %s", name)
+	}
+	return p
+}
+
+func TestLabTraceShowsARPFloodFDBAndEchoAtEveryHop(t *testing.T) {
+	nettest.RequireRoot(t)
+	r := podtrace(t, "lab", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("lab exited %d", r.code)
+	}
+	m := regexp.MustCompile(`building the bridge lab (pt[0-9a-f]{4})`).FindStringSubmatch(r.stderr)
+	if m == nil {
+		t.Fatalf("no lab prefix in progress output:\n%s", r.stderr)
+	}
+	assertNothingLeft(t, m[1])
+	lines := parseJSON(t, r.stdout)
+
+	// ARP who-has from pod-a: at pod-a eth0, its host veth, the bridge,
+	// flooded out of pod-b's and pod-c's veths, into pod-b's eth0.
+	who := journeyHops(lines, func(h hopLine) bool {
+		return h.Packet.ARP != nil && h.Packet.ARP.Op == "who-has" && h.Packet.ARP.SenderIP == "10.244.0.2"
+	})
+	roles := map[string]int{}
+	var outVeths []string
+	for _, h := range who {
+		roles[h.Role]++
+		if h.Role == "host veth" && h.Packet.Dir == "out" {
+			outVeths = append(outVeths, h.Iface)
+		}
+	}
+	if len(who) == 0 || place(who[0]) != "pod-a:eth0" || who[0].Packet.Dir != "out" {
+		t.Fatalf("who-has must start at pod-a:eth0 going out; got %+v", who)
+	}
+	if roles["bridge"] != 1 || roles["host veth"] != 3 || roles["pod eth0"] != 2 {
+		t.Errorf("who-has seen at roles %v; want pod-a eth0, pod-a's veth, cni0, pod-b's and pod-c's veths, pod-b eth0", roles)
+	}
+	if len(outVeths) != 2 {
+		t.Errorf("who-has flooded out of %v; want pod-b's and pod-c's veths", outVeths)
+	}
+	var bridgeNote string
+	for _, h := range who {
+		if h.Role == "bridge" {
+			bridgeNote = h.Note
+		}
+	}
+	if !strings.HasPrefix(bridgeNote, "flooded to ") || strings.Count(bridgeNote, "veth") != 2 {
+		t.Errorf("bridge note %q; want it flooded to two veths", bridgeNote)
+	}
+
+	// is-at from pod-b: back to pod-a only, never out of pod-c's veth.
+	isAt := journeyHops(lines, func(h hopLine) bool { return h.Packet.ARP != nil && h.Packet.ARP.Op == "is-at" })
+	if len(isAt) == 0 || place(isAt[0]) != "pod-b:eth0" || place(isAt[len(isAt)-1]) != "pod-a:eth0" {
+		t.Fatalf("is-at must go from pod-b:eth0 to pod-a:eth0: %+v", isAt)
+	}
+	for _, h := range isAt {
+		if h.Role == "host veth" && h.Packet.Dir == "out" && h.Owner != "pod-a" {
+			t.Errorf("is-at left the bridge on %s (owner %q); it must only reach pod-a", h.Iface, h.Owner)
+		}
+	}
+
+	// Echo request and reply at every hop, in topology order, with deltas.
+	wantReq := []string{"pod eth0", "host veth", "bridge", "host veth", "pod eth0"}
+	for _, c := range []struct {
+		name  string
+		reply bool
+		first string
+	}{{"request", false, "pod-a"}, {"reply", true, "pod-b"}} {
+		hops := journeyHops(lines, func(h hopLine) bool { return h.Probe == "icmp/1" && h.Reply == c.reply })
+		var got []string
+		for i, h := range hops {
+			got = append(got, h.Role)
+			if i > 0 && h.DeltaNs == nil {
+				t.Errorf("echo %s hop %d (%s) has no delta", c.name, i, place(h))
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(wantReq, ",") || hops[0].Agent != c.first {
+			t.Errorf("echo %s hops %v from %s; want %v from %s", c.name, got, place(hops[0]), wantReq, c.first)
+		}
+	}
+
+	// The bridge learned both MACs; the verdict is delivered with an RTT.
+	var fdb int
+	for _, h := range lines {
+		if h.Kind == "change" && strings.Contains(h.Text, "fdb") && strings.Contains(h.Text, "learned") {
+			fdb++
+		}
+	}
+	if fdb < 2 {
+		t.Errorf("want the bridge to learn pod-a's and pod-b's MACs, saw %d fdb changes", fdb)
+	}
+	v := lines[len(lines)-1]
+	if v.Result != "delivered" || v.Answer != "echo-reply" {
+		t.Errorf("verdict %+v; want delivered with an echo reply", v)
+	}
+	// Every agent said bye and the kernel dropped nothing.
+	for _, a := range lines[0].Agents {
+		if a.Bye == "" {
+			t.Errorf("agent %s said no bye", a.Name)
+		}
+		for _, s := range a.Stats {
+			if s.Drops != 0 {
+				t.Errorf("agent %s: kernel drops %d", a.Name, s.Drops)
+			}
+		}
+	}
+}
+
+func TestTextVerdictEqualsJSONVerdictAndHasNoEscapes(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-c")
+	args := []string{"local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", l.Nodes[0].NetNS}
+	js := podtrace(t, append(args, "-o", "json")...)
+	tx := podtrace(t, append(args, "--color", "never")...)
+	auto := podtrace(t, args...) // a buffer is not a terminal: no color either
+	if js.code != 0 || tx.code != 0 || auto.code != 0 {
+		t.Fatalf("exit codes %d %d %d", js.code, tx.code, auto.code)
+	}
+	for _, out := range []string{tx.stdout, auto.stdout} {
+		if strings.Contains(out, "\x1b[") {
+			t.Errorf("escape codes in uncolored output:\n%q", out)
+		}
+	}
+	lines := parseJSON(t, js.stdout)
+	v := lines[len(lines)-1]
+	if !strings.Contains(tx.stdout, "verdict "+strings.ToUpper(v.Result)+" ") {
+		t.Errorf("text verdict differs from JSON verdict %q:\n%s", v.Result, tx.stdout)
+	}
+	colored := podtrace(t, append(args, "--color", "always")...)
+	if !strings.Contains(colored.stdout, "\x1b[") {
+		t.Errorf("--color always printed no color")
+	}
+}
+
+// nft runs an nftables script inside a namespace of the lab.
+func nft(t *testing.T, ns, script string) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("nft is needed (apt-get install nftables): %v", err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v\n%s\n%s", ns, err, out, script)
+	}
+}
+
+func TestDropBetweenBridgeAndPodBVethIsLostThere(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	node := l.Nodes[0].NetNS
+	nft(t, node, fmt.Sprintf(`table bridge podtrace_test {
+  chain drop_to_pod { type filter hook forward priority 0; oifname "%s" ip protocol icmp drop; }
+}`, b.HostVeth))
+	r := podtrace(t, "local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", node, "-o", "json", "--wait", "500ms")
+	if r.code != ExitLost {
+		t.Fatalf("exit %d; want %d (lost)", r.code, ExitLost)
+	}
+	v := parseJSON(t, r.stdout)
+	last := v[len(v)-1]
+	if last.Result != "lost" {
+		t.Fatalf("verdict %+v; want lost", last)
+	}
+	if !strings.Contains(last.NotSeen, b.HostVeth) {
+		t.Errorf("not seen %q; want pod-b's veth %s", last.NotSeen, b.HostVeth)
+	}
+	if !strings.Contains(last.Last, "cni0") && !strings.Contains(last.Last, a.HostVeth) {
+		t.Errorf("last seen %q; want the bridge or pod-a's veth", last.Last)
+	}
+	if !strings.Contains(last.Reason, "bridge") {
+		t.Errorf("reason %q should name the bridge", last.Reason)
+	}
+	// The request never reached pod-b's veth or eth0.
+	for _, h := range journeyHops(v, func(h hopLine) bool { return h.Probe == "icmp/1" && !h.Reply }) {
+		if h.Iface == b.HostVeth || h.Agent == b.NetNS {
+			t.Errorf("dropped request seen at %s", place(h))
+		}
+	}
+}
+
+func TestAbsentDestinationIsARPUnanswered(t *testing.T) {
+	l := buildLab(t)
+	a := pod(t, l, "pod-a")
+	node := l.Nodes[0].NetNS
+	r := podtrace(t, "local", "--from", a.NetNS, "--to", "10.244.0.99", "--node-netns", node, "-o", "json", "--wait", "2s")
+	if r.code != ExitLost {
+		t.Fatalf("exit %d; want %d", r.code, ExitLost)
+	}
+	v := parseJSON(t, r.stdout)
+	last := v[len(v)-1]
+	if last.Result != "arp-unanswered" || !strings.Contains(last.Reason, "who-has 10.244.0.99") {
+		t.Errorf("verdict %+v; want arp-unanswered for 10.244.0.99", last)
+	}
+	// The who-has was flooded to every other port of the bridge.
+	who := journeyHops(v, func(h hopLine) bool { return h.Packet.ARP != nil && h.Packet.ARP.TargetIP == "10.244.0.99" })
+	outs := 0
+	for _, h := range who {
+		if h.Role == "host veth" && h.Packet.Dir == "out" {
+			outs++
+		}
+	}
+	if outs != 2 {
+		t.Errorf("who-has for the absent address flooded to %d ports; want 2", outs)
+	}
+}
+
+func TestDestinationLinkDownIsARPUnanswered(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	node := l.Nodes[0].NetNS
+	nettest.Run(t, "ip", "-n", node, "link", "set", b.HostVeth, "down")
+	r := podtrace(t, "local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", node, "-o", "json", "--wait", "2s")
+	if r.code != ExitLost {
+		t.Fatalf("exit %d; want %d", r.code, ExitLost)
+	}
+	v := parseJSON(t, r.stdout)
+	if last := v[len(v)-1]; last.Result != "arp-unanswered" || !strings.Contains(last.Reason, b.IP) {
+		t.Errorf("verdict %+v; want arp-unanswered for %s", last, b.IP)
+	}
+}
+
+// inNetNS runs fn on a thread inside the namespace; sockets it opens stay
+// in that namespace. The thread is discarded afterwards.
+func inNetNS(t *testing.T, path string, fn func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		h, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTCPAndUDPProbes(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	node := l.Nodes[0].NetNS
+	var tcp net.Listener
+	var udp net.PacketConn
+	inNetNS(t, b.Path, func() (err error) {
+		if tcp, err = net.Listen("tcp", ":8080"); err != nil {
+			return err
+		}
+		udp, err = net.ListenPacket("udp", ":8081")
+		return err
+	})
+	defer tcp.Close()
+	defer udp.Close()
+	base := []string{"local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", node, "-o", "json", "--wait", "500ms"}
+	for _, c := range []struct {
+		name, proto, port, answer string
+		flags                     []string // request flags, answer flags
+	}{
+		{"tcp open", "tcp", "8080", "syn-ack", []string{"SYN", "SYN,ACK"}},
+		{"tcp closed", "tcp", "9", "rst", []string{"SYN", "RST,ACK"}},
+		{"udp listening", "udp", "8081", "none", nil},
+		{"udp closed", "udp", "9", "port-unreachable", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := podtrace(t, append(base, "--proto", c.proto, "--port", c.port)...)
+			if r.code != 0 {
+				t.Fatalf("exit %d; want delivered", r.code)
+			}
+			v := parseJSON(t, r.stdout)
+			last := v[len(v)-1]
+			if last.Result != "delivered" || last.Answer != c.answer {
+				t.Fatalf("verdict %+v; want delivered, answer %s", last, c.answer)
+			}
+			req := journeyHops(v, func(h hopLine) bool { return h.Probe == c.proto+"/1" && !h.Reply })
+			if len(req) != 5 || place(req[0]) != a.NetNS+":eth0" || place(req[4]) != b.NetNS+":eth0" {
+				t.Fatalf("request hops %+v; want 5 from pod-a's eth0 to pod-b's eth0", req)
+			}
+			if c.flags != nil {
+				ans := journeyHops(v, func(h hopLine) bool { return h.Probe == c.proto+"/1" && h.Reply })
+				if req[0].Packet.L4.Flags != c.flags[0] || len(ans) == 0 || ans[0].Packet.L4.Flags != c.flags[1] {
+					t.Errorf("flags: request %q answer %v; want %v", req[0].Packet.L4.Flags, ans, c.flags)
+				}
+			}
+		})
+	}
+}
