@@ -59,7 +59,13 @@ import (
 // Compile compiles a tcpdump-style expression into a classic BPF program
 // that returns snaplen for a matching frame and 0 otherwise. An empty
 // expression matches everything. Errors are one line and name the
-// position of the problem.
+// position of the problem as a 0-based byte offset into expr.
+//
+// Programs never exceed MaxInstructions and conditional jumps never skip
+// more than 255 instructions (farther targets go through an
+// unconditional jump). The kernel also charges a socket filter against
+// net.core.optmem_max, which with the default limit rejects programs of
+// more than about 2,500 instructions with ENOMEM.
 func Compile(expr string, snaplen int) ([]bpf.Instruction, error) {
 	if snaplen <= 0 || snaplen > 1<<30 {
 		return nil, wrap(expr, fmt.Errorf("invalid snaplen %d", snaplen))
