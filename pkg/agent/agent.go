@@ -38,6 +38,11 @@ const (
 	PayloadSnaplen = 65535
 )
 
+// maxDrain bounds how long the agent keeps reading its ring after it was
+// told to stop (several block timeouts: the last partly filled block is
+// retired and read).
+const maxDrain = 100 * time.Millisecond
+
 // Config is what the agent is asked to do. The command line maps onto it
 // one to one (cmd/podtrace-agent).
 type Config struct {
@@ -139,11 +144,14 @@ func Run(ctx context.Context, cfg Config) error {
 	// nothing the probe triggers is missed.
 	var names ifNames
 	names.set(links)
+	// Hello is the first line of the stream: what comes before it (live
+	// changes, the "before" snapshot) is held back until it is out.
+	var early heldLines
 	ready, err := netsnap.Watch(ctx, func(c wire.Change) {
 		if c.Link != nil {
 			names.add(c.Link.Index, c.Link.Name)
 		}
-		_ = w.Emit(&c)
+		early.emit(w, &c)
 	})
 	if err != nil {
 		return fatal(fmt.Errorf("watch neighbour and FDB changes: %w", err))
@@ -161,9 +169,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer h.Close()
 
 	if topo, err := netsnap.Take("before"); err != nil {
-		_ = w.Emit(&wire.Error{Msg: "topology snapshot: " + err.Error()})
+		early.emit(w, &wire.Error{Msg: "topology snapshot: " + err.Error()})
 	} else {
-		_ = w.Emit(topo)
+		early.emit(w, topo)
 	}
 
 	for i := range links {
@@ -182,7 +190,7 @@ func Run(ctx context.Context, cfg Config) error {
 			hello.Addresses = append(hello.Addresses, wire.Address{Index: l.Index, CIDR: a})
 		}
 	}
-	if err := w.Emit(hello); err != nil {
+	if err := early.release(w, hello); err != nil {
 		return err // nobody is listening
 	}
 
@@ -200,6 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 			emitted++
 		}
 		lastFlush := time.Now()
+		var draining time.Time // when the loop first saw ctx done
 		for {
 			n, err := h.Read(20*time.Millisecond, fn)
 			if err != nil {
@@ -212,8 +221,18 @@ func Run(ctx context.Context, cfg Config) error {
 				_ = w.Flush()
 				lastFlush = time.Now()
 			}
-			if ctx.Err() != nil && n == 0 {
-				return // drained: the last block was retired and read
+			if ctx.Err() != nil {
+				if n == 0 {
+					return // drained: the last block was retired and read
+				}
+				// Under steady traffic a block is ready on every Read:
+				// drain for a bounded time, else the agent would outlive
+				// its deadline for as long as the traffic lasts.
+				if draining.IsZero() {
+					draining = time.Now()
+				} else if time.Since(draining) > maxDrain {
+					return
+				}
 			}
 		}
 	}()
@@ -273,6 +292,38 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = w.Emit(topo)
 	}
 	_ = w.Emit(&wire.Bye{Reason: reason})
+	return nil
+}
+
+// heldLines holds the lines emitted before hello and writes them right
+// after it, in order.
+type heldLines struct {
+	mu   sync.Mutex
+	held []any
+	open bool
+}
+
+func (h *heldLines) emit(w *wire.Writer, p any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.open {
+		h.held = append(h.held, p)
+		return
+	}
+	_ = w.Emit(p)
+}
+
+// release writes hello, then the held lines, and lets later lines through.
+func (h *heldLines) release(w *wire.Writer, hello *wire.Hello) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := w.Emit(hello); err != nil {
+		return err
+	}
+	for _, p := range h.held {
+		_ = w.Emit(p)
+	}
+	h.held, h.open = nil, true
 	return nil
 }
 
