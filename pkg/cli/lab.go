@@ -172,7 +172,7 @@ func (o *LabOptions) runCleanup() error {
 	if os.Geteuid() != 0 {
 		return errors.New("removing lab namespaces needs root")
 	}
-	removed, err := lab.Purge("pt")
+	removed, err := lab.Purge("")
 	for _, r := range removed {
 		fmt.Fprintf(o.Out, "removed %s\n", r)
 	}

@@ -98,8 +98,12 @@ func place(i *Iface) string { return i.Agent.Name + " " + i.Label() }
 func verdict(t *Trace, g *graph, s Session) Verdict {
 	if s.Probe == nil {
 		n := 0
+		path, _, _ := pathIfaces(g, t, s)
 		for _, j := range t.Journeys {
 			n += len(j.Obs)
+			if j.Toward {
+				markPath(t, path, j, nil)
+			}
 		}
 		return Verdict{Result: "observed", Reason: fmt.Sprintf("%d packets in %d journeys observed", n, len(t.Journeys))}
 	}
@@ -191,7 +195,7 @@ func markPath(t *Trace, path []*Iface, req, rep *Journey) {
 			break
 		}
 		switch {
-		case seenAt(req, path[i]) != nil:
+		case seenAt(req, path[i]) != nil || t.Path[i].Status == "seen":
 			t.Path[i].Status = "seen"
 		case !observable(path[i], nil):
 			t.Path[i].Status = "not observable"
