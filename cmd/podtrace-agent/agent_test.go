@@ -144,6 +144,12 @@ func start(t *testing.T, withStdin bool, args ...string) *proc {
 		t.Fatal(err)
 	}
 	t.Logf("started %s (pid %d)", strings.Join(args, " "), p.cmd.Process.Pid)
+	if withStdin && strings.Contains(strings.Join(args, " "), "--control stdin") {
+		// The agent writes nothing until its reader says it is there.
+		if _, err := io.WriteString(p.stdin, "start\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	go func() {
 		defer close(p.readDone)
 		r := wire.NewReader(out)

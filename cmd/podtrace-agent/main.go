@@ -60,7 +60,7 @@ func run() error {
 	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
-	fs.StringVar(&cfg.Control, "control", "none", "none: probe right after hello; stdin: read \"probe\"/\"stop\" lines, stop at end of input")
+	fs.StringVar(&cfg.Control, "control", "none", "none: probe right after hello; stdin: write nothing until a first line (\"start\"), then read \"probe\"/\"stop\" lines; stop at end of input")
 	fs.StringVar(&probeArg, "probe", "", "send probes: icmp, tcp or udp (empty: observe only)")
 	fs.StringVar(&spec.Dst, "dst", "", "probe destination IP")
 	fs.IntVar(&spec.Port, "port", 0, "probe destination port (tcp, udp)")

@@ -43,6 +43,9 @@ const (
 // retired and read).
 const maxDrain = 100 * time.Millisecond
 
+// maxHeld bounds the lines kept in memory until the plugin attaches.
+const maxHeld = 16 << 20
+
 // Config is what the agent is asked to do. The command line maps onto it
 // one to one (cmd/podtrace-agent).
 type Config struct {
@@ -57,8 +60,9 @@ type Config struct {
 	Promisc  bool          // put bridges in promiscuous mode to see bridged unicast
 	Deadline time.Duration // hard limit on the run
 	Probe    *wire.ProbeSpec
-	// Control "stdin" reads commands from Stdin: "probe" starts the probe,
-	// "stop" or end of input stops the agent. "none" starts the probe (if
+	// Control "stdin" reads commands from Stdin and writes nothing until
+	// the first line arrives ("start"): "probe" starts the probe, "stop"
+	// or end of input stops the agent. "none" starts the probe (if
 	// any) right after hello and runs until the deadline or a signal.
 	Control string
 	Stdin   io.Reader
@@ -111,6 +115,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stop(nil)
 
 	w := wire.NewWriter(cfg.Out, cfg.ID)
+	if cfg.Control == "stdin" {
+		// The reader may attach after the agent started (a container's
+		// stdout through the API server): keep everything until it says
+		// it is there with its first line.
+		w.Hold(maxHeld)
+	}
 	fatal := func(err error) error {
 		_ = w.Emit(&wire.Error{Msg: err.Error(), Fatal: true})
 		_ = w.Emit(&wire.Bye{Reason: "error"})
@@ -257,6 +267,7 @@ func Run(ctx context.Context, cfg Config) error {
 		go func() {
 			sc := bufio.NewScanner(cfg.Stdin)
 			for sc.Scan() {
+				_ = w.Release()
 				switch strings.TrimSpace(sc.Text()) {
 				case "probe":
 					startProbe()

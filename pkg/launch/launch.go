@@ -81,8 +81,9 @@ type Launcher interface {
 	Start(ctx context.Context, s Spec) (Agent, error)
 }
 
-// ProbeControl is the control line that starts the probe.
+// Control lines the plugin sends to an agent.
 const (
+	CmdStart = "start" // the reader is attached: write the stream
 	CmdProbe = "probe"
 	CmdStop  = "stop"
 )

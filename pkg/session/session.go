@@ -89,6 +89,9 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 				return
 			}
 			r.agent = a
+			if err := a.Send(launch.CmdStart); err != nil {
+				errs[i] = fmt.Errorf("agent %s: %w: %s", r.spec.ID, err, a.Diagnostics())
+			}
 			go r.read(func() { probeOnce.Do(func() { close(probeDone) }) })
 		}(i)
 	}

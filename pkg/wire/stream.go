@@ -20,6 +20,39 @@ type Writer struct {
 	bw    *bufio.Writer
 	enc   *json.Encoder
 	now   func() time.Time
+
+	// While held, encoded lines wait in memory (at most holdMax bytes;
+	// lines beyond are dropped and show as a sequence gap).
+	held    bool
+	holdBuf bytes.Buffer
+	holdMax int
+	line    bytes.Buffer
+	lineEnc *json.Encoder
+}
+
+// Hold keeps every line in memory, up to max bytes, until Release: an
+// agent whose reader attaches after it started (a container's stdout
+// through the API server) loses nothing before that.
+func (w *Writer) Hold(max int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held, w.holdMax = true, max
+	w.lineEnc = json.NewEncoder(&w.line)
+}
+
+// Release writes the held lines out and stops holding.
+func (w *Writer) Release() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.held {
+		return nil
+	}
+	w.held = false
+	if _, err := w.bw.Write(w.holdBuf.Bytes()); err != nil {
+		return err
+	}
+	w.holdBuf = bytes.Buffer{}
+	return w.bw.Flush()
 }
 
 // NewWriter returns a Writer for the agent with the given id.
@@ -56,6 +89,16 @@ func (w *Writer) Emit(payload any) error {
 	w.seq++
 	e.Seq = w.seq
 	e.TS = w.now()
+	if w.held {
+		w.line.Reset()
+		if err := w.lineEnc.Encode(&e); err != nil {
+			return err
+		}
+		if w.holdBuf.Len()+w.line.Len() <= w.holdMax {
+			w.holdBuf.Write(w.line.Bytes())
+		}
+		return nil
+	}
 	if err := w.enc.Encode(&e); err != nil {
 		return err
 	}

@@ -46,3 +46,37 @@ func TestReaderRejectsFutureVersion(t *testing.T) {
 		t.Fatalf("want a version error, got %v", err)
 	}
 }
+
+func TestHoldKeepsLinesUntilReleaseAndDropsBeyondItsBound(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf, "a")
+	w.Hold(1000)
+	_ = w.Emit(&Hello{Role: RolePod})
+	for i := 0; i < 20; i++ {
+		_ = w.Emit(&Packet{Iface: "eth0"})
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("held lines were written: %q", buf.String())
+	}
+	if err := w.Release(); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Emit(&Bye{Reason: "done"})
+	r := NewReader(&buf)
+	var n int
+	var last *Envelope
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		last = e
+	}
+	if n < 3 || n > 10 || last.Kind != KindBye || r.Gaps == 0 {
+		t.Fatalf("read %d lines, last %v, gaps %d: want the first lines, a gap, then bye", n, last.Kind, r.Gaps)
+	}
+}
