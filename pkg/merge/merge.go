@@ -7,6 +7,7 @@ package merge
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -48,7 +49,11 @@ type Obs struct {
 	Delta        time.Duration // since the previous hop of the journey
 	HasDelta     bool
 	NonMonotonic bool // earlier than the previous hop: the kernel stamped it so
-	Note         string
+	// CrossClock: the previous hop is on another node, whose clock may
+	// differ: the delta is a one-way estimate (after the offset estimated
+	// from request/reply pairs was applied, when it was significant).
+	CrossClock bool
+	Note       string
 }
 
 // Journey is one packet across the hops that saw it.
@@ -84,10 +89,11 @@ type Item struct {
 
 // Hop is one interface of the expected path and what happened there.
 type Hop struct {
-	Place  string // agent display name
-	Label  string
-	Role   string
-	Status string // "seen", "not seen", "not observable"
+	Place  string `json:"place"` // agent display name
+	Label  string `json:"label"`
+	Role   string `json:"role"`             // pod eth0, host veth, bridge, overlay, node NIC, peer node NIC, …
+	Detail string `json:"detail,omitempty"` // "vni 1, VTEP 192.168.50.1", "proxy ARP", the route taken
+	Status string `json:"status"`           // "seen", "not seen", "not observable"
 }
 
 // Verdict is the trace's conclusion.
@@ -118,6 +124,12 @@ type Trace struct {
 	Verdict  Verdict
 	Warnings []string
 	Packets  []*Obs // every packet observation, in time order
+	// Shape is the CNI shape recognised from the agents' topology along
+	// the path ("bridge cni0 + VXLAN overlay flannel.1 vni 1", "routed
+	// (proxy ARP, Calico-style)"), "" when nothing was recognised.
+	Shape string
+	// Clocks are the offsets estimated between the nodes' clocks.
+	Clocks []ClockEstimate
 }
 
 // Merge builds the trace.
@@ -139,6 +151,12 @@ func Merge(s Session, streams []Stream) *Trace {
 				a.Hello, a.Role, a.Node, a.NetNSID = e.Hello, e.Hello.Role, e.Hello.Node, e.Hello.NetNSID
 				if a.Name == "" {
 					a.Name = e.Hello.Name
+				}
+			case wire.KindTopology:
+				if e.Topology.When == "after" {
+					a.After = e.Topology
+				} else if a.Before == nil {
+					a.Before = e.Topology
 				}
 			case wire.KindPacket:
 				packets = append(packets, raw{a, e.Packet})
@@ -167,31 +185,57 @@ func Merge(s Session, streams []Stream) *Trace {
 		}
 	}
 	g := buildGraph(t.Agents)
+	changes := t.Changes
 
-	// Every packet observation, placed at its interface.
-	var all []*Obs
-	for _, r := range packets {
-		k := IfKey{r.a.ID, r.p.Index}
-		i := g.ifaces[k]
-		if i == nil { // a link that appeared after hello
-			i = &Iface{Key: k, Name: r.p.Iface, Agent: r.a, Role: "device"}
-			g.add(i)
+	// Every packet observation, placed at its interface. place builds the
+	// journeys with each clock domain's timestamps corrected by corr.
+	build := func(corr map[string]time.Duration) {
+		var all []*Obs
+		for _, r := range packets {
+			k := IfKey{r.a.ID, r.p.Index}
+			i := g.ifaces[k]
+			if i == nil { // a link that appeared after hello
+				i = &Iface{Key: k, Name: r.p.Iface, Agent: r.a, Role: "device"}
+				g.add(i)
+			}
+			p := r.p
+			if d := corr[r.a.clockDomain()]; d != 0 {
+				cp := *p
+				cp.TS = cp.TS.Add(-d)
+				p = &cp
+			}
+			all = append(all, &Obs{Agent: r.a, If: i, P: p})
 		}
-		all = append(all, &Obs{Agent: r.a, If: i, P: r.p})
+		sort.SliceStable(all, func(i, j int) bool { return all[i].P.TS.Before(all[j].P.TS) })
+		t.Packets = all
+		t.Start = time.Time{}
+		if len(all) > 0 {
+			t.Start = all[0].P.TS
+		}
+		t.Journeys = journeys(all, s)
+		for _, j := range t.Journeys {
+			orderJourney(g, s, j)
+			tagProbe(s, j)
+		}
+		t.Changes = nil
+		for _, c := range changes {
+			if d := corr[c.Agent.clockDomain()]; d != 0 {
+				cc := *c.C
+				cc.TS = cc.TS.Add(-d)
+				c = &Change{Agent: c.Agent, C: &cc}
+			}
+			t.Changes = append(t.Changes, c)
+		}
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].P.TS.Before(all[j].P.TS) })
-	t.Packets = all
-	if len(all) > 0 {
-		t.Start = all[0].P.TS
+	build(nil)
+	var corr map[string]time.Duration
+	t.Clocks, corr = estimateClocks(t, s)
+	if len(corr) > 0 {
+		build(corr)
 	}
-
-	t.Journeys = journeys(all, s)
-	for _, j := range t.Journeys {
-		orderJourney(g, s, j)
-		tagProbe(s, j)
-	}
+	proxyARPNotes(g, t)
 	t.Changes = relevantChanges(t, s)
-	t.Path = expectedPath(g, s)
+	t.Path, t.Shape = expectedPath(g, t, s)
 	t.Verdict = verdict(t, g, s)
 	for _, j := range t.Journeys {
 		for _, o := range j.Obs {
@@ -310,8 +354,17 @@ const unreachableRank = 1 << 20
 func orderJourney(g *graph, s Session, j *Journey) {
 	o0 := origin(g, j)
 	d := g.distances(o0.If.Key)
+	// An IP packet follows the routes: its hops are ranked by their place
+	// on the route from where it was sent; hops off that route (flooded
+	// copies, or no topology known) by their distance in the graph.
+	var rt *routeResult
+	if p := o0.P; p.IP != nil {
+		rt = g.routeCached(o0.If, net.ParseIP(p.IP.Dst), o0.P.Dir == "in")
+	}
 	for _, o := range j.Obs {
-		if r, ok := d[key(o.If.Key)]; ok {
+		if k := rt.indexOr(o.If); k >= 0 {
+			o.Rank = k
+		} else if r, ok := d[key(o.If.Key)]; ok {
 			o.Rank = r
 		} else {
 			o.Rank = unreachableRank
@@ -337,7 +390,8 @@ func orderJourney(g *graph, s Session, j *Journey) {
 			if j.Obs[k].Rank < o.Rank || o.Rank == unreachableRank {
 				o.Delta = o.P.TS.Sub(j.Obs[k].P.TS)
 				o.HasDelta = true
-				o.NonMonotonic = o.Delta < 0
+				o.CrossClock = o.Agent.clockDomain() != j.Obs[k].Agent.clockDomain()
+				o.NonMonotonic = o.Delta < 0 && !o.CrossClock
 				break
 			}
 		}
@@ -365,6 +419,22 @@ func orderJourney(g *graph, s Session, j *Journey) {
 	for _, o := range j.Obs {
 		if o.Note == "" && o.If.Master != nil && o.P.Dir == "in" {
 			o.Note = "enters " + o.If.Master.Name
+		}
+	}
+	// What the route did at a hop: routed to a device, encapsulated,
+	// decapsulated.
+	if rt != nil {
+		for _, o := range j.Obs {
+			if k := rt.indexOr(o.If); k >= 0 && rt.Steps[k].Detail != "" {
+				switch o.Note {
+				case "", "to the node's own stack":
+					o.Note = rt.Steps[k].Detail
+				default:
+					if strings.HasPrefix(o.Note, "enters ") {
+						o.Note += ", " + rt.Steps[k].Detail
+					}
+				}
+			}
 		}
 	}
 }

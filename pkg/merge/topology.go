@@ -21,7 +21,7 @@ type Iface struct {
 	Kind   string
 	MAC    string
 	Agent  *AgentInfo
-	Role   string // "pod eth0", "host veth", "bridge", "overlay", "uplink", "loopback", "device"
+	Role   string // "pod eth0", "host veth", "bridge", "overlay", "node NIC", "loopback", "device"
 	Owner  string // the pod whose host veth this is, when known
 	Master *Iface
 	Link   wire.Link
@@ -47,6 +47,20 @@ type AgentInfo struct {
 	Bye     string
 	Errors  []string
 	NetNSID uint64
+	// Before and After are the agent's topology snapshots (routes,
+	// neighbours, FDB), when it sent them.
+	Before, After *wire.Topology
+}
+
+// clockDomain is the clock an agent's timestamps come from: its node's.
+func (a *AgentInfo) clockDomain() string {
+	if a.Node != "" {
+		return a.Node
+	}
+	if a.Hello != nil {
+		return a.Hello.Hostname
+	}
+	return ""
 }
 
 // graph is the interfaces of all agents and what joins them: veth peers
@@ -54,6 +68,9 @@ type AgentInfo struct {
 // stack of each namespace joining its unenslaved interfaces.
 type graph struct {
 	ifaces map[IfKey]*Iface
+	sorted []*Iface // in the order added: deterministic walks
+	routes map[string]*routeResult
+	main   *tracePath
 	byK    map[string]*Iface
 	adj    map[string][]string
 }
@@ -91,11 +108,11 @@ func buildGraph(agents []*AgentInfo) *graph {
 		}
 	}
 	// veth peers across namespaces: each end's iflink is the other's ifindex.
-	for _, a := range g.ifaces {
+	for _, a := range g.sorted {
 		if a.Kind != "veth" || a.Link.IfLink == 0 {
 			continue
 		}
-		for _, b := range g.ifaces {
+		for _, b := range g.sorted {
 			if b.Key.Agent == a.Key.Agent || b.Kind != "veth" || key(a.Key) >= key(b.Key) {
 				continue
 			}
@@ -105,7 +122,7 @@ func buildGraph(agents []*AgentInfo) *graph {
 		}
 	}
 	// Roles.
-	for _, i := range g.ifaces {
+	for _, i := range g.sorted {
 		switch {
 		case i.Name == "lo":
 			i.Role = "loopback"
@@ -120,10 +137,23 @@ func buildGraph(agents []*AgentInfo) *graph {
 		case i.Kind == "veth" && i.Master != nil:
 			i.Role = "host veth"
 		default:
-			i.Role = "uplink"
+			i.Role = "node NIC"
 		}
 	}
-	for _, i := range g.ifaces {
+	// Node NICs of different node agents on one IP subnet: one L2 or
+	// routed underlay between nodes (veth peers are joined above).
+	for _, a := range g.sorted {
+		for _, b := range g.sorted {
+			if a.Agent == b.Agent || a.Role != "node NIC" || b.Role != "node NIC" || key(a.Key) >= key(b.Key) ||
+				a.Agent.Role != wire.RoleNode || b.Agent.Role != wire.RoleNode {
+				continue
+			}
+			if sameSubnet(a, b) && !g.adjacent(a, b) {
+				edge(key(a.Key), key(b.Key))
+			}
+		}
+	}
+	for _, i := range g.sorted {
 		if i.Role == "host veth" {
 			for _, n := range g.adj[key(i.Key)] {
 				if p := g.byKey(n); p != nil && p.Agent.Role == wire.RolePod {
@@ -152,7 +182,19 @@ func (g *graph) peerIsPod(i *Iface) bool {
 
 func (g *graph) byKey(k string) *Iface { return g.byK[k] }
 
+func (g *graph) adjacent(a, b *Iface) bool {
+	for _, n := range g.adj[key(a.Key)] {
+		if n == key(b.Key) {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *graph) add(i *Iface) {
+	if _, ok := g.ifaces[i.Key]; !ok {
+		g.sorted = append(g.sorted, i)
+	}
 	g.ifaces[i.Key] = i
 	g.byK[key(i.Key)] = i
 }
@@ -215,7 +257,7 @@ func (g *graph) ifaceWithIP(ip string) *Iface {
 		return nil
 	}
 	var best *Iface
-	for _, i := range g.ifaces {
+	for _, i := range g.sorted {
 		for _, a := range i.Link.Addrs {
 			addr, _, err := net.ParseCIDR(a)
 			if err == nil && addr.Equal(want) {

@@ -2,6 +2,7 @@ package merge
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 	"time"
@@ -33,33 +34,158 @@ func hostVethOf(t *Trace, e Endpoint) *Iface {
 	return nil
 }
 
-// expectedPath is the chain of interfaces between the endpoints.
-func expectedPath(g *graph, s Session) []Hop {
-	a, b := endpointIface(g, s.Src), endpointIface(g, s.Dst)
-	if a == nil || b == nil {
-		return nil
-	}
-	var hops []Hop
-	for _, i := range g.path(a.Key, b.Key) {
-		hops = append(hops, Hop{Place: i.Agent.Name, Label: i.Label(), Role: i.Role, Status: "not seen"})
-	}
-	return hops
+// tracePath is the expected path between the endpoints, both ways.
+type tracePath struct {
+	fwd, back              []*Iface
+	steps                  []step // the forward route, when routes were known
+	problem                string // why the forward route stops short
+	srcMissing, dstMissing bool
 }
 
-// pathIfaces is the expected path as interfaces, extended with
-// non-observable ends when an endpoint has no agent.
-func pathIfaces(g *graph, t *Trace, s Session) (path []*Iface, srcMissing, dstMissing bool) {
+// expectedPath is the chain of interfaces between the endpoints, with
+// each hop's role, and the CNI shape recognised along it.
+func expectedPath(g *graph, t *Trace, s Session) ([]Hop, string) {
+	tp := pathIfaces(g, t, s)
+	if len(tp.fwd) == 0 {
+		return nil, ""
+	}
+	detail := map[*Iface]string{}
+	for _, st := range tp.steps {
+		detail[st.If] = st.Detail
+	}
+	var hops []Hop
+	var home *AgentInfo // the first node on the way
+	for _, i := range tp.fwd {
+		role, d := i.Role, detail[i]
+		switch {
+		case i.Role == "node NIC" && home != nil && i.Agent != home:
+			role = "peer node NIC"
+		case i.Role == "node NIC":
+			role = "node NIC (underlay)"
+		case i.Role == "overlay":
+			d = overlayText(i) + joinDetail(d)
+		case i.Role == "host veth" && i.Link.ProxyARP:
+			d = "proxy ARP" + joinDetail(d)
+		}
+		if home == nil && i.Agent.Role == wire.RoleNode {
+			home = i.Agent
+		}
+		hops = append(hops, Hop{Place: i.Agent.Name, Label: i.Label(), Role: role, Detail: d, Status: "not seen"})
+	}
+	return hops, shapeOf(tp.fwd)
+}
+
+func joinDetail(d string) string {
+	if d == "" {
+		return ""
+	}
+	return "; " + d
+}
+
+func overlayText(i *Iface) string {
+	s := fmt.Sprintf("%s vni %d", tunnelKind(i), i.Link.VNI)
+	if i.Link.Port != 0 {
+		s += fmt.Sprintf(" port %d", i.Link.Port)
+	}
+	if i.Link.Local != "" {
+		s += " local " + i.Link.Local
+	}
+	return s
+}
+
+// shapeOf names the CNI shape a path shows.
+func shapeOf(path []*Iface) string {
+	var bridges, overlays []string
+	proxy, lxc, nodes := false, false, map[*AgentInfo]bool{}
+	add := func(list []string, s string) []string {
+		for _, x := range list {
+			if x == s {
+				return list
+			}
+		}
+		return append(list, s)
+	}
+	for _, i := range path {
+		switch i.Role {
+		case "bridge":
+			bridges = add(bridges, i.Name)
+		case "overlay":
+			overlays = add(overlays, fmt.Sprintf("%s overlay %s vni %d", tunnelKind(i), i.Name, i.Link.VNI))
+		case "host veth":
+			proxy = proxy || i.Link.ProxyARP
+			lxc = lxc || strings.HasPrefix(i.Name, "lxc")
+		}
+		if i.Agent.Role == wire.RoleNode {
+			nodes[i.Agent] = true
+		}
+	}
+	var parts []string
+	switch {
+	case lxc:
+		parts = append(parts, "Cilium-style lxc veths (eBPF may bypass hops: those are not observable)")
+	case len(bridges) > 0:
+		parts = append(parts, "bridge "+strings.Join(bridges, ", "))
+	case proxy:
+		parts = append(parts, "routed (proxy ARP, Calico-style)")
+	case len(nodes) > 0:
+		parts = append(parts, "routed")
+	}
+	parts = append(parts, overlays...)
+	if len(overlays) == 0 && len(nodes) > 1 {
+		parts = append(parts, "host-gw routes (node to node without encapsulation)")
+	}
+	return strings.Join(parts, " + ")
+}
+
+// pathIfaces is the expected path as interfaces (computed once), extended
+// with non-observable ends when an endpoint has no agent.
+func pathIfaces(g *graph, t *Trace, s Session) *tracePath {
+	if g.main != nil {
+		return g.main
+	}
+	tp := &tracePath{}
+	g.main = tp
 	a, b := endpointIface(g, s.Src), endpointIface(g, s.Dst)
 	if a == nil {
-		a, srcMissing = hostVethOf(t, s.Src), true
+		a, tp.srcMissing = hostVethOf(t, s.Src), true
 	}
 	if b == nil {
-		b, dstMissing = hostVethOf(t, s.Dst), true
+		b, tp.dstMissing = hostVethOf(t, s.Dst), true
 	}
 	if a == nil || b == nil {
-		return nil, srcMissing, dstMissing
+		return tp
 	}
-	return g.path(a.Key, b.Key), srcMissing, dstMissing
+	r := g.routeCached(a, net.ParseIP(s.Dst.IP), tp.srcMissing)
+	switch k := r.indexOr(b); {
+	case k >= 0:
+		tp.steps = r.Steps[:k+1]
+	case r != nil && len(r.Steps) > 1:
+		// The route stops short (no route, VTEP unknown): the rest of
+		// the way is the graph's.
+		tp.steps, tp.problem = r.Steps, r.Problem
+	}
+	if len(tp.steps) > 0 {
+		for _, st := range tp.steps {
+			tp.fwd = append(tp.fwd, st.If)
+		}
+		if last := tp.fwd[len(tp.fwd)-1]; last != b {
+			tail := g.path(last.Key, b.Key)
+			if len(tail) > 1 {
+				tp.fwd = append(tp.fwd, tail[1:]...)
+			} else {
+				tp.fwd = append(tp.fwd, b)
+			}
+		}
+	} else {
+		tp.fwd = g.path(a.Key, b.Key)
+	}
+	tp.back = reverse(tp.fwd)
+	if back := g.routeCached(b, net.ParseIP(s.Src.IP), tp.dstMissing); back != nil {
+		if k := back.indexOr(a); k >= 0 {
+			tp.back = back.ifaces()[:k+1]
+		}
+	}
+	return tp
 }
 
 // observable: a bridge sees forwarded unicast only while promiscuous.
@@ -98,7 +224,7 @@ func place(i *Iface) string { return i.Agent.Name + " " + i.Label() }
 func verdict(t *Trace, g *graph, s Session) Verdict {
 	if s.Probe == nil {
 		n := 0
-		path, _, _ := pathIfaces(g, t, s)
+		path := pathIfaces(g, t, s).fwd
 		for _, j := range t.Journeys {
 			n += len(j.Obs)
 			if j.Toward {
@@ -107,7 +233,7 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 		}
 		return Verdict{Result: "observed", Reason: fmt.Sprintf("%d packets in %d journeys observed", n, len(t.Journeys))}
 	}
-	path, srcMissing, dstMissing := pathIfaces(g, t, s)
+	tp := pathIfaces(g, t, s)
 	var v Verdict
 	var rtts []time.Duration
 	var firstLost *Verdict
@@ -136,7 +262,7 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 			continue
 		}
 		v.Sent++
-		one := judge(t, s, path, srcMissing, dstMissing, req, rep, outcome)
+		one := judge(t, s, tp, req, rep, outcome)
 		if one.Result == "delivered" {
 			v.Delivered++
 			if one.Answer != "" && one.Answer != "none" {
@@ -156,7 +282,7 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 		}
 		// Mark the path hops seen by the first probe.
 		if seq == 1 {
-			markPath(t, path, req, rep)
+			markPath(t, tp.fwd, req, rep)
 		}
 	}
 	switch {
@@ -190,6 +316,12 @@ func markPath(t *Trace, path []*Iface, req, rep *Journey) {
 	if len(t.Path) == 0 {
 		return
 	}
+	lastSeen := -1
+	for i := range t.Path {
+		if i < len(path) && seenAt(req, path[i]) != nil {
+			lastSeen = i
+		}
+	}
 	for i := range t.Path {
 		if i >= len(path) {
 			break
@@ -197,15 +329,19 @@ func markPath(t *Trace, path []*Iface, req, rep *Journey) {
 		switch {
 		case seenAt(req, path[i]) != nil || t.Path[i].Status == "seen":
 			t.Path[i].Status = "seen"
-		case !observable(path[i], nil):
+		case !observable(path[i], nil) || i < lastSeen:
+			// Not captured although a later hop saw the packet: the
+			// dataplane bypassed this capture point (an eBPF redirect,
+			// a bridge that is not promiscuous): not observable, not lost.
 			t.Path[i].Status = "not observable"
 		}
 	}
 }
 
 // judge decides one probe.
-func judge(t *Trace, s Session, path []*Iface, srcMissing, dstMissing bool, req, rep *Journey, outcome *wire.Probe) Verdict {
+func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.Probe) Verdict {
 	v := Verdict{}
+	path, srcMissing, dstMissing := tp.fwd, tp.srcMissing, tp.dstMissing
 	if req == nil {
 		// The probe never showed up on the wire: did address resolution fail?
 		if arp := unansweredARP(t, s); arp != "" {
@@ -234,6 +370,9 @@ func judge(t *Trace, s Session, path []*Iface, srcMissing, dstMissing bool, req,
 			v.NotSeen = place(next)
 		}
 		v.Reason = lossReason(s, last, next, true)
+		if tp.problem != "" {
+			v.Reason += "; " + tp.problem
+		}
 		if arp := unansweredARP(t, s); arp != "" {
 			v.Evidence = append(v.Evidence, arp)
 		}
@@ -244,7 +383,7 @@ func judge(t *Trace, s Session, path []*Iface, srcMissing, dstMissing bool, req,
 	// The answer.
 	if rep != nil {
 		v.Answer = answer(rep.Obs[0].P)
-		back := reverse(path)
+		back := tp.back
 		if len(back) > 0 && seenAt(rep, back[len(back)-1]) == nil && (outcome == nil || outcome.Event == "timeout") {
 			rl, rn := walk(back, rep)
 			v.Result = "lost"
@@ -356,6 +495,9 @@ func lossReason(s Session, last *Obs, next *Iface, forward bool) string {
 		return fmt.Sprintf("last seen at %s; the hops after it are not observable", place(last.If))
 	}
 	l := last.If
+	if r := crossNodeReason(last, next); r != "" {
+		return r
+	}
 	switch {
 	case l.Role == "bridge" && next.Master == l, l.Master != nil && next.Master == l.Master:
 		return fmt.Sprintf("the bridge %s did not forward it to %s's port %s (a bridge or netfilter rule, the port is not forwarding, or the FDB points elsewhere)", next.Master.Name, to, next.Name)
@@ -454,4 +596,42 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
 	}
 	return fmt.Sprintf("%.3f s", d.Seconds())
+}
+
+// crossNodeReason explains losses around an overlay and between nodes.
+func crossNodeReason(last *Obs, next *Iface) string {
+	l := last.If
+	outer := ""
+	if e := last.P.Encap; e != nil {
+		outer = fmt.Sprintf(" (%s vni %d %s → %s:%d)", e.Type, e.VNI, e.OuterSrc, e.OuterDst, e.DstPort)
+	}
+	port := ""
+	if e := last.P.Encap; e != nil {
+		port = fmt.Sprintf(" UDP %d", e.DstPort)
+	} else if next.Link.Port != 0 {
+		port = fmt.Sprintf(" UDP %d", next.Link.Port)
+	}
+	switch {
+	case l.Agent != next.Agent && l.Agent.Role == wire.RoleNode && next.Agent.Role == wire.RoleNode && l.Role == "node NIC" && next.Role == "node NIC":
+		return fmt.Sprintf("lost on the underlay between %s %s and %s %s%s: it left %s but never reached %s (a firewall or security group between the nodes blocking%s, an MTU too small for the outer headers, or no route between the nodes)",
+			l.Agent.Name, l.Name, next.Agent.Name, next.Name, outer, l.Agent.Name, next.Agent.Name, orText(port, " it"))
+	case l.Agent == next.Agent && l.Role == "node NIC" && next.Role == "overlay":
+		return fmt.Sprintf("lost at %s's overlay device %s: the encapsulated packet%s crossed the underlay and reached %s %s but was never decapsulated (a firewall on %s dropping%s, a VNI or port mismatch, or %s down)",
+			l.Agent.Name, next.Name, outer, l.Agent.Name, l.Name, l.Agent.Name, orText(port, " it"), next.Name)
+	case l.Agent == next.Agent && next.Role == "overlay":
+		return fmt.Sprintf("lost before encapsulation on %s: routed toward %s but never reached it (a netfilter FORWARD rule, rp_filter, or %s down)", l.Agent.Name, next.Name, next.Name)
+	case l.Agent == next.Agent && l.Role == "overlay" && next.Role == "node NIC":
+		return fmt.Sprintf("lost at encapsulation on %s: %s never sent it out of %s (the VTEP's neighbour or FDB entry missing, no underlay route to the peer node, or a netfilter OUTPUT rule on%s)",
+			l.Agent.Name, l.Name, next.Name, orText(port, " the outer packet"))
+	case l.Agent == next.Agent && l.Role == "overlay":
+		return fmt.Sprintf("%s decapsulated it on %s but did not deliver it to %s (routes, rp_filter, or a netfilter FORWARD rule)", l.Agent.Name, l.Name, next.Label())
+	}
+	return ""
+}
+
+func orText(s, alt string) string {
+	if s != "" {
+		return s
+	}
+	return alt
 }
