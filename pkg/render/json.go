@@ -11,15 +11,18 @@ import (
 
 // JSON line kinds (docs/trace-json.md).
 type jsonTrace struct {
-	Kind    string          `json:"kind"` // "trace"
-	Src     merge.Endpoint  `json:"src"`
-	Dst     merge.Endpoint  `json:"dst"`
-	Shape   string          `json:"shape,omitempty"`
-	Probe   *wire.ProbeSpec `json:"probe,omitempty"`
-	Start   time.Time       `json:"start"`
-	ArmedNs time.Duration   `json:"armedNs,omitempty"`
-	Agents  []jsonAgent     `json:"agents"`
-	Notes   []string        `json:"notes,omitempty"`
+	Kind  string         `json:"kind"` // "trace"
+	Src   merge.Endpoint `json:"src"`
+	Dst   merge.Endpoint `json:"dst"`
+	Shape string         `json:"shape,omitempty"`
+	// Discovered is the CNI shape recognised from the agents' topology.
+	Discovered string                `json:"discoveredShape,omitempty"`
+	Clocks     []merge.ClockEstimate `json:"clocks,omitempty"`
+	Probe      *wire.ProbeSpec       `json:"probe,omitempty"`
+	Start      time.Time             `json:"start"`
+	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
+	Agents     []jsonAgent           `json:"agents"`
+	Notes      []string              `json:"notes,omitempty"`
 }
 
 type jsonAgent struct {
@@ -45,6 +48,7 @@ type jsonHop struct {
 	Owner        string        `json:"owner,omitempty"`
 	DeltaNs      *int64        `json:"deltaNs,omitempty"`
 	NonMonotonic bool          `json:"nonMonotonic,omitempty"`
+	CrossClock   bool          `json:"crossClock,omitempty"` // deltaNs spans two nodes' clocks: a one-way estimate
 	Note         string        `json:"note,omitempty"`
 	Packet       *wire.Packet  `json:"packet"`
 }
@@ -78,7 +82,7 @@ type jsonVerdict struct {
 func JSON(w io.Writer, t *merge.Trace, h Header) error {
 	enc := json.NewEncoder(w)
 	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
-		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes}
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks}
 	for _, a := range t.Agents {
 		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats})
 	}
@@ -97,7 +101,7 @@ func JSON(w io.Writer, t *merge.Trace, h Header) error {
 			p := *o.P
 			p.Frame = nil
 			hop := jsonHop{Kind: "hop", TNs: o.P.TS.Sub(t.Start), Journey: j.ID, Toward: j.Toward, Probe: j.Probe, Reply: j.IsReply,
-				Agent: o.Agent.Name, Iface: o.If.Name, Role: o.If.Role, Owner: o.If.Owner, NonMonotonic: o.NonMonotonic, Note: o.Note, Packet: &p}
+				Agent: o.Agent.Name, Iface: o.If.Name, Role: o.If.Role, Owner: o.If.Owner, NonMonotonic: o.NonMonotonic, CrossClock: o.CrossClock, Note: o.Note, Packet: &p}
 			if o.HasDelta {
 				d := int64(o.Delta)
 				hop.DeltaNs = &d

@@ -44,6 +44,12 @@ func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
 		armed = fmt.Sprintf(" · all armed in %.2f s", h.Armed.Seconds())
 	}
 	fmt.Fprintf(b, "%s  %s%s\n", c.head.Sprint("agents"), strings.Join(ag, " · "), armed)
+	if t.Shape != "" {
+		fmt.Fprintf(b, "%s   %s\n", c.head.Sprint("shape"), Safe(t.Shape))
+	}
+	for _, ce := range t.Clocks {
+		fmt.Fprintf(b, "%s  %s; deltas across nodes are one-way estimates (≈)\n", c.head.Sprint("clocks"), Safe(ce.String()))
+	}
 	for _, n := range h.Notes {
 		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("note"), Safe(n))
 	}
@@ -110,6 +116,13 @@ func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
 					if o.NonMonotonic {
 						d = Dur(o.Delta) + "*"
 					}
+					if o.CrossClock {
+						sign := "+"
+						if o.Delta < 0 {
+							sign = ""
+						}
+						d = "≈" + sign + Dur(o.Delta) + " one-way"
+					}
 					extra = append(extra, d)
 				}
 			}
@@ -131,21 +144,36 @@ func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
 	}
 	b.WriteString("\n")
 
-	// Path.
+	// Path: one hop a line, with its role and what the route did there.
 	if len(t.Path) > 0 {
-		var hops []string
+		wp, wr := 0, 0
 		for _, hp := range t.Path {
-			s := Safe(hp.Place + " " + hp.Label)
+			wp = max(wp, utf8.RuneCountInString(Safe(hp.Place+" "+hp.Label)))
+			wr = max(wr, utf8.RuneCountInString(hp.Role))
+		}
+		for k, hp := range t.Path {
+			head := "        "
+			if k == 0 {
+				head = c.head.Sprint("path") + "    "
+			}
+			arrow := "→ "
+			if k == 0 {
+				arrow = "  "
+			}
+			status := hp.Status
 			switch hp.Status {
 			case "seen":
-				hops = append(hops, s)
 			case "not observable":
-				hops = append(hops, c.dim.Sprint(s+" (not observable)"))
+				status = c.dim.Sprint(status)
 			default:
-				hops = append(hops, c.bad.Sprint(s+" (not seen)"))
+				status = c.bad.Sprint(status)
 			}
+			line := fmt.Sprintf("%s%s%s  %s  %s", head, arrow, pad(Safe(hp.Place+" "+hp.Label), wp), pad(Safe(hp.Role), wr), status)
+			if hp.Detail != "" {
+				line += "  " + Safe(hp.Detail)
+			}
+			b.WriteString(line + "\n")
 		}
-		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("path"), strings.Join(hops, " → "))
 	}
 	for _, w := range t.Warnings {
 		fmt.Fprintf(b, "%s %s\n", c.warn.Sprint("warning"), Safe(w))
