@@ -21,13 +21,13 @@ stop() {
   p=$(cat "$PIDS/$1.pid")
   log "stopping $1 (pid $p)"
   kill "$p" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
-  if kill -0 "$p" 2>/dev/null; then log "$1 still alive, SIGKILL"; kill -9 "$p" 2>/dev/null || true; fi
+  for ((i = 0; i < 50; i++)); do pid_running "$p" || break; sleep 0.2; done
+  if pid_running "$p"; then log "$1 still alive, SIGKILL"; kill -9 "$p" 2>/dev/null || true; fi
   rm -f "$PIDS/$1.pid"
 }
 
 # 1. pods go away through the API while the kubelet runs: CNI DEL releases veths and addresses
-if pid_alive kube-apiserver && pid_alive kubelet; then
+if pid_alive kube-apiserver && pid_alive kubelet && curl -sf http://127.0.0.1:10248/healthz >/dev/null 2>&1; then
   log "deleting all pods"
   kc delete pods --all --all-namespaces --grace-period=1 --wait=true --timeout=60s >/dev/null 2>&1 ||
     log "some pods did not go away in 60s; removing their containers directly"

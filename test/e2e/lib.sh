@@ -68,7 +68,9 @@ SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom 
 HOST_BASELINE=$E2E_CACHE_ROOT/host-baseline
 
 # pid NAME: the recorded pid of a process the harness started, if it is still alive
-pid_alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+# (a zombie does not count: a killed daemon may stay unreaped when its parent is gone)
+pid_running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+pid_alive() { [ -f "$PIDS/$1.pid" ] && pid_running "$(cat "$PIDS/$1.pid")"; }
 
 # render TEMPLATE OUT: substitute @VARS@ in a config template
 render() {
