@@ -110,4 +110,4 @@ for p in $HOST_PATHS; do
   if baseline "absent-path $p" && [ -e "$p" ]; then rm -rf --one-file-system "$p"; log "removed $p"; fi
 done
 rm -rf --one-file-system "$E2E_STATE"
-log "removed $E2E_STATE; down in $(( $(date +%s) - _e2e_t0 ))s"
+log "removed $E2E_STATE; down in ${SECONDS}s"

@@ -34,6 +34,7 @@ mkdir -p "$E2E_STATE/bin"
 if [ -d "$ROOT/cmd/kubectl-podtrace" ]; then
   make --no-print-directory -C "$ROOT" plugin BIN="$E2E_STATE/bin" >&2
   log "kubectl-podtrace on PATH from $E2E_STATE/bin"
+  export E2E_REQUIRE_PLUGIN=1
 fi
 export PATH=$E2E_STATE/bin:$PATH
 export E2E_STATE AGENT_IMAGE WORKLOAD_IMAGE NODE_NAME POD_CIDR

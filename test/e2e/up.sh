@@ -194,7 +194,7 @@ kc wait --for=condition=Ready pod --all -n e2e-baseline --timeout=60s >/dev/null
 touch "$E2E_STATE/up.done"
 kc get nodes -o wide >&2
 kc get pods -A -o wide >&2
-log "cluster up in $(( $(date +%s) - _e2e_t0 ))s"
+log "cluster up in ${SECONDS}s"
 log "admin kubeconfig:        $ADMIN_KUBECONFIG"
 log "limited user kubeconfig: $USER_KUBECONFIG"
 echo "$ADMIN_KUBECONFIG"
