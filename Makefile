@@ -1,12 +1,17 @@
 # kubectl-podtrace — build, test, demo. Kernel tests need root.
 GO      ?= go
 BIN     ?= bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo v0.1.0-dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PKG     := github.com/podtrace/kubectl-podtrace
-LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
+AGENT_IMAGE ?= ghcr.io/podtrace/podtrace-agent:$(VERSION)
+LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT) \
+	-X $(PKG)/pkg/version.AgentImage=$(AGENT_IMAGE)
+# Release platforms (make dist) and agent image platforms (make image).
+PLATFORMS       ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+AGENT_PLATFORMS ?= linux/amd64 linux/arm64
 
-.PHONY: all build agent plugin test demo lint vet fmt bench clean
+.PHONY: all build agent plugin test demo lint vet fmt bench clean dist image
 all: build
 
 build: plugin agent
@@ -35,6 +40,24 @@ lint:
 # Benchmarks: decode cost, ring read path, filter VM (figures, not assertions).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/decode/ ./pkg/capture/ ./pkg/filter/
+
+# Release archives (.tar.gz, .zip on Windows) with LICENSE, checksums.txt and the krew
+# manifest rendered with their checksums, in dist/. VERSION must be vX.Y.Z[-pre].
+dist:
+	$(GO) run ./hack/dist -out dist -version '$(VERSION)' -commit '$(COMMIT)' -agent-image '$(AGENT_IMAGE)' \
+	  -plugin '$(PLATFORMS)' -agent '$(AGENT_PLATFORMS)' -epoch $$(git log -1 --format=%ct 2>/dev/null || echo 0)
+
+# The agent image without Docker: $(BIN)/podtrace-agent-image.tar, an OCI image index
+# (multi-arch; ctr import --all-platforms, skopeo, crane, docker load on Docker >= 25),
+# and $(BIN)/podtrace-agent-image-<arch>.tar, docker-archive (docker load, ctr import).
+image:
+	@set -e; for p in $(AGENT_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; d=$(BIN)/image/$${os}_$${arch}; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$d/podtrace-agent ./cmd/podtrace-agent; \
+	done
+	$(GO) run ./images/mkimage -ref '$(AGENT_IMAGE)' -entrypoint /podtrace-agent \
+	  -platforms '$(AGENT_PLATFORMS)' -oci $(BIN)/podtrace-agent-image.tar -docker '$(BIN)/podtrace-agent-image-{arch}.tar' \
+	  '$(BIN)/image/{os}_{arch}/podtrace-agent:/podtrace-agent'
 
 clean:
 	rm -rf $(BIN) dist
