@@ -318,6 +318,9 @@ func (g *graph) bridgePortTo(br *Iface, ip net.IP) *Iface {
 // the MAC its neighbour table holds for nh, then the FDB entry of that MAC
 // (or the all-zero default entry) on the device.
 func (g *graph) vtepFor(dev *Iface, nh net.IP) (net.IP, string) {
+	if r := net.ParseIP(dev.Link.Remote); r != nil {
+		return r, "" // a point-to-point tunnel (Geneve remote, VXLAN remote)
+	}
 	mac := neighMAC(dev.Agent, dev.Key.Index, nh)
 	if mac == "" {
 		// No neighbour: VXLAN devices with a default FDB entry (or a

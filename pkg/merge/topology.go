@@ -107,7 +107,13 @@ func buildGraph(agents []*AgentInfo) *graph {
 			}
 		}
 	}
-	// veth peers across namespaces: each end's iflink is the other's ifindex.
+	// veth peers across namespaces: each end's iflink is the other's
+	// ifindex. Ifindexes repeat across namespaces: when an end has more
+	// than one candidate, the pair whose node routes the pod's address
+	// through that veth (or its bridge) wins.
+	type pair struct{ a, b *Iface }
+	var pairs []pair
+	cands := map[*Iface]int{}
 	for _, a := range g.sorted {
 		if a.Kind != "veth" || a.Link.IfLink == 0 {
 			continue
@@ -117,9 +123,17 @@ func buildGraph(agents []*AgentInfo) *graph {
 				continue
 			}
 			if a.Link.IfLink == b.Key.Index && b.Link.IfLink == a.Key.Index && sameHost(a.Agent, b.Agent) {
-				edge(key(a.Key), key(b.Key))
+				pairs = append(pairs, pair{a, b})
+				cands[a]++
+				cands[b]++
 			}
 		}
+	}
+	for _, p := range pairs {
+		if (cands[p.a] > 1 || cands[p.b] > 1) && !plausiblePeers(p.a, p.b) {
+			continue
+		}
+		edge(key(p.a.Key), key(p.b.Key))
 	}
 	// Roles.
 	for _, i := range g.sorted {
@@ -268,4 +282,30 @@ func (g *graph) ifaceWithIP(ip string) *Iface {
 		}
 	}
 	return best
+}
+
+// plausiblePeers: of a pod's eth0 and a node's veth, the node routes the
+// pod's address out of that veth or the bridge it is a port of; of two
+// node interfaces, they share a subnet.
+func plausiblePeers(a, b *Iface) bool {
+	if a.Agent.Role != wire.RolePod {
+		a, b = b, a
+	}
+	if a.Agent.Role != wire.RolePod {
+		return sameSubnet(a, b) || len(a.Link.Addrs) == 0 || len(b.Link.Addrs) == 0
+	}
+	for _, c := range a.Link.Addrs {
+		ip, _, err := net.ParseCIDR(c)
+		if err != nil || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		r := lookupRoute(b.Agent, ip)
+		if r == nil {
+			return b.Agent.Before == nil && b.Agent.After == nil // nothing known: keep
+		}
+		if r.Index == b.Key.Index || b.Link.Master != 0 && r.Index == b.Link.Master {
+			return true
+		}
+	}
+	return false
 }
