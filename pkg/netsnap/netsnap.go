@@ -123,9 +123,15 @@ func toLink(l netlink.Link) wire.Link {
 		if d.VtepDevIndex != 0 && wl.IfLink == 0 {
 			wl.IfLink = d.VtepDevIndex
 		}
+		if d.Group != nil && !d.Group.IsMulticast() && !d.Group.IsUnspecified() {
+			wl.Remote = d.Group.String()
+		}
 	case *netlink.Geneve:
 		wl.VNI = int(d.ID)
 		wl.Port = int(d.Dport)
+		if d.Remote != nil && !d.Remote.IsUnspecified() {
+			wl.Remote = d.Remote.String()
+		}
 	}
 	return wl
 }

@@ -91,6 +91,7 @@ type Link struct {
 	VNI      int    `json:"vni,omitempty"`
 	Local    string `json:"local,omitempty"`
 	Port     int    `json:"port,omitempty"`
+	Remote   string `json:"remote,omitempty"` // fixed remote VTEP (Geneve remote, VXLAN unicast remote)
 	ProxyARP bool   `json:"proxyArp,omitempty"`
 	Captured bool   `json:"captured"` // frames at this link reach the agent
 }
