@@ -30,11 +30,19 @@ func NewCmdLab(streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Build a throw-away node from network namespaces and trace across it (root; no cluster needed)",
-		Long: `Build a throw-away node out of network namespaces, like a classic bridge CNI:
-a node namespace with bridge cni0 and three pods (pod-a, pod-b, pod-c) on one
-subnet joined by veth pairs, with cold ARP caches; trace pod-a → pod-b; print
-the trace; tear everything down (also on Ctrl-C or failure) unless --keep.`,
+		Long: `Build throw-away nodes out of network namespaces, trace pod-a → pod-b, print the
+trace, and tear everything down (also on Ctrl-C or failure) unless --keep.
+ARP caches start cold. Topologies:
+
+  bridge  one node, bridge cni0, pod-a, pod-b, pod-c on one subnet (bridge CNI)
+  vxlan   two nodes joined by an underlay, each with cni0 and a VXLAN device
+          flannel.1 (VNI 1, port 8472): pod-a, pod-c on node1, pod-b, pod-d on
+          node2 (flannel)
+  routed  one node without a bridge: cali* veths with proxy ARP, a /32 route per
+          pod, pods' gateway 169.254.1.1 (Calico)`,
 		Example: `  kubectl podtrace lab
+  kubectl podtrace lab --topology vxlan     # across two nodes through the overlay
+  kubectl podtrace lab --topology routed    # proxy ARP, no bridge
   kubectl podtrace lab --to pod-c --proto tcp --port 9 -o json
   kubectl podtrace lab --keep          # leave the namespaces for poking around
   kubectl podtrace lab --cleanup       # remove what a --keep or a crashed run left`,
