@@ -29,7 +29,7 @@ how long each hop took, and where it died when it did.`,
 	}
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
-	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams))
+	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCompletion(streams))
 	return cmd
 }
 
