@@ -9,6 +9,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root"
+cluster_lock
 if [ ! -d "$E2E_STATE" ]; then log "nothing to do ($E2E_STATE does not exist)"; exit 0; fi
 BASE=$E2E_STATE/host-baseline
 [ -f "$BASE" ] || BASE=/dev/null
@@ -54,6 +55,20 @@ if [ -d "$E2E_STATE/runc" ]; then
     "$RUNC" --root "$E2E_STATE/runc" delete -f "$c" 2>/dev/null || true
   done
 fi
+# processes left in the cgroups the kubelet and containerd made (their shim is gone): SIGKILL by pid
+cgroup_pids() {
+  local g
+  for g in $CGROUPS; do
+    baseline "absent-cgroup $g" || continue
+    [ -d "/sys/fs/cgroup/pids/$g" ] && find "/sys/fs/cgroup/pids/$g" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -un
+}
+left=$(cgroup_pids)
+if [ -n "$left" ]; then
+  log "killing processes left in pod cgroups: $(echo $left)"
+  for p in $left; do kill -9 "$p" 2>/dev/null || true; done
+  for ((i = 0; i < 50; i++)); do [ -z "$(cgroup_pids)" ] && break; sleep 0.2; done
+fi
 
 # 3. mounts under the state dir and the host paths we created (netns, overlays, shm, volumes), deepest first
 mounts_left() {
@@ -79,7 +94,11 @@ for g in $CGROUPS; do
   baseline "absent-cgroup $g" || continue
   for h in /sys/fs/cgroup/*/"$g"; do
     [ -d "$h" ] || continue
-    find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    for ((i = 0; i < 10; i++)); do
+      find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+      [ -d "$h" ] || break
+      sleep 0.2
+    done
     if [ -d "$h" ]; then log "cgroup $h is not empty"; fi
   done
 done

@@ -72,6 +72,19 @@ HOST_BASELINE=$E2E_CACHE_ROOT/host-baseline
 pid_running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 pid_alive() { [ -f "$PIDS/$1.pid" ] && pid_running "$(cat "$PIDS/$1.pid")"; }
 
+# cluster_lock: one harness command at a time on this host (up, down, a whole make e2e run).
+# The lock is held until the calling script exits; the scripts it runs inherit it.
+cluster_lock() {
+  [ -n "${E2E_LOCK_HELD:-}" ] && return 0
+  mkdir -p "$E2E_CACHE_ROOT"
+  exec 8>"$E2E_CACHE_ROOT/.cluster.lock"
+  if ! flock -n 8; then
+    log "another harness command is running on this host; waiting for it (up to 30 min)"
+    flock -w 1800 8 || die "timed out waiting for $E2E_CACHE_ROOT/.cluster.lock"
+  fi
+  export E2E_LOCK_HELD=1
+}
+
 # render TEMPLATE OUT: substitute @VARS@ in a config template
 render() {
   sed -e "s|@STATE@|$E2E_STATE|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@NODE_NAME@|$NODE_NAME|g" \

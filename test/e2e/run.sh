@@ -10,6 +10,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
+[ "$(id -u)" = 0 ] || die "must run as root"
+cluster_lock
 t=$(date +%s)
 "$HERE/up.sh" >/dev/null
 t_up=$(( $(date +%s) - t ))

@@ -16,6 +16,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 . "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root"
+cluster_lock
 for c in etcd containerd ctr kubectl openssl curl ip iptables-save flock "$RUNC" "$CNI_BIN/bridge" "$CNI_BIN/host-local" "$CNI_BIN/loopback"; do
   command -v "$c" >/dev/null 2>&1 || die "missing $c (apt-get install containerd runc containernetworking-plugins etcd-server iproute2 iptables openssl curl)"
 done
