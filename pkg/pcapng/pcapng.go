@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -17,7 +18,10 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 )
 
-// HopName is the interface name a hop gets in the file: node/netns/iface.
+// HopName is the interface name a hop gets in the file: node/netns/iface,
+// where netns is the pod for a pod's namespace and "root" for the node's
+// own ("-" for an unknown node). A slash inside a part ("default/pod-a")
+// becomes ":" so that the name always has three parts.
 func HopName(o *merge.Obs) string {
 	node := o.Agent.Node
 	if node == "" {
@@ -27,7 +31,8 @@ func HopName(o *merge.Obs) string {
 	if o.Agent.Role == "pod" || o.Agent.Node == "" {
 		ns = o.Agent.Name
 	}
-	return node + "/" + ns + "/" + o.If.Name
+	clean := strings.NewReplacer("/", ":").Replace
+	return clean(node) + "/" + clean(ns) + "/" + clean(o.If.Name)
 }
 
 // Write writes every packet observation of the trace that carries frame

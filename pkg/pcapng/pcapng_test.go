@@ -1,0 +1,116 @@
+package pcapng
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+func TestWriteInterfacesTimestampsAndComments(t *testing.T) {
+	podA := &merge.AgentInfo{ID: "a", Role: "pod", Name: "default/pod-a", Node: "node-1", Hello: &wire.Hello{Snaplen: 192, Filter: "icmp or arp"}}
+	node := &merge.AgentInfo{ID: "n", Role: "node", Name: "node-1", Node: "node-1", Hello: &wire.Hello{Snaplen: 192}}
+	eth0 := &merge.Iface{Name: "eth0", Role: "pod eth0", Agent: podA}
+	veth := &merge.Iface{Name: "veth1234", Role: "host veth", Owner: "pod-a", Agent: node}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	frame := func(n int) []byte { return bytes.Repeat([]byte{byte(n)}, 42+n) } // odd lengths: padding
+	obs := []*merge.Obs{
+		{Agent: podA, If: eth0, P: &wire.Packet{TS: t0, Len: 42, Frame: frame(0)}},                         // ARP, no comment
+		{Agent: node, If: veth, P: &wire.Packet{TS: t0.Add(7), Len: 43, Frame: frame(1)}},                  // ARP at the veth
+		{Agent: podA, If: eth0, P: &wire.Packet{TS: t0.Add(time.Microsecond), Len: 1500, Frame: frame(3)}}, // probe, truncated
+		{Agent: node, If: veth, P: &wire.Packet{TS: t0.Add(time.Microsecond + 1), Len: 1500, Frame: frame(3)}},
+		{Agent: node, If: veth, P: &wire.Packet{TS: t0.Add(2 * time.Microsecond)}}, // no bytes: not written
+	}
+	tr := &merge.Trace{Packets: obs, Journeys: []*merge.Journey{
+		{FP: "aaaa", Obs: obs[:2]},
+		{FP: "beef", Probe: "icmp/1", Obs: obs[2:4]},
+	}}
+	var buf bytes.Buffer
+	n, err := Write(&buf, tr)
+	if err != nil || n != 4 {
+		t.Fatalf("Write: %d frames, %v; want 4", n, err)
+	}
+
+	// gopacket's reader: interfaces, link type, nanosecond timestamps, lengths.
+	r, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIf := []string{"node-1/default:pod-a/eth0", "node-1/root/veth1234"}
+	for i := 0; ; i++ {
+		data, ci, err := r.ReadPacketData()
+		if err == io.EOF {
+			if i != 4 {
+				t.Fatalf("read %d packets; want 4", i)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if !ci.Timestamp.Equal(obs[i].P.TS) || !bytes.Equal(data, obs[i].P.Frame) || ci.Length != max(obs[i].P.Len, len(data)) {
+			t.Errorf("packet %d: ts %v len %d/%d; want %v len %d", i, ci.Timestamp, ci.CaptureLength, ci.Length, obs[i].P.TS, obs[i].P.Len)
+		}
+		intf, err := r.Interface(ci.InterfaceIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := wantIf[i%2]; intf.Name != want || intf.LinkType != layers.LinkTypeEthernet || intf.TimestampResolution != 9 {
+			t.Errorf("packet %d on %q (link %v, tsresol %d); want %q, Ethernet, 9", i, intf.Name, intf.LinkType, intf.TimestampResolution, want)
+		}
+	}
+	if r.NInterfaces() != 2 {
+		t.Errorf("%d interfaces; want one per hop: 2", r.NInterfaces())
+	}
+
+	// Packet comments (gopacket's reader does not return them): walk the blocks.
+	var comments []string
+	b := buf.Bytes()
+	for len(b) >= 12 {
+		typ, size := binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint32(b[4:])
+		if size < 12 || int(size) > len(b) || size%4 != 0 || binary.LittleEndian.Uint32(b[size-4:]) != size {
+			t.Fatalf("bad block: type %#x size %d", typ, size)
+		}
+		if typ == 6 { // EPB: options after the padded frame
+			capLen := int(binary.LittleEndian.Uint32(b[20:]))
+			opts := b[28+(capLen+3)&^3 : size-4]
+			c := ""
+			for len(opts) >= 4 {
+				code, l := binary.LittleEndian.Uint16(opts), int(binary.LittleEndian.Uint16(opts[2:]))
+				if code == 0 {
+					break
+				}
+				if code == 1 {
+					c = string(opts[4 : 4+l])
+				}
+				opts = opts[4+(l+3)&^3:]
+			}
+			comments = append(comments, c)
+		}
+		b = b[size:]
+	}
+	want := []string{"", "",
+		"podtrace probe icmp/1 request · hop 1/2 node-1/default:pod-a/eth0 (pod eth0) · fp beef",
+		"podtrace probe icmp/1 request · hop 2/2 node-1/root/veth1234 (host veth) · fp beef"}
+	if strings.Join(comments, "|") != strings.Join(want, "|") {
+		t.Errorf("comments\n%q\nwant\n%q", comments, want)
+	}
+}
+
+func TestWriteEmptyTrace(t *testing.T) {
+	var buf bytes.Buffer
+	if n, err := Write(&buf, &merge.Trace{}); n != 0 || err != nil {
+		t.Fatalf("%d, %v", n, err)
+	}
+	if _, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.DefaultNgReaderOptions); err != nil {
+		t.Fatalf("an empty trace must still be a valid file: %v", err)
+	}
+}
