@@ -60,7 +60,9 @@ cgroup_pids() {
   local g
   for g in $CGROUPS; do
     baseline "absent-cgroup $g" || continue
-    [ -d "/sys/fs/cgroup/pids/$g" ] && find "/sys/fs/cgroup/pids/$g" -name cgroup.procs -exec cat {} + 2>/dev/null
+    if [ -d "/sys/fs/cgroup/pids/$g" ]; then
+      find "/sys/fs/cgroup/pids/$g" -name cgroup.procs -exec cat {} + 2>/dev/null || true
+    fi
   done | sort -un
 }
 left=$(cgroup_pids)
