@@ -26,10 +26,48 @@ how long each hop took, and where it died when it did.`,
   kubectl podtrace local --from ns-a --to ns-b --proto tcp --port 8080`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
 	}
+	o := NewClusterOptions(TraceOptions{IOStreams: streams})
+	cmd.Use = "kubectl podtrace SRC DST [flags]"
+	cmd.Example = `  # ICMP echo from pod-a to pod-b (both in the current namespace), hop by hop
+  kubectl podtrace pod-a pod-b
+
+  # TCP SYN to port 8080, three probes, pods in two namespaces
+  kubectl podtrace shop/frontend payments/api --proto tcp --port 8080 --count 3
+
+  # Observe existing traffic for 30 s instead of probing
+  kubectl podtrace pod-a pod-b --passive --duration 30s --filter 'tcp port 80'
+
+  # Machine-readable events, and every frame for Wireshark
+  kubectl podtrace pod-a pod-b -o json | jq -c 'select(.kind=="verdict")'
+  kubectl podtrace pod-a pod-b --pcap trace.pcapng
+
+  # What would be created, without creating it
+  kubectl podtrace pod-a pod-b --dry-run
+
+  # Air-gapped: the agent image from your mirror
+  kubectl podtrace pod-a pod-b --image registry.example.com/podtrace-agent:v0.1.0 --image-pull-secret mirror
+
+` + cmd.Example
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return c.Help()
+		}
+		if err := o.Complete(c.Context(), args); err != nil {
+			return err
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(c.Context())
+	}
+	o.TraceOptions.AddFlags(cmd)
+	o.AddFlags(cmd)
+	cmd.ValidArgsFunction = PodNameCompletion(o.ConfigFlags)
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
-	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCompletion(streams))
+	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCleanup(streams), NewCmdCompletion(streams))
 	return cmd
 }
 

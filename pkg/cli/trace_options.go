@@ -53,6 +53,8 @@ type TraceOptions struct {
 	Timeout  time.Duration
 
 	genericiooptions.IOStreams
+
+	probe *wire.ProbeSpec
 }
 
 // AddFlags registers the shared flags.
@@ -114,17 +116,22 @@ func (o *TraceOptions) Validate() error {
 	return nil
 }
 
-// ProbeSpec is the probe to send to dst, nil when passive.
+// ProbeSpec is the probe to send to dst, nil when passive. It is chosen
+// once per run: every plan of the run names the same probe.
 func (o *TraceOptions) ProbeSpec(dst string) *wire.ProbeSpec {
 	if o.Passive {
 		return nil
+	}
+	if o.probe != nil && o.probe.Dst == dst {
+		return o.probe
 	}
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	// Source ports / ICMP ids from 33000 up: recognisable, clear of the
 	// usual ephemeral range's busiest part.
 	id := 33000 + int(binary.BigEndian.Uint16(b[:]))%20000
-	return &wire.ProbeSpec{Proto: o.Proto, Dst: dst, Port: o.Port, Count: o.Count, Interval: o.Interval, Timeout: o.Wait, ID: id}
+	o.probe = &wire.ProbeSpec{Proto: o.Proto, Dst: dst, Port: o.Port, Count: o.Count, Interval: o.Interval, Timeout: o.Wait, ID: id}
+	return o.probe
 }
 
 // AgentDeadline is how long agents live: the run's timeout plus a margin,

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/kube"
+)
+
+// CleanupOptions find what crashed runs left behind.
+type CleanupOptions struct {
+	ConfigFlags    *genericclioptions.ConfigFlags
+	AgentNamespace string
+	AllNamespaces  bool
+	All            bool
+	genericiooptions.IOStreams
+}
+
+// NewCmdCleanup is `kubectl podtrace cleanup`.
+func NewCmdCleanup(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &CleanupOptions{ConfigFlags: genericclioptions.NewConfigFlags(true), IOStreams: streams}
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Delete node agent pods a crashed run left behind, and list agent containers still running in pods",
+		Long: `Delete the node agent pods (label app.kubernetes.io/managed-by=kubectl-podtrace) in the
+agent namespace that are finished or past their deadline — or all of them with --all — and
+list the agent ephemeral containers still running in pods of the namespace (-n) or of all
+namespaces (-A). Ephemeral containers cannot be removed from a pod; they exit on their own at
+their deadline.`,
+		Example: `  kubectl podtrace cleanup
+  kubectl podtrace cleanup -A --all`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+	}
+	cmd.Flags().StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents")
+	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list agent containers in pods of every namespace")
+	cmd.Flags().BoolVar(&o.All, "all", false, "delete every node agent pod, also those of runs in progress")
+	o.ConfigFlags.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// Run cleans up.
+func (o *CleanupOptions) Run(ctx context.Context) error {
+	cfg, err := o.ConfigFlags.ToRESTConfig()
+	if err != nil {
+		return fmt.Errorf("read the kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	pods, err := cs.CoreV1().Pods(o.AgentNamespace).List(ctx, metav1.ListOptions{LabelSelector: kube.ManagedByLabel + "=" + kube.ManagedBy})
+	if err != nil {
+		return kube.Explain(err, fmt.Sprintf("list node agent pods in namespace %q", o.AgentNamespace))
+	}
+	deleted := 0
+	for _, p := range pods.Items {
+		if !o.All && !finished(&p, time.Now()) {
+			fmt.Fprintf(o.Out, "kept    pod %s/%s (session %s, still running: use --all to delete it)\n", p.Namespace, p.Name, p.Labels[kube.SessionLabel])
+			continue
+		}
+		err := cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+		if err != nil {
+			return kube.Explain(err, fmt.Sprintf("delete pod %s/%s", p.Namespace, p.Name))
+		}
+		deleted++
+		fmt.Fprintf(o.Out, "deleted pod %s/%s (session %s)\n", p.Namespace, p.Name, p.Labels[kube.SessionLabel])
+	}
+	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return err
+	}
+	if o.AllNamespaces {
+		ns = ""
+	}
+	all, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return kube.Explain(err, "list pods to find running agent containers")
+	}
+	running := 0
+	for _, p := range all.Items {
+		for _, st := range p.Status.EphemeralContainerStatuses {
+			if len(st.Name) > len(kube.ContainerPrefix) && st.Name[:len(kube.ContainerPrefix)] == kube.ContainerPrefix && st.State.Running != nil {
+				running++
+				fmt.Fprintf(o.Out, "running agent container %s in pod %s/%s since %s (it exits at its deadline)\n",
+					st.Name, p.Namespace, p.Name, st.State.Running.StartedAt.Format(time.RFC3339))
+			}
+		}
+	}
+	fmt.Fprintf(o.Out, "%d node agent pod(s) deleted, %d agent container(s) still running\n", deleted, running)
+	return nil
+}
+
+// finished: the pod ended, or its deadline passed.
+func finished(p *corev1.Pod, now time.Time) bool {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return true
+	}
+	if d := p.Spec.ActiveDeadlineSeconds; d != nil {
+		return now.After(p.CreationTimestamp.Add(time.Duration(*d) * time.Second))
+	}
+	return false
+}

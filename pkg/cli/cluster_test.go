@@ -1,0 +1,118 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	authv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/yaml"
+)
+
+func runningPod(ns, name, ip, node string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec:   corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip}}
+}
+
+// fakeCluster allows every access review and records every write.
+func fakeCluster(objs ...runtime.Object) (*fake.Clientset, *[]k8stesting.Action) {
+	cs := fake.NewClientset(objs...)
+	var writes []k8stesting.Action
+	cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview)
+		r.Status.Allowed = true
+		return true, r, nil
+	})
+	cs.PrependReactor("*", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetVerb() == "create" || a.GetVerb() == "patch" || a.GetVerb() == "delete" {
+			writes = append(writes, a)
+		}
+		return false, nil, nil
+	})
+	return cs, &writes
+}
+
+func TestDryRunPrintsThePlanAsYAMLAndCreatesNothing(t *testing.T) {
+	cs, writes := fakeCluster(runningPod("e2e", "pod-a", "10.244.0.2", "node-1"), runningPod("shop", "pod-b", "10.244.1.3", "node-2"))
+	var out, errOut bytes.Buffer
+	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
+	o.client = cs
+	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode, o.DryRun = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto", true
+	o.Proto, o.Count, o.Output, o.Color, o.Timeout = "tcp", 1, "text", "never", 60e9
+	o.Port = 8080
+	ctx := context.Background()
+	if err := o.Complete(ctx, []string{"e2e/pod-a", "shop/pod-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(out.String(), "\n---\n")
+	if len(docs) != 5 { // header, 2 patches, 2 node pods
+		t.Fatalf("want a header, two patches and two node pods, got %d documents:\n%s", len(docs), out.String())
+	}
+	var nodes []string
+	for _, d := range docs[1:] {
+		var obj map[string]any
+		if err := yaml.Unmarshal([]byte(d), &obj); err != nil {
+			t.Fatalf("not YAML: %v\n%s", err, d)
+		}
+		if strings.Contains(d, "node agent pod") {
+			spec := obj["spec"].(map[string]any)
+			nodes = append(nodes, spec["nodeName"].(string))
+			if spec["hostNetwork"] != true {
+				t.Errorf("node pod not on the host network:\n%s", d)
+			}
+		} else {
+			src := strings.Contains(d, "on pod e2e/pod-a")
+			if !strings.Contains(d, "ephemeralContainers") || strings.Contains(d, "- --probe") != src {
+				// Only the source pod's agent sends the probe.
+				t.Errorf("patch document (source pod: %v):\n%s", src, d)
+			}
+		}
+	}
+	if strings.Join(nodes, ",") != "node-1,node-2" {
+		t.Errorf("node agents on %v; want node-1 and node-2", nodes)
+	}
+	for _, a := range *writes {
+		var dry []string
+		switch w := a.(type) {
+		case k8stesting.PatchActionImpl:
+			dry = w.PatchOptions.DryRun
+		case k8stesting.CreateActionImpl:
+			dry = w.CreateOptions.DryRun
+		}
+		if len(dry) != 1 || dry[0] != "All" {
+			t.Errorf("a %s of %s/%s was not a dry run", a.GetVerb(), a.GetResource().Resource, a.GetSubresource())
+		}
+	}
+	if len(*writes) != 4 {
+		t.Errorf("want 4 server-side dry runs (2 patches, 2 creates), got %d", len(*writes))
+	}
+}
+
+func TestSamePodAndModeErrorsAreClear(t *testing.T) {
+	cs, _ := fakeCluster(runningPod("e2e", "pod-a", "10.244.0.2", "node-1"))
+	o := NewClusterOptions(TraceOptions{})
+	o.client = cs
+	if err := o.Complete(context.Background(), []string{"e2e/pod-a", "pod/pod-a", "-n"}); err == nil || !strings.Contains(err.Error(), "want a source and a destination") {
+		t.Errorf("three args: %v", err)
+	}
+	ns := "e2e"
+	o.ConfigFlags.Namespace = &ns
+	if err := o.Complete(context.Background(), []string{"e2e/pod-a", "pod/pod-a"}); err == nil || !strings.Contains(err.Error(), "same pod") {
+		t.Errorf("same pod: %v", err)
+	}
+}
+

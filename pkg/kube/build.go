@@ -1,0 +1,171 @@
+package kube
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Labels and names of what the plugin creates.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "kubectl-podtrace"
+	SessionLabel   = "podtrace.dev/session"
+	NameLabel      = "app.kubernetes.io/name"
+	AgentName      = "podtrace-agent"
+	// DefaultAgentNamespace is where node agents run (deploy/agent-namespace.yaml).
+	DefaultAgentNamespace = "podtrace-system"
+	// AgentCommand is the agent's path in its image.
+	AgentCommand = "/podtrace-agent"
+	// ContainerPrefix starts the name of every ephemeral container the plugin adds.
+	ContainerPrefix = "podtrace-"
+)
+
+// NewSessionID returns a short random id that names everything one run
+// creates.
+func NewSessionID() string {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)[:5]
+}
+
+// AgentParams is what every agent container of a run shares.
+type AgentParams struct {
+	Session     string
+	Image       string
+	PullPolicy  corev1.PullPolicy
+	PullSecrets []string
+	Privileged  bool
+	// Capabilities says which capabilities the container adds: "capture"
+	// (NET_RAW, NET_ADMIN: what capture needs) or "default" (none added:
+	// the runtime's default set, which under containerd includes NET_RAW;
+	// for namespaces where PodSecurity baseline forbids adding any).
+	Capabilities string
+	Deadline     time.Duration
+	Namespace    string // agent namespace for node pods
+}
+
+// ContainerName is the ephemeral container's name for a session.
+func ContainerName(session string) string { return ContainerPrefix + session }
+
+// NodePodName names a session's node agent pod on one node.
+func NodePodName(session, node string) string {
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	n := strings.ToLower(node)
+	if len(n) > 30 {
+		n = n[:30]
+	}
+	n = strings.Trim(n, "-.")
+	return fmt.Sprintf("%s%s-%s-%04x", ContainerPrefix, session, n, h.Sum32()&0xffff)
+}
+
+func (p AgentParams) securityContext() *corev1.SecurityContext {
+	sc := &corev1.SecurityContext{
+		// Capture needs root in the container: AF_PACKET sockets are
+		// checked against CAP_NET_RAW of the user namespace, and a pod
+		// that says runAsNonRoot must not stop the agent from starting.
+		RunAsUser:    ptr.To[int64](0),
+		RunAsNonRoot: ptr.To(false),
+	}
+	if p.Privileged {
+		sc.Privileged = ptr.To(true)
+		return sc
+	}
+	sc.AllowPrivilegeEscalation = ptr.To(false)
+	if p.Capabilities == "default" {
+		return sc
+	}
+	sc.Capabilities = &corev1.Capabilities{
+		Drop: []corev1.Capability{"ALL"},
+		// NET_RAW: AF_PACKET capture and the ICMP probe's raw socket.
+		// NET_ADMIN: holding the bridge promiscuous for the run
+		// (PACKET_MR_PROMISC), reverted by the kernel on exit.
+		Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
+	}
+	return sc
+}
+
+// EphemeralContainer builds the pod agent for one pod. The agent reads
+// its control lines on stdin (StdinOnce: when the plugin detaches, stdin
+// closes and the agent stops) and exits by its deadline in any case.
+func EphemeralContainer(p AgentParams, args []string) corev1.EphemeralContainer {
+	return corev1.EphemeralContainer{
+		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+			Name:                     ContainerName(p.Session),
+			Image:                    p.Image,
+			ImagePullPolicy:          p.PullPolicy,
+			Command:                  []string{AgentCommand},
+			Args:                     args,
+			Stdin:                    true,
+			StdinOnce:                true,
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+			SecurityContext:          p.securityContext(),
+		},
+	}
+}
+
+// WithEphemeralContainer returns a copy of pod with the container added:
+// the new object for the strategic merge patch on pods/ephemeralcontainers.
+func WithEphemeralContainer(pod *corev1.Pod, ec corev1.EphemeralContainer) *corev1.Pod {
+	out := pod.DeepCopy()
+	out.Spec.EphemeralContainers = append(out.Spec.EphemeralContainers, ec)
+	return out
+}
+
+// NodePod builds the node agent: a short-lived hostNetwork pod pinned to
+// the node, tolerating every taint, never restarted, bounded by
+// activeDeadlineSeconds, labelled so that `kubectl podtrace cleanup` finds
+// it.
+func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
+	var secrets []corev1.LocalObjectReference
+	for _, s := range p.PullSecrets {
+		secrets = append(secrets, corev1.LocalObjectReference{Name: s})
+	}
+	deadline := int64(p.Deadline/time.Second) + 30
+	return &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      NodePodName(p.Session, node),
+			Namespace: p.Namespace,
+			Labels: map[string]string{
+				ManagedByLabel: ManagedBy,
+				SessionLabel:   p.Session,
+				NameLabel:      AgentName,
+			},
+			Annotations: map[string]string{"podtrace.dev/node": node},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			HostNetwork:                   true,
+			DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			ActiveDeadlineSeconds:         &deadline,
+			TerminationGracePeriodSeconds: ptr.To[int64](2),
+			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			ImagePullSecrets:              secrets,
+			Containers: []corev1.Container{{
+				Name:                     "agent",
+				Image:                    p.Image,
+				ImagePullPolicy:          p.PullPolicy,
+				Command:                  []string{AgentCommand},
+				Args:                     args,
+				Stdin:                    true,
+				StdinOnce:                true,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+				SecurityContext:          p.securityContext(),
+			}},
+		},
+	}
+}

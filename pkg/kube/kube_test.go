@@ -1,0 +1,221 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	authv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func TestParseRef(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		want    Ref
+		wantErr bool
+	}{
+		{"pod-a", Ref{"default", "pod-a"}, false},
+		{"shop/pod-a", Ref{"shop", "pod-a"}, false},
+		{"pod/pod-a", Ref{"default", "pod-a"}, false},
+		{"shop/pod/pod-a", Ref{"shop", "pod-a"}, false},
+		{"shop/", Ref{}, true},
+		{"a/b/c", Ref{}, true},
+		{"", Ref{}, true},
+	} {
+		got, err := ParseRef(c.in, "default")
+		if (err != nil) != c.wantErr || got != c.want {
+			t.Errorf("ParseRef(%q) = %v, %v; want %v (error %v)", c.in, got, err, c.want, c.wantErr)
+		}
+	}
+}
+
+func params() AgentParams {
+	return AgentParams{Session: "ab12c", Image: "registry.example.com/podtrace-agent:v1", PullPolicy: corev1.PullIfNotPresent,
+		PullSecrets: []string{"mirror"}, Capabilities: "capture", Deadline: 75 * time.Second, Namespace: "podtrace-system"}
+}
+
+func TestEphemeralContainerHasCaptureCapabilitiesOnly(t *testing.T) {
+	ec := EphemeralContainer(params(), []string{"--role", "pod"})
+	sc := ec.SecurityContext
+	if ec.Name != "podtrace-ab12c" || ec.Command[0] != "/podtrace-agent" || !ec.Stdin || !ec.StdinOnce || ec.TTY {
+		t.Errorf("container %+v", ec.EphemeralContainerCommon)
+	}
+	if sc.Privileged != nil || *sc.RunAsUser != 0 || *sc.RunAsNonRoot {
+		t.Errorf("security context %+v: want root, not privileged", sc)
+	}
+	if diff := cmp.Diff(&corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"}}, sc.Capabilities); diff != "" {
+		t.Errorf("capabilities (-want +got):\n%s", diff)
+	}
+	p := params()
+	p.Privileged = true
+	if sc := EphemeralContainer(p, nil).SecurityContext; sc.Privileged == nil || !*sc.Privileged || sc.Capabilities != nil {
+		t.Errorf("--privileged: %+v", sc)
+	}
+	p = params()
+	p.Capabilities = "default"
+	if sc := EphemeralContainer(p, nil).SecurityContext; sc.Capabilities != nil {
+		t.Errorf("default capabilities must add none: %+v", sc.Capabilities)
+	}
+}
+
+func TestNodePodIsPinnedBoundedAndLabelled(t *testing.T) {
+	p := NodePod(params(), "node-1.example.com", []string{"--role", "node"})
+	s := p.Spec
+	switch {
+	case s.NodeName != "node-1.example.com", !s.HostNetwork, s.RestartPolicy != corev1.RestartPolicyNever:
+		t.Errorf("placement: %+v", s)
+	case s.ActiveDeadlineSeconds == nil || *s.ActiveDeadlineSeconds != 105:
+		t.Errorf("activeDeadlineSeconds %v; want the agent deadline + 30", s.ActiveDeadlineSeconds)
+	case len(s.Tolerations) != 1 || s.Tolerations[0].Operator != corev1.TolerationOpExists:
+		t.Errorf("tolerations %+v; want to tolerate every taint", s.Tolerations)
+	case p.Labels[ManagedByLabel] != "kubectl-podtrace" || p.Labels[SessionLabel] != "ab12c":
+		t.Errorf("labels %v", p.Labels)
+	case p.Namespace != "podtrace-system" || len(s.ImagePullSecrets) != 1 || s.ImagePullSecrets[0].Name != "mirror":
+		t.Errorf("namespace %q pull secrets %v", p.Namespace, s.ImagePullSecrets)
+	case *s.AutomountServiceAccountToken:
+		t.Errorf("the agent needs no service account token")
+	}
+	if len(p.Name) > 63 || !strings.HasPrefix(p.Name, "podtrace-ab12c-node-1") {
+		t.Errorf("name %q", p.Name)
+	}
+	if NodePodName("s", "a-very-long-node-name-that-goes-on-and-on-and-on.example.com") == NodePodName("s", "a-very-long-node-name-that-goes-on-and-on-and-on.example.org") {
+		t.Errorf("long node names that differ late must give different pod names")
+	}
+}
+
+func TestEphemeralPatchAddsOnlyTheContainer(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pod-a", Namespace: "e2e"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	patch, err := EphemeralPatch(pod, EphemeralContainer(params(), []string{"--x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]map[string][]map[string]any
+	if err := json.Unmarshal(patch, &m); err != nil {
+		t.Fatalf("%v: %s", err, patch)
+	}
+	ecs := m["spec"]["ephemeralContainers"]
+	if len(m) != 1 || len(m["spec"]) != 1 || len(ecs) != 1 || ecs[0]["name"] != "podtrace-ab12c" {
+		t.Errorf("patch %s; want only spec.ephemeralContainers with the agent", patch)
+	}
+}
+
+func TestPatchEphemeralUsesTheSubresourceAndDryRun(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pod-a", Namespace: "e2e"}}
+	cs := fake.NewClientset(pod)
+	var got k8stesting.PatchActionImpl
+	cs.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		got = a.(k8stesting.PatchActionImpl)
+		return true, pod, nil
+	})
+	if err := PatchEphemeral(context.Background(), cs, pod, EphemeralContainer(params(), nil), true); err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSubresource() != "ephemeralcontainers" || got.GetPatchType() != "application/strategic-merge-patch+json" {
+		t.Errorf("patched subresource %q type %q", got.GetSubresource(), got.GetPatchType())
+	}
+	if !cmp.Equal(got.PatchOptions.DryRun, []string{"All"}) {
+		t.Errorf("dry run options %v", got.PatchOptions.DryRun)
+	}
+}
+
+func TestErrorsSayWhatToDo(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	psa := apierrors.NewForbidden(gr, "pod-a", errors.New(`violates PodSecurity "baseline:latest": non-default capabilities (container "podtrace-ab12c" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add)`))
+	for _, c := range []struct {
+		name string
+		err  error
+		want []string
+	}{
+		{"podsecurity", ExplainNS(psa, "add the capture agent to pod e2e-baseline/pod-a", "e2e-baseline"),
+			[]string{`PodSecurity "baseline"`, `namespace "e2e-baseline"`, "pod-security.kubernetes.io/enforce=baseline", "NET_RAW"}},
+		{"forbidden", Explain(apierrors.NewForbidden(gr, "pod-a", errors.New("no")), "read pod e2e/pod-a"),
+			[]string{"permission denied", "deploy/user-rbac.yaml"}},
+		{"unauthorized", Explain(apierrors.NewUnauthorized("token expired"), "read pod e2e/pod-a"), []string{"not logged in"}},
+		{"unreachable", Explain(errors.New("dial tcp 127.0.0.1:6443: connect: connection refused"), "read pod e2e/pod-a"), []string{"unreachable", "--kubeconfig"}},
+	} {
+		msg := c.err.Error()
+		for _, w := range c.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: %q lacks %q", c.name, msg, w)
+			}
+		}
+	}
+	if h := PodSecurityHint(ExplainNS(psa, "x", "e2e-baseline")); !strings.Contains(h, "--mode node --passive") {
+		t.Errorf("hint %q", h)
+	}
+}
+
+func TestEphemeralContainersDisabledIsRecognised(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "pod-a", Namespace: "e2e"}}
+	cs := fake.NewClientset(pod)
+	cs.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 404, Reason: metav1.StatusReasonNotFound, Message: "the server could not find the requested resource"}}
+	})
+	err := PatchEphemeral(context.Background(), cs, pod, EphemeralContainer(params(), nil), false)
+	if !errors.Is(err, ErrEphemeralDisabled) {
+		t.Fatalf("got %v; want ErrEphemeralDisabled", err)
+	}
+}
+
+func TestResolveRefusesWhatCannotBeTraced(t *testing.T) {
+	mk := func(name string, f func(p *corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "e2e"},
+			Spec:   corev1.PodSpec{NodeName: "n1"},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.9"}}
+		f(p)
+		return p
+	}
+	cs := fake.NewClientset(
+		mk("ok", func(*corev1.Pod) {}),
+		mk("pending", func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }),
+		mk("hostnet", func(p *corev1.Pod) { p.Spec.HostNetwork = true }),
+		mk("noip", func(p *corev1.Pod) { p.Status.PodIP = "" }),
+		mk("windows", func(p *corev1.Pod) { p.Spec.OS = &corev1.PodOS{Name: corev1.Windows} }),
+	)
+	for name, want := range map[string]string{
+		"missing": `pod "missing" not found in namespace "e2e"`,
+		"pending": "is Pending, not Running",
+		"hostnet": "hostNetwork",
+		"noip":    "no IP address yet",
+		"windows": "Linux-only",
+	} {
+		_, err := Resolve(context.Background(), cs, Ref{"e2e", name})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want %q", name, err, want)
+		}
+	}
+	if tg, err := Resolve(context.Background(), cs, Ref{"e2e", "ok"}); err != nil || tg.IP != "10.244.0.9" || tg.Node != "n1" {
+		t.Errorf("ok: %+v %v", tg, err)
+	}
+}
+
+func TestCheckAccessNamesEveryMissingPermission(t *testing.T) {
+	cs := fake.NewClientset()
+	cs.PrependReactor("create", "selfsubjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		r := a.(k8stesting.CreateAction).GetObject().(*authv1.SelfSubjectAccessReview)
+		ra := r.Spec.ResourceAttributes
+		r.Status.Allowed = !(ra.Subresource == "ephemeralcontainers" || ra.Verb == "delete")
+		return true, r, nil
+	})
+	err := CheckAccess(context.Background(), cs, Needs([]string{"e2e"}, true, "podtrace-system"))
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, w := range []string{`patch pods/ephemeralcontainers in namespace "e2e"`, `delete pods in namespace "podtrace-system"`, "missing 2 permission(s)", "deploy/user-rbac.yaml"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q lacks %q", err, w)
+		}
+	}
+}

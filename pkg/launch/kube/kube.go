@@ -1,0 +1,338 @@
+// Package kube launches agents in a Kubernetes cluster: a pod agent as an
+// ephemeral container in a traced pod, a node agent as a short-lived
+// hostNetwork pod on a node. Both are reached through the API server
+// (pods/attach: stdout carries the observation stream, stdin the control
+// lines). Node pods are deleted when the agent stops, and Cleanup deletes
+// whatever a session still has, with its own context.
+package kube
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/httpstream"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/remotecommand"
+	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/utils/ptr"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/kube"
+	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Launcher starts agents in a cluster.
+type Launcher struct {
+	Client   kubernetes.Interface
+	Config   *rest.Config
+	Params   kube.AgentParams
+	Pods     map[string]*corev1.Pod // resolved traced pods by "ns/name"
+	Progress io.Writer
+	// ReadyTimeout bounds the wait for an agent container to run.
+	ReadyTimeout time.Duration
+
+	mu      sync.Mutex
+	created []*corev1.Pod
+}
+
+func (l *Launcher) progress(format string, a ...any) {
+	if l.Progress != nil {
+		fmt.Fprintf(l.Progress, "podtrace: "+format+"\n", a...)
+	}
+}
+
+// Start starts one agent and attaches to it.
+func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, error) {
+	timeout := l.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	switch s.Role {
+	case wire.RolePod:
+		pod := l.Pods[s.Target]
+		if pod == nil {
+			return nil, fmt.Errorf("agent %s: pod %s was not resolved", s.ID, s.Target)
+		}
+		ec := kube.EphemeralContainer(l.Params, s.Args())
+		if err := kube.PatchEphemeral(ctx, l.Client, pod, ec, false); err != nil {
+			return nil, err
+		}
+		l.progress("%s: added agent container %s", s.ID, ec.Name)
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := l.waitRunning(wctx, pod.Namespace, pod.Name, ec.Name, true, s.ID); err != nil {
+			return nil, err
+		}
+		return l.attach(ctx, pod.Namespace, pod.Name, ec.Name, nil)
+	case wire.RoleNode:
+		p := kube.NodePod(l.Params, s.Target, s.Args())
+		created, err := kube.CreateNodePod(ctx, l.Client, p, false)
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		l.created = append(l.created, created)
+		l.mu.Unlock()
+		l.progress("%s: created node agent pod %s/%s", s.ID, created.Namespace, created.Name)
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		if err := l.waitRunning(wctx, created.Namespace, created.Name, "agent", false, s.ID); err != nil {
+			l.deletePod(created)
+			return nil, err
+		}
+		a, err := l.attach(ctx, created.Namespace, created.Name, "agent", created)
+		if err != nil {
+			l.deletePod(created)
+		}
+		return a, err
+	}
+	return nil, fmt.Errorf("agent %s: unknown role %q", s.ID, s.Role)
+}
+
+// waitRunning watches the pod until the container runs, showing the
+// kubelet's waiting reasons, and turns image and start failures into
+// errors.
+func (l *Launcher) waitRunning(ctx context.Context, ns, name, container string, ephemeral bool, id string) error {
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return l.Client.CoreV1().Pods(ns).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return l.Client.CoreV1().Pods(ns).Watch(ctx, o)
+		},
+	}
+	last := ""
+	_, err := watchtools.UntilWithSync(ctx, lw, &corev1.Pod{}, nil, func(ev watch.Event) (bool, error) {
+		if ev.Type == watch.Deleted {
+			return false, fmt.Errorf("pod %s/%s was deleted while its agent was starting", ns, name)
+		}
+		p, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			return false, nil
+		}
+		statuses := p.Status.ContainerStatuses
+		if ephemeral {
+			statuses = p.Status.EphemeralContainerStatuses
+		}
+		if p.Status.Phase == corev1.PodFailed && !ephemeral {
+			return false, fmt.Errorf("%s: node agent pod %s/%s failed: %s %s", id, ns, name, p.Status.Reason, p.Status.Message)
+		}
+		for _, st := range statuses {
+			if st.Name != container {
+				continue
+			}
+			switch {
+			case st.State.Running != nil:
+				return true, nil
+			case st.State.Terminated != nil:
+				t := st.State.Terminated
+				return false, fmt.Errorf("%s: the agent container exited (%s, code %d) before it was attached: %s", id, t.Reason, t.ExitCode, strings.TrimSpace(t.Message))
+			case st.State.Waiting != nil:
+				w := st.State.Waiting
+				msg := w.Reason
+				if w.Message != "" {
+					msg += ": " + w.Message
+				}
+				if msg != last {
+					last = msg
+					l.progress("%s: agent container waiting: %s", id, msg)
+				}
+				switch w.Reason {
+				case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull":
+					return false, fmt.Errorf("%s: the agent image %q cannot be pulled (%s): pass --image with an image your nodes can pull (a mirror for air-gapped clusters) and --image-pull-secret if it needs one", id, st.Image, msg)
+				case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
+					return false, fmt.Errorf("%s: the agent container could not start: %s", id, msg)
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil && ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%s: the agent container in %s/%s did not run in time (last state: %s)", id, ns, name, orNone(last))
+		}
+		return ctx.Err()
+	}
+	return err
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none reported"
+	}
+	return s
+}
+
+// attach connects to the container's stdin and stdout through the API
+// server (WebSocket, falling back to SPDY).
+func (l *Launcher) attach(ctx context.Context, ns, pod, container string, owned *corev1.Pod) (*agent, error) {
+	req := l.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("attach").
+		VersionedParams(&corev1.PodAttachOptions{Container: container, Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	spdy, err := remotecommand.NewSPDYExecutor(l.Config, "POST", req.URL())
+	if err != nil {
+		return nil, fmt.Errorf("attach to %s/%s: %w", ns, pod, err)
+	}
+	exec := spdy
+	if ws, err := remotecommand.NewWebSocketExecutor(l.Config, "GET", req.URL().String()); err == nil {
+		exec, _ = remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+		})
+	}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	a := &agent{l: l, ns: ns, pod: pod, container: container, owned: owned, stdin: inW, stdout: outR, done: make(chan struct{})}
+	// The attach lives as long as the agent, not as long as the caller's
+	// context: stopping is explicit (Stop), so teardown works after Ctrl-C.
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	go func() {
+		err := exec.StreamWithContext(actx, remotecommand.StreamOptions{Stdin: inR, Stdout: outW, Stderr: &a.stderr})
+		a.mu.Lock()
+		a.err = err
+		a.mu.Unlock()
+		if err != nil {
+			err = kube.Explain(err, fmt.Sprintf("attach to the agent in %s/%s", ns, pod))
+		}
+		inR.CloseWithError(errOr(err, io.EOF))
+		outW.CloseWithError(errOr(err, io.EOF))
+		close(a.done)
+	}()
+	return a, nil
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+type agent struct {
+	l                   *Launcher
+	ns, pod, container  string
+	owned               *corev1.Pod
+	stdin               *io.PipeWriter
+	stdout              *io.PipeReader
+	stderr              lockedBuffer
+	cancel              context.CancelFunc
+	mu                  sync.Mutex
+	err                 error
+	done                chan struct{}
+	stopOnce, closeOnce sync.Once
+}
+
+func (a *agent) Stream() io.Reader { return a.stdout }
+
+func (a *agent) Send(cmd string) error {
+	_, err := io.WriteString(a.stdin, cmd+"\n")
+	return err
+}
+
+// Stop closes the agent's stdin (with StdinOnce the runtime closes the
+// container's stdin: the agent stops and says bye), waits for the stream
+// to end, then deletes the node pod if this agent owns one.
+func (a *agent) Stop(ctx context.Context) error {
+	var err error
+	a.stopOnce.Do(func() {
+		_ = a.stdin.Close()
+		select {
+		case <-a.done:
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+		}
+		a.cancel()
+		if a.owned != nil {
+			err = a.l.deletePod(a.owned)
+		}
+	})
+	return err
+}
+
+func (a *agent) Diagnostics() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// The attach error itself reaches the caller through the stream.
+	return strings.TrimSpace(a.stderr.String())
+}
+
+// deletePod deletes a node agent pod with its own context.
+func (l *Launcher) deletePod(p *corev1.Pod) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := l.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	if err != nil && !strings.Contains(err.Error(), "not found") {
+		return kube.Explain(err, fmt.Sprintf("delete node agent pod %s/%s", p.Namespace, p.Name))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, c := range l.created {
+		if c.Name == p.Name && c.Namespace == p.Namespace {
+			l.created = append(l.created[:i], l.created[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+// Cleanup deletes every node pod of the session that still exists — also
+// those whose creation raced with a cancellation — with its own context.
+func (l *Launcher) Cleanup() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	l.mu.Lock()
+	left := append([]*corev1.Pod(nil), l.created...)
+	l.mu.Unlock()
+	for _, p := range left {
+		if err := l.deletePod(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	list, err := l.Client.CoreV1().Pods(l.Params.Namespace).List(ctx, metav1.ListOptions{
+		LabelSelector: kube.ManagedByLabel + "=" + kube.ManagedBy + "," + kube.SessionLabel + "=" + l.Params.Session})
+	if err == nil {
+		for i := range list.Items {
+			if err := l.deletePod(&list.Items[i]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 64<<10 {
+		return len(p), nil
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
