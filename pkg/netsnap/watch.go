@@ -49,6 +49,13 @@ func Watch(ctx context.Context, emit func(wire.Change)) (<-chan struct{}, error)
 		return nil, fmt.Errorf("current network namespace: %w", err)
 	}
 	w := &watcher{ns: ns, emit: emit}
+	// Entering a namespace (setns) needs CAP_SYS_ADMIN, which an agent in a
+	// pod does not have: when the calling thread is in the process's own
+	// namespace (the agent's case), sockets are opened where they are.
+	if self, err := netns.GetFromPath("/proc/self/ns/net"); err == nil {
+		w.own = self.Equal(ns)
+		self.Close()
+	}
 	if err := w.subscribe(ctx); err != nil {
 		ns.Close()
 		return nil, err
@@ -61,6 +68,7 @@ func Watch(ctx context.Context, emit func(wire.Change)) (<-chan struct{}, error)
 
 type watcher struct {
 	ns   netns.NsHandle
+	own  bool // ns is the process's namespace: no setns needed
 	emit func(wire.Change)
 
 	done    chan struct{}
@@ -79,15 +87,18 @@ func (w *watcher) subscribe(ctx context.Context) error {
 	w.done = make(chan struct{})
 	w.neighCh = make(chan netlink.NeighUpdate, 256)
 	w.linkCh = make(chan netlink.LinkUpdate, 64)
-	ns := w.ns
+	var ns *netns.NsHandle
+	if !w.own {
+		ns = &w.ns
+	}
 	if err := netlink.NeighSubscribeWithOptions(w.neighCh, w.done, netlink.NeighSubscribeOptions{
-		Namespace: &ns, ReceiveBufferSize: rcvBuf,
+		Namespace: ns, ReceiveBufferSize: rcvBuf,
 	}); err != nil {
 		close(w.done)
 		return fmt.Errorf("subscribe to neighbour changes: %w", err)
 	}
 	if err := netlink.LinkSubscribeWithOptions(w.linkCh, w.done, netlink.LinkSubscribeOptions{
-		Namespace: &ns, ReceiveBufferSize: rcvBuf,
+		Namespace: ns, ReceiveBufferSize: rcvBuf,
 	}); err != nil {
 		close(w.done)
 		return fmt.Errorf("subscribe to link changes: %w", err)
@@ -100,7 +111,13 @@ func (w *watcher) subscribe(ctx context.Context) error {
 }
 
 func (w *watcher) seed() error {
-	h, err := netlink.NewHandleAt(w.ns)
+	var h *netlink.Handle
+	var err error
+	if w.own {
+		h, err = netlink.NewHandle()
+	} else {
+		h, err = netlink.NewHandleAt(w.ns)
+	}
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
