@@ -487,3 +487,36 @@ func TestTCPAndUDPProbes(t *testing.T) {
 		})
 	}
 }
+
+// A bridge port in hairpin mode (as CNI bridge plugins often set it) floods
+// a broadcast back to its sender: the trace shows that copy after the
+// bridge, as such, and the verdict is unaffected.
+func TestHairpinBroadcastIsShownAfterTheBridge(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	node := l.Nodes[0].NetNS
+	nettest.Run(t, "ip", "-n", node, "link", "set", a.HostVeth, "type", "bridge_slave", "hairpin", "on")
+	r := podtrace(t, "local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", node, "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	v := parseJSON(t, r.stdout)
+	who := journeyHops(v, func(h hopLine) bool { return h.Packet.ARP != nil && h.Packet.ARP.Op == "who-has" && h.Packet.ARP.SenderIP == a.IP })
+	bridgeAt, hairpinAt, reflectedAt := -1, -1, -1
+	for i, h := range who {
+		switch {
+		case h.Role == "bridge":
+			bridgeAt = i
+		case h.Iface == a.HostVeth && h.Packet.Dir == "out":
+			hairpinAt = i
+		case h.Agent == a.NetNS && h.Packet.Dir == "in":
+			reflectedAt = i
+		}
+	}
+	if bridgeAt < 0 || hairpinAt < bridgeAt || reflectedAt < hairpinAt {
+		t.Fatalf("hairpin order: bridge %d, back out of pod-a's port %d, back into pod-a %d; want increasing\n%+v", bridgeAt, hairpinAt, reflectedAt, who)
+	}
+	if !strings.Contains(who[hairpinAt].Note, "hairpin") || !strings.Contains(who[reflectedAt].Note, "hairpin") {
+		t.Errorf("notes %q / %q should say hairpin", who[hairpinAt].Note, who[reflectedAt].Note)
+	}
+}

@@ -349,6 +349,46 @@ func origin(g *graph, j *Journey) *Obs {
 
 const unreachableRank = 1 << 20
 
+// rankRevisits places a frame that comes back through an interface it
+// already crossed the other way — a bridge port in hairpin mode floods a
+// broadcast back to its sender — after the bridge that sent it back, not
+// beside its first crossing.
+func rankRevisits(g *graph, j *Journey) {
+	byTime := append([]*Obs(nil), j.Obs...)
+	sort.SliceStable(byTime, func(a, b int) bool { return byTime[a].P.TS.Before(byTime[b].P.TS) })
+	any := map[*Iface]*Obs{}
+	for _, o := range byTime {
+		if any[o.If] == nil {
+			any[o.If] = o
+		}
+	}
+	first := map[*Iface]*Obs{}
+	revisits := map[*Iface]*Obs{}
+	for _, o := range byTime {
+		f := first[o.If]
+		if f == nil {
+			first[o.If] = o
+			continue
+		}
+		if f.P.Dir == o.P.Dir {
+			continue
+		}
+		switch {
+		case o.If.Master != nil && any[o.If.Master] != nil:
+			o.Rank = any[o.If.Master].Rank + 1
+			o.Note = "hairpin: flooded back out of the port it came in"
+		default:
+			for peer, r := range revisits {
+				if g.adjacent(peer, o.If) {
+					o.Rank = r.Rank + 1
+					o.Note = "its own frame, reflected by the bridge (hairpin)"
+				}
+			}
+		}
+		revisits[o.If] = o
+	}
+}
+
 // orderJourney sorts a journey's hops by distance from where the packet
 // was sent, then by time, and computes per-hop deltas and notes.
 func orderJourney(g *graph, s Session, j *Journey) {
@@ -370,6 +410,7 @@ func orderJourney(g *graph, s Session, j *Journey) {
 			o.Rank = unreachableRank
 		}
 	}
+	rankRevisits(g, j)
 	sort.SliceStable(j.Obs, func(a, b int) bool {
 		x, y := j.Obs[a], j.Obs[b]
 		if x.Rank != y.Rank {

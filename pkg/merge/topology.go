@@ -196,6 +196,8 @@ func (g *graph) peerIsPod(i *Iface) bool {
 
 func (g *graph) byKey(k string) *Iface { return g.byK[k] }
 
+// adjacent tells whether two interfaces are joined directly (veth peers,
+// port and bridge).
 func (g *graph) adjacent(a, b *Iface) bool {
 	for _, n := range g.adj[key(a.Key)] {
 		if n == key(b.Key) {
