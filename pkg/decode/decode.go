@@ -6,7 +6,6 @@ package decode
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"strconv"
 	"strings"
@@ -59,10 +58,97 @@ type Decoder struct {
 	gen          layers.Geneve
 	// KeepFrame copies the captured bytes into Packet.Frame.
 	KeepFrame bool
+	// Reuse makes Decode return a Packet that the Decoder owns and
+	// overwrites on the next call, whose Frame is Input.Data itself (not
+	// a copy): for a caller that writes each packet out at once, it saves
+	// the allocations. Off by default.
+	Reuse   bool
+	scratch block
+
+	// addrs caches the text of the MAC and IP addresses seen lately: a
+	// pod's traffic has few distinct ones, and formatting them anew for
+	// every frame was most of the decoding cost.
+	addrs map[addrKey]string
+	// slab is where frames are copied to, many to a chunk (each Frame is
+	// capped at its own length, so appending to one never reaches another).
+	slab []byte
+	buf  []byte // scratch for the summary
 }
 
 // New returns a Decoder.
-func New() *Decoder { return &Decoder{outer: newStack(), inner: newStack(), KeepFrame: true} }
+func New() *Decoder {
+	return &Decoder{outer: newStack(), inner: newStack(), KeepFrame: true, addrs: make(map[addrKey]string)}
+}
+
+// maxAddrs bounds the address cache; it starts over when full.
+const maxAddrs = 4096
+
+// slabSize is the chunk frames are copied into.
+const slabSize = 64 << 10
+
+type addrKey struct {
+	mac bool
+	n   uint8
+	b   [16]byte
+}
+
+// ipString is net.IP(b).String(), cached for 4- and 16-byte addresses.
+func (d *Decoder) ipString(b []byte) string {
+	if len(b) != 4 && len(b) != 16 {
+		return net.IP(b).String()
+	}
+	return d.addr(false, b)
+}
+
+// macString is net.HardwareAddr(b).String(), cached.
+func (d *Decoder) macString(b []byte) string {
+	if len(b) > 16 {
+		return net.HardwareAddr(b).String()
+	}
+	return d.addr(true, b)
+}
+
+func (d *Decoder) addr(mac bool, b []byte) string {
+	k := addrKey{mac: mac, n: uint8(len(b))}
+	copy(k.b[:], b)
+	if s, ok := d.addrs[k]; ok {
+		return s
+	}
+	var s string
+	if mac {
+		s = net.HardwareAddr(b).String()
+	} else {
+		s = net.IP(b).String()
+	}
+	if d.addrs == nil || len(d.addrs) >= maxAddrs {
+		d.addrs = make(map[addrKey]string)
+	}
+	d.addrs[k] = s
+	return s
+}
+
+// copyFrame copies b into the slab.
+func (d *Decoder) copyFrame(b []byte) []byte {
+	if len(b) > slabSize/4 {
+		return append([]byte(nil), b...)
+	}
+	if cap(d.slab)-len(d.slab) < len(b) {
+		d.slab = make([]byte, 0, slabSize)
+	}
+	n := len(d.slab)
+	d.slab = append(d.slab, b...)
+	return d.slab[n : n+len(b) : n+len(b)]
+}
+
+// block holds a Packet and everything it points to, allocated at once.
+type block struct {
+	p     wire.Packet
+	eth   [2]wire.Eth // outer, inner
+	arp   wire.ARP
+	ip    wire.IP
+	l4    wire.L4
+	encap wire.Encap
+}
 
 // Input is one captured frame with its capture metadata.
 type Input struct {
@@ -72,13 +158,20 @@ type Input struct {
 	PktType uint8
 	Len     int
 	VLAN    int
-	Data    []byte // may be reused by the caller after Decode returns
+	Data    []byte // may be reused by the caller after Decode returns (unless Decoder.Reuse)
 }
 
 // Decode describes the frame. It never fails: what cannot be decoded is
 // summarised as such.
 func (d *Decoder) Decode(in Input) *wire.Packet {
-	p := &wire.Packet{
+	var blk *block
+	if d.Reuse {
+		blk = &d.scratch
+	} else {
+		blk = new(block)
+	}
+	p := &blk.p
+	*p = wire.Packet{
 		TS:      in.TS,
 		Index:   in.Ifindex,
 		Iface:   in.Iface,
@@ -90,36 +183,40 @@ func (d *Decoder) Decode(in Input) *wire.Packet {
 	if in.PktType == unix.PACKET_OUTGOING {
 		p.Dir = "out"
 	}
-	if d.KeepFrame {
-		p.Frame = append([]byte(nil), in.Data...)
+	if d.KeepFrame && d.Reuse {
+		p.Frame = in.Data
+	} else if d.KeepFrame {
+		p.Frame = d.copyFrame(in.Data)
 	}
 	s := d.outer
 	_ = s.parser.DecodeLayers(in.Data, &s.found)
 	if s.parser.Truncated || in.Len > len(in.Data) {
 		p.Truncated = true
 	}
-	d.describe(s, p, in.VLAN)
+	d.describe(s, p, in.VLAN, blk, 0)
 	// Overlay: decode the inner frame and describe it instead, keeping the
 	// outer headers in Encap.
 	if p.L4 != nil && p.L4.Proto == "udp" && p.IP != nil {
 		if typ, vni, inner, ok := d.decap(s); ok {
-			p.Encap = &wire.Encap{
+			blk.encap = wire.Encap{
 				Type: typ, VNI: vni,
 				OuterSrc: p.IP.Src, OuterDst: p.IP.Dst,
 				SrcPort: p.L4.SrcPort, DstPort: p.L4.DstPort,
 				OuterMAC: p.Eth.Src,
 			}
+			p.Encap = &blk.encap
 			outerEth := p.Eth
 			p.Eth, p.ARP, p.IP, p.L4 = nil, nil, nil, nil
 			is := d.inner
 			_ = is.parser.DecodeLayers(inner, &is.found)
-			d.describe(is, p, 0)
+			d.describe(is, p, 0, blk, 1)
 			if p.Eth == nil {
 				p.Eth = outerEth
 			}
 		}
 	}
-	p.Summary = Summary(p)
+	d.buf = appendSummary(d.buf[:0], p)
+	p.Summary = string(d.buf)
 	p.FP = Fingerprint(p, s, d)
 	return p
 }
@@ -149,11 +246,14 @@ func (d *Decoder) decap(s *stack) (typ string, vni uint32, inner []byte, ok bool
 	return "", 0, nil, false
 }
 
-func (d *Decoder) describe(s *stack, p *wire.Packet, vlan int) {
+// describe fills p from the layers s found, in structures of blk; which
+// says whether s is the outer (0) or the inner (1) frame.
+func (d *Decoder) describe(s *stack, p *wire.Packet, vlan int, blk *block, which int) {
 	for _, lt := range s.found {
 		switch lt {
 		case layers.LayerTypeEthernet:
-			p.Eth = &wire.Eth{Src: s.eth.SrcMAC.String(), Dst: s.eth.DstMAC.String(), Type: etherTypeName(s.eth.EthernetType), VLAN: vlan}
+			blk.eth[which] = wire.Eth{Src: d.macString(s.eth.SrcMAC), Dst: d.macString(s.eth.DstMAC), Type: etherTypeName(s.eth.EthernetType), VLAN: vlan}
+			p.Eth = &blk.eth[which]
 		case layers.LayerTypeDot1Q:
 			if p.Eth != nil {
 				p.Eth.VLAN = int(s.dot1q.VLANIdentifier)
@@ -165,31 +265,38 @@ func (d *Decoder) describe(s *stack, p *wire.Packet, vlan int) {
 			if a.Operation == layers.ARPReply {
 				op = "is-at"
 			}
-			p.ARP = &wire.ARP{Op: op,
-				SenderMAC: net.HardwareAddr(a.SourceHwAddress).String(), SenderIP: net.IP(a.SourceProtAddress).String(),
-				TargetMAC: net.HardwareAddr(a.DstHwAddress).String(), TargetIP: net.IP(a.DstProtAddress).String()}
+			blk.arp = wire.ARP{Op: op,
+				SenderMAC: d.macString(a.SourceHwAddress), SenderIP: d.ipString(a.SourceProtAddress),
+				TargetMAC: d.macString(a.DstHwAddress), TargetIP: d.ipString(a.DstProtAddress)}
+			p.ARP = &blk.arp
 		case layers.LayerTypeIPv4:
-			p.IP = &wire.IP{Version: 4, Src: s.ip4.SrcIP.String(), Dst: s.ip4.DstIP.String(), ID: uint32(s.ip4.Id),
+			blk.ip = wire.IP{Version: 4, Src: d.ipString(s.ip4.SrcIP), Dst: d.ipString(s.ip4.DstIP), ID: uint32(s.ip4.Id),
 				TTL: int(s.ip4.TTL), Proto: ipProtoName(s.ip4.Protocol), Len: int(s.ip4.Length)}
+			p.IP = &blk.ip
 		case layers.LayerTypeIPv6:
-			p.IP = &wire.IP{Version: 6, Src: s.ip6.SrcIP.String(), Dst: s.ip6.DstIP.String(), ID: s.ip6.FlowLabel,
+			blk.ip = wire.IP{Version: 6, Src: d.ipString(s.ip6.SrcIP), Dst: d.ipString(s.ip6.DstIP), ID: s.ip6.FlowLabel,
 				TTL: int(s.ip6.HopLimit), Proto: ipProtoName(s.ip6.NextHeader), Len: int(s.ip6.Length) + 40}
+			p.IP = &blk.ip
 		case layers.LayerTypeTCP:
 			t := &s.tcp
-			p.L4 = &wire.L4{Proto: "tcp", SrcPort: int(t.SrcPort), DstPort: int(t.DstPort), Seq: t.Seq, Ack: t.Ack,
+			blk.l4 = wire.L4{Proto: "tcp", SrcPort: int(t.SrcPort), DstPort: int(t.DstPort), Seq: t.Seq, Ack: t.Ack,
 				Flags: tcpFlags(t), Payload: l4PayloadLen(p.IP, int(t.DataOffset)*4)}
+			p.L4 = &blk.l4
 		case layers.LayerTypeUDP:
 			u := &s.udp
-			p.L4 = &wire.L4{Proto: "udp", SrcPort: int(u.SrcPort), DstPort: int(u.DstPort), Payload: int(u.Length) - 8}
+			blk.l4 = wire.L4{Proto: "udp", SrcPort: int(u.SrcPort), DstPort: int(u.DstPort), Payload: int(u.Length) - 8}
+			p.L4 = &blk.l4
 		case layers.LayerTypeICMPv4:
 			c := &s.icmp4
-			p.L4 = &wire.L4{Proto: "icmp", Type: icmp4Name(c.TypeCode.Type()), Code: int(c.TypeCode.Code()), Payload: len(c.Payload)}
+			blk.l4 = wire.L4{Proto: "icmp", Type: icmp4Name(c.TypeCode.Type()), Code: int(c.TypeCode.Code()), Payload: len(c.Payload)}
+			p.L4 = &blk.l4
 			if t := c.TypeCode.Type(); t == layers.ICMPv4TypeEchoRequest || t == layers.ICMPv4TypeEchoReply {
 				p.L4.ICMPID, p.L4.ICMPSeq = int(c.Id), int(c.Seq)
 			}
 		case layers.LayerTypeICMPv6:
 			c := &s.icmp6
-			p.L4 = &wire.L4{Proto: "icmp6", Type: icmp6Name(c.TypeCode.Type()), Code: int(c.TypeCode.Code())}
+			blk.l4 = wire.L4{Proto: "icmp6", Type: icmp6Name(c.TypeCode.Type()), Code: int(c.TypeCode.Code())}
+			p.L4 = &blk.l4
 			pl := c.Payload // starts after type, code, checksum
 			switch c.TypeCode.Type() {
 			case layers.ICMPv6TypeEchoRequest, layers.ICMPv6TypeEchoReply:
@@ -199,7 +306,7 @@ func (d *Decoder) describe(s *stack, p *wire.Packet, vlan int) {
 				}
 			case layers.ICMPv6TypeNeighborSolicitation, layers.ICMPv6TypeNeighborAdvertisement:
 				if len(pl) >= 20 {
-					p.L4.Target = net.IP(pl[4:20]).String()
+					p.L4.Target = d.ipString(pl[4:20])
 				}
 			}
 		}
@@ -229,37 +336,69 @@ func l4PayloadLen(ip *wire.IP, hdr int) int {
 // bytes — never TTL, MACs or checksums. ARP frames are identified by
 // operation, sender and target.
 func Fingerprint(p *wire.Packet, s *stack, d *Decoder) string {
-	h := fnv.New64a()
-	w := func(parts ...string) {
-		for _, x := range parts {
-			h.Write([]byte(x))
-			h.Write([]byte{0})
-		}
-	}
+	// The hash runs over the fields' decimal text, each followed by a NUL
+	// byte: the same bytes as ever, so fingerprints stay comparable with
+	// those of earlier agents.
+	h := fnvHash(fnvOffset)
 	switch {
 	case p.ARP != nil:
-		w("arp", p.ARP.Op, p.ARP.SenderMAC, p.ARP.SenderIP, p.ARP.TargetIP, p.ARP.TargetMAC)
+		h = h.str("arp").str(p.ARP.Op).str(p.ARP.SenderMAC).str(p.ARP.SenderIP).str(p.ARP.TargetIP).str(p.ARP.TargetMAC)
 	case p.IP != nil:
-		w("ip", p.IP.Src, p.IP.Dst, p.IP.Proto, strconv.Itoa(p.IP.Len))
+		h = h.str("ip").str(p.IP.Src).str(p.IP.Dst).str(p.IP.Proto).int(int64(p.IP.Len))
 		if p.IP.Version == 4 {
-			w(strconv.FormatUint(uint64(p.IP.ID), 10))
+			h = h.int(int64(p.IP.ID))
 		}
 		if l := p.L4; l != nil {
-			w(l.Proto, strconv.Itoa(l.SrcPort), strconv.Itoa(l.DstPort), l.Flags,
-				strconv.FormatUint(uint64(l.Seq), 10), strconv.FormatUint(uint64(l.Ack), 10),
-				l.Type, strconv.Itoa(l.Code), strconv.Itoa(l.ICMPID), strconv.Itoa(l.ICMPSeq), l.Target)
+			h = h.str(l.Proto).int(int64(l.SrcPort)).int(int64(l.DstPort)).str(l.Flags).
+				int(int64(l.Seq)).int(int64(l.Ack)).
+				str(l.Type).int(int64(l.Code)).int(int64(l.ICMPID)).int(int64(l.ICMPSeq)).str(l.Target)
 		}
 		st := s
 		if p.Encap != nil {
 			st = d.inner
 		}
-		if pl := firstPayload(st); len(pl) > 0 {
-			h.Write(pl)
-		}
+		h = h.bytes(firstPayload(st))
 	default:
 		return ""
 	}
-	return fmt.Sprintf("%016x", h.Sum64())
+	const hex = "0123456789abcdef"
+	var out [16]byte
+	for i := 15; i >= 0; i-- {
+		out[i] = hex[h&0xf]
+		h >>= 4
+	}
+	return string(out[:])
+}
+
+// fnvHash is a 64-bit FNV-1a hash in progress.
+type fnvHash uint64
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func (h fnvHash) bytes(b []byte) fnvHash {
+	for _, c := range b {
+		h ^= fnvHash(c)
+		h *= fnvPrime
+	}
+	return h
+}
+
+// str hashes s and a NUL separator.
+func (h fnvHash) str(s string) fnvHash {
+	for i := 0; i < len(s); i++ {
+		h ^= fnvHash(s[i])
+		h *= fnvPrime
+	}
+	return h * fnvPrime // ^= 0
+}
+
+// int hashes v in decimal and a NUL separator.
+func (h fnvHash) int(v int64) fnvHash {
+	var b [20]byte
+	return h.bytes(strconv.AppendInt(b[:0], v, 10)) * fnvPrime
 }
 
 // firstPayload returns up to 8 leading bytes of the transport payload:
@@ -328,17 +467,30 @@ func ipProtoName(p layers.IPProtocol) string {
 	return strconv.Itoa(int(p))
 }
 
+// tcpFlagNames are the flag lists of every combination of SYN (bit 0),
+// FIN, RST, PSH, ACK and URG (bit 5).
+var tcpFlagNames = func() (names [64]string) {
+	order := []string{"SYN", "FIN", "RST", "PSH", "ACK", "URG"}
+	for i := range names {
+		var f []string
+		for bit, name := range order {
+			if i&(1<<bit) != 0 {
+				f = append(f, name)
+			}
+		}
+		names[i] = strings.Join(f, ",")
+	}
+	return names
+}()
+
 func tcpFlags(t *layers.TCP) string {
-	var f []string
-	for _, x := range []struct {
-		on   bool
-		name string
-	}{{t.SYN, "SYN"}, {t.FIN, "FIN"}, {t.RST, "RST"}, {t.PSH, "PSH"}, {t.ACK, "ACK"}, {t.URG, "URG"}} {
-		if x.on {
-			f = append(f, x.name)
+	i := 0
+	for bit, on := range [...]bool{t.SYN, t.FIN, t.RST, t.PSH, t.ACK, t.URG} {
+		if on {
+			i |= 1 << bit
 		}
 	}
-	return strings.Join(f, ",")
+	return tcpFlagNames[i]
 }
 
 func icmp4Name(t uint8) string {
@@ -381,42 +533,74 @@ func icmp6Name(t uint8) string {
 
 // Summary is a one-line, tcpdump-like description of the (inner) packet.
 func Summary(p *wire.Packet) string {
+	var buf [128]byte
+	return string(appendSummary(buf[:0], p))
+}
+
+func appendSummary(b []byte, p *wire.Packet) []byte {
 	switch {
 	case p.ARP != nil:
 		if p.ARP.Op == "is-at" {
-			return fmt.Sprintf("ARP %s is-at %s", p.ARP.SenderIP, p.ARP.SenderMAC)
+			return append(append(append(append(b, "ARP "...), p.ARP.SenderIP...), " is-at "...), p.ARP.SenderMAC...)
 		}
-		return fmt.Sprintf("ARP who-has %s tell %s", p.ARP.TargetIP, p.ARP.SenderIP)
+		return append(append(append(append(b, "ARP who-has "...), p.ARP.TargetIP...), " tell "...), p.ARP.SenderIP...)
 	case p.IP != nil && p.L4 != nil:
 		l := p.L4
 		switch l.Proto {
 		case "icmp", "icmp6":
-			name := "ICMP"
+			name := "ICMP "
 			if l.Proto == "icmp6" {
-				name = "ICMPv6"
+				name = "ICMPv6 "
 			}
+			b = append(b, name...)
 			switch {
 			case l.Type == "echo-request" || l.Type == "echo-reply":
-				return fmt.Sprintf("%s %s %s → %s id %d seq %d", name, strings.Replace(l.Type, "-", " ", 1), p.IP.Src, p.IP.Dst, l.ICMPID, l.ICMPSeq)
+				if l.Type == "echo-request" {
+					b = append(b, "echo request"...)
+				} else {
+					b = append(b, "echo reply"...)
+				}
+				b = appendArrow(append(b, ' '), p.IP.Src, p.IP.Dst)
+				b = strconv.AppendInt(append(b, " id "...), int64(l.ICMPID), 10)
+				return strconv.AppendInt(append(b, " seq "...), int64(l.ICMPSeq), 10)
 			case l.Target != "":
-				return fmt.Sprintf("%s %s %s → %s target %s", name, l.Type, p.IP.Src, p.IP.Dst, l.Target)
+				b = appendArrow(append(append(b, l.Type...), ' '), p.IP.Src, p.IP.Dst)
+				return append(append(b, " target "...), l.Target...)
 			default:
-				return fmt.Sprintf("%s %s code %d %s → %s", name, l.Type, l.Code, p.IP.Src, p.IP.Dst)
+				b = strconv.AppendInt(append(append(b, l.Type...), " code "...), int64(l.Code), 10)
+				return appendArrow(append(b, ' '), p.IP.Src, p.IP.Dst)
 			}
 		case "tcp":
-			return fmt.Sprintf("TCP %s → %s [%s] seq %d len %d", hostPort(p.IP.Src, l.SrcPort), hostPort(p.IP.Dst, l.DstPort), l.Flags, l.Seq, l.Payload)
+			b = appendHostPort(append(b, "TCP "...), p.IP.Src, l.SrcPort)
+			b = appendHostPort(append(b, " → "...), p.IP.Dst, l.DstPort)
+			b = strconv.AppendUint(append(append(append(b, " ["...), l.Flags...), "] seq "...), uint64(l.Seq), 10)
+			return strconv.AppendInt(append(b, " len "...), int64(l.Payload), 10)
 		case "udp":
-			return fmt.Sprintf("UDP %s → %s len %d", hostPort(p.IP.Src, l.SrcPort), hostPort(p.IP.Dst, l.DstPort), l.Payload)
+			b = appendHostPort(append(b, "UDP "...), p.IP.Src, l.SrcPort)
+			b = appendHostPort(append(b, " → "...), p.IP.Dst, l.DstPort)
+			return strconv.AppendInt(append(b, " len "...), int64(l.Payload), 10)
 		}
-		return fmt.Sprintf("IP %s → %s proto %s", p.IP.Src, p.IP.Dst, p.IP.Proto)
+		return append(appendArrow(append(b, "IP "...), p.IP.Src, p.IP.Dst), " proto "+p.IP.Proto...)
 	case p.IP != nil:
-		return fmt.Sprintf("IP %s → %s proto %s", p.IP.Src, p.IP.Dst, p.IP.Proto)
+		return append(appendArrow(append(b, "IP "...), p.IP.Src, p.IP.Dst), " proto "+p.IP.Proto...)
 	case p.Eth != nil:
-		return fmt.Sprintf("ethertype %s %s → %s", p.Eth.Type, p.Eth.Src, p.Eth.Dst)
+		b = append(append(append(b, "ethertype "...), p.Eth.Type...), ' ')
+		return appendArrow(b, p.Eth.Src, p.Eth.Dst)
 	}
-	return fmt.Sprintf("undecoded frame, %d bytes", p.Len)
+	return append(strconv.AppendInt(append(b, "undecoded frame, "...), int64(p.Len), 10), " bytes"...)
 }
 
-func hostPort(ip string, port int) string {
-	return net.JoinHostPort(ip, strconv.Itoa(port))
+// appendArrow appends "src → dst".
+func appendArrow(b []byte, src, dst string) []byte {
+	return append(append(append(b, src...), " → "...), dst...)
+}
+
+// appendHostPort appends net.JoinHostPort(ip, port).
+func appendHostPort(b []byte, ip string, port int) []byte {
+	if strings.IndexByte(ip, ':') >= 0 {
+		b = append(append(append(b, '['), ip...), ']')
+	} else {
+		b = append(b, ip...)
+	}
+	return strconv.AppendInt(append(b, ':'), int64(port), 10)
 }
