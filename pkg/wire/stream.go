@@ -28,6 +28,8 @@ type Writer struct {
 	holdMax int
 	line    bytes.Buffer
 	lineEnc *json.Encoder
+
+	pkt []byte // a packet line being written
 }
 
 // Hold keeps every line in memory, up to max bytes, until Release: an
@@ -89,6 +91,27 @@ func (w *Writer) Emit(payload any) error {
 	w.seq++
 	e.Seq = w.seq
 	e.TS = w.now()
+	if e.Kind == KindPacket {
+		// Packet lines are most of a busy stream: encoded without
+		// reflection, to the same bytes.
+		var ok bool
+		if w.pkt, ok = appendPacketLine(w.pkt[:0], &e); ok {
+			if w.held {
+				if w.holdBuf.Len()+len(w.pkt) <= w.holdMax {
+					w.holdBuf.Write(w.pkt)
+				}
+				return nil
+			}
+			_, err := w.bw.Write(w.pkt)
+			return err
+		}
+	}
+	return w.encodeLocked(e)
+}
+
+// encodeLocked writes e through encoding/json (e is a copy: only this
+// path moves it to the heap).
+func (w *Writer) encodeLocked(e Envelope) error {
 	if w.held {
 		w.line.Reset()
 		if err := w.lineEnc.Encode(&e); err != nil {
