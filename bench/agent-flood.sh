@@ -7,7 +7,7 @@
 # It builds the binaries (make build into a scratch directory, or takes
 # them from $PODTRACE_BIN), creates two network namespaces joined by a veth
 # pair (unique prefix, removed on exit), floods the pair with UDP from one
-# static sender (bench/udpflood) and prints:
+# static sender (bench/udpflood, 32 datagrams per sendmmsg) and prints:
 #  (a) packets/s the agent captures, and its kernel drops, next to
 #      `tcpdump -i VETH -w /dev/null` on the same veth in the same run: at
 #      the sender's full rate, then at lower paced rates until the agent
@@ -15,9 +15,13 @@
 #  (b) agent CPU% and RSS with a filter that matches the flood and with one
 #      that matches nothing;
 #  (c) `kubectl-podtrace lab` wall time to the verdict (5 runs, min/median);
-#  (d) agent binary size and decode cost per packet (go test -bench).
+#  (d) agent binary size, decode and encode cost per packet (go test -bench;
+#      cpu-ns is the process's CPU time, ns the wall time).
 # Environment: FLOOD_SECONDS (default 5), LAB_RUNS (default 5),
-# PODTRACE_BIN (directory holding kubectl-podtrace and podtrace-agent).
+# PODTRACE_BIN (directory holding kubectl-podtrace and podtrace-agent),
+# RATES (the paced rates tried, highest first, until one has no agent drops).
+# On a small machine the sender, tcpdump, the agent and the kernel share the
+# cores: the figures vary from run to run; run it several times.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -183,9 +187,10 @@ run_a() { # NAME PPS
 log "(a) flood ${DUR}s at full rate, agent (filter matches) + tcpdump on $VB"
 run_a full 0
 MATCH_FULL=$MATCH_RES
-ZERO_DROP="none down to 12500 pps"
+RATES=${RATES:-400000 300000 250000 200000 150000 100000 50000 25000 12500}
+ZERO_DROP="none down to ${RATES##* } pps"
 [ "$AGENT_DROPS" = 0 ] && ZERO_DROP="full rate"
-for pps in 200000 100000 50000 25000 12500; do
+for pps in $RATES; do
 	[ "$AGENT_DROPS" = 0 ] && break
 	log "(a) flood ${DUR}s paced at $pps pps"
 	run_a "p$pps" "$pps"
@@ -223,8 +228,12 @@ minmed() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "min 
 # --- (d) size and decode cost -----------------------------------------------
 SIZE=$(stat -c %s "$AGENT")
 LINK=$(file -b "$AGENT" | grep -o 'statically linked' || echo 'dynamically linked')
-log "(d) go test -run '^\$' -bench . -benchmem ./pkg/decode/"
-BENCH=$(go test -run '^$' -bench . -benchmem ./pkg/decode/ | awk '/^Benchmark/ { sub(/-[0-9]+$/, "", $1); printf "  %-22s %8s ns/packet %6s B/packet %4s allocs/packet\n", $1, $3, $5, $7 }')
+log "(d) go test -run '^\$' -bench . -benchmem ./pkg/decode/ ./pkg/wire/"
+BENCH=$(go test -run '^$' -bench . -benchmem ./pkg/decode/ ./pkg/wire/ | awk '/^Benchmark/ {
+	sub(/-[0-9]+$/, "", $1)
+	for (i = 3; i < NF; i += 2) v[$(i + 1)] = $i
+	printf "  %-24s %8s ns %8s cpu-ns %6s B %4s allocs per packet\n", $1, v["ns/op"], v["cpu-ns/op"], v["B/op"], v["allocs/op"]
+}')
 
 # --- table ----------------------------------------------------------------------
 echo
@@ -246,5 +255,5 @@ echo "  start to verdict: $(minmed "${VERDICT_MS[@]}")"
 echo "  whole command:    $(minmed "${TOTAL_MS[@]}") (with teardown)"
 echo
 echo "(d) podtrace-agent binary: $SIZE bytes ($((SIZE / 1024)) KiB), $LINK"
-echo "  decode cost:"
+echo "  decode (pkg/decode) and encode+write (pkg/wire) cost:"
 printf '%s\n' "$BENCH"

@@ -5,7 +5,9 @@
 //	sent N datagrams in S s: R pps
 //
 // It is the traffic source of bench/agent-flood.sh (run it with
-// `ip netns exec`); errors such as ENOBUFS are counted, not fatal.
+// `ip netns exec`); errors such as ENOBUFS are counted, not fatal. It sends
+// --batch datagrams per system call (sendmmsg), so that one sender can
+// outrun the capture it measures on a small machine.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +27,11 @@ func main() {
 	size := flag.Int("size", 64, "payload bytes per datagram")
 	dur := flag.Duration("duration", 5*time.Second, "how long to send")
 	pps := flag.Int("pps", 0, "datagrams per second (0: as fast as possible)")
+	batch := flag.Int("batch", 32, "datagrams per system call (1: one write each)")
 	flag.Parse()
+	if *batch < 1 {
+		*batch = 1
+	}
 	ip := net.ParseIP(*dst).To4()
 	if ip == nil {
 		fmt.Fprintln(os.Stderr, "udpflood: --dst must be an IPv4 address")
@@ -40,32 +47,49 @@ func main() {
 		fmt.Fprintln(os.Stderr, "udpflood:", err)
 		os.Exit(1)
 	}
-	buf := make([]byte, *size)
+	bufs := make([][]byte, *batch)
+	iov := make([]unix.Iovec, *batch)
+	msgs := make([]unix.Mmsghdr, *batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, max(*size, 4))[:*size]
+		iov[i].Base = unsafe.SliceData(bufs[i][:cap(bufs[i])])
+		iov[i].SetLen(*size)
+		msgs[i].Hdr.Iov = &iov[i]
+		msgs[i].Hdr.SetIovlen(1)
+	}
 	var sent, failed uint64
 	start := time.Now()
 	end := start.Add(*dur)
 	for i := uint64(0); ; i++ {
-		if i&1023 == 0 && time.Now().After(end) {
+		if i&63 == 0 && time.Now().After(end) {
 			break
 		}
+		n := uint64(*batch)
 		if *pps > 0 {
 			// Pace: never ahead of pps * elapsed.
-			for float64(sent+failed) >= float64(*pps)*time.Since(start).Seconds() {
-				time.Sleep(50 * time.Microsecond)
-				if time.Now().After(end) {
+			for {
+				due := uint64(float64(*pps) * time.Since(start).Seconds())
+				if due > sent+failed {
+					n = min(n, due-sent-failed)
 					break
 				}
+				time.Sleep(50 * time.Microsecond)
 			}
 			if time.Now().After(end) {
 				break
 			}
 		}
-		buf[0], buf[1], buf[2], buf[3] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
-		if _, err := unix.Write(fd, buf); err != nil {
-			failed++
+		for k := range n {
+			seq := sent + failed + k
+			b := bufs[k][:4]
+			b[0], b[1], b[2], b[3] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+		}
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), uintptr(n), 0, 0, 0)
+		if errno != 0 {
+			failed++ // e.g. ENOBUFS: the first datagram was not sent
 			continue
 		}
-		sent++
+		sent += uint64(r)
 	}
 	el := time.Since(start).Seconds()
 	fmt.Printf("sent %d datagrams in %.2f s: %.0f pps (%d send errors)\n", sent, el, float64(sent)/el, failed)
