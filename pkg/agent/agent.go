@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/capture"
@@ -206,19 +207,31 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Capture loop.
 	var capWG sync.WaitGroup
-	var emitted uint64
+	var emitted, unreported uint64
+	// Once told to stop, the agent reports frames for maxDrain more, then
+	// stops even in the middle of a Read: one pass over a full ring under
+	// a slow reader would otherwise take seconds.
+	var late atomic.Bool
+	stopDrainTimer := context.AfterFunc(ctx, func() { time.AfterFunc(maxDrain, func() { late.Store(true) }) })
+	defer stopDrainTimer()
 	capWG.Add(1)
 	go func() {
 		defer capWG.Done()
 		dec := decode.New()
+		// Each packet is written out before the next is decoded, and
+		// before its ring block goes back to the kernel: decode in place.
+		dec.Reuse = true
 		fn := func(f capture.Frame) {
+			if late.Load() {
+				unreported++
+				return
+			}
 			p := dec.Decode(decode.Input{TS: f.TS, Ifindex: f.Ifindex, Iface: names.get(f.Ifindex),
 				PktType: f.PktType, Len: f.Len, VLAN: f.VLAN, Data: f.Data})
 			_ = w.Emit(p)
 			emitted++
 		}
 		lastFlush := time.Now()
-		var draining time.Time // when the loop first saw ctx done
 		for {
 			n, err := h.Read(20*time.Millisecond, fn)
 			if err != nil {
@@ -231,18 +244,12 @@ func Run(ctx context.Context, cfg Config) error {
 				_ = w.Flush()
 				lastFlush = time.Now()
 			}
-			if ctx.Err() != nil {
-				if n == 0 {
-					return // drained: the last block was retired and read
-				}
-				// Under steady traffic a block is ready on every Read:
-				// drain for a bounded time, else the agent would outlive
-				// its deadline for as long as the traffic lasts.
-				if draining.IsZero() {
-					draining = time.Now()
-				} else if time.Since(draining) > maxDrain {
-					return
-				}
+			// Drained (the last block was retired and read), or under
+			// steady traffic, where a block is ready on every Read, out
+			// of drain time: else the agent would outlive its deadline
+			// for as long as the traffic lasts.
+			if ctx.Err() != nil && (n == 0 || late.Load()) {
+				return
 			}
 		}
 	}()
@@ -297,7 +304,7 @@ func Run(ctx context.Context, cfg Config) error {
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
-		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted})
+		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)

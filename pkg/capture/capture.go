@@ -21,11 +21,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Defaults applied by Open to zero fields of Config.
+// Defaults applied by Open to zero fields of Config: a 16 MiB ring of 64
+// blocks. Many small blocks rather than a few large ones: at high rates
+// the kernel retires a block every BlockTimeout however full it is, so the
+// ring absorbs a reader stall of NumBlocks*BlockTimeout (640 ms) or, when
+// blocks fill faster than that, as many frames as 16 MiB holds (about
+// 87,000 of the default snaplen's, 0.3 s at 300,000 frames/s).
 const (
 	DefaultSnaplen      = 192
-	DefaultBlockSize    = 1 << 20
-	DefaultNumBlocks    = 8
+	DefaultBlockSize    = 256 << 10
+	DefaultNumBlocks    = 64
 	DefaultBlockTimeout = 10 * time.Millisecond
 )
 
@@ -53,18 +58,20 @@ type Config struct {
 	// socket (PACKET_ADD_MEMBERSHIP, PACKET_MR_PROMISC); the kernel drops
 	// the membership, and the promiscuity it added, when the socket closes.
 	Promisc []int
-	// BlockSize is the size of one ring block in bytes (default 1 MiB); it
+	// BlockSize is the size of one ring block in bytes (default 256 KiB,
+	// or the next power of two that holds a frame of Snaplen bytes); it
 	// must be a multiple of the page size.
 	BlockSize int
-	// NumBlocks is the number of ring blocks (default 8). The ring uses
-	// BlockSize*NumBlocks bytes.
+	// NumBlocks is the number of ring blocks (default 64). The ring uses
+	// BlockSize*NumBlocks bytes of kernel memory, mapped into the process,
+	// for as long as the Handle is open.
 	NumBlocks int
 	// BlockTimeout is how long the kernel waits before handing over a
 	// partly filled block (tp_retire_blk_tov, default 10ms, millisecond
 	// resolution). It bounds delivery latency at low rates, but at high
 	// rates blocks are retired about this often, partly filled, so the
 	// ring absorbs a reader stall of only about NumBlocks*BlockTimeout
-	// (80ms by default) before the kernel drops; raise it, or NumBlocks,
+	// (640ms by default) before the kernel drops; raise it, or NumBlocks,
 	// where bursts matter more than latency.
 	BlockTimeout time.Duration
 }
@@ -137,6 +144,9 @@ func Open(cfg Config) (*Handle, error) {
 	}
 	if cfg.BlockSize == 0 {
 		cfg.BlockSize = DefaultBlockSize
+		for tpAlign(tpHdrLen+16+cfg.Snaplen) > cfg.BlockSize-blockHdrLen {
+			cfg.BlockSize *= 2 // a large snaplen: blocks of a few frames each
+		}
 	}
 	if cfg.NumBlocks == 0 {
 		cfg.NumBlocks = DefaultNumBlocks
