@@ -1,0 +1,279 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The Kubernetes launcher, end to end: real kubectl finds the plugin on
+// PATH, the limited user (deploy/user-rbac.yaml only) runs it, the agents
+// run in the real pods and on the real node.
+
+func podtraceArgs(args ...string) []string {
+	return append([]string{"podtrace"}, append(args, "--image", agentImage, "--image-pull-policy", "Never")...)
+}
+
+// nodePods lists the node agent pods (admin view).
+func nodePods(t *testing.T) []string {
+	t.Helper()
+	r := kubectl(t, adminConfig, "get", "pods", "-n", "podtrace-system", "-l", "app.kubernetes.io/managed-by=kubectl-podtrace", "-o", "name")
+	if r.err != nil {
+		t.Fatalf("list node pods: %s", r)
+	}
+	return strings.Fields(r.stdout)
+}
+
+func noNodePodsEventually(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, "no node agent pod left", func() (bool, string) {
+		p := nodePods(t)
+		return len(p) == 0, strings.Join(p, " ")
+	})
+}
+
+func ephemeralCount(t *testing.T, ns, name string) int {
+	var p pod
+	getJSON(t, adminConfig, &p, "get", "pod", "-n", ns, name)
+	return len(p.Spec.EphemeralContainers)
+}
+
+// freshPod starts a workload pod that nothing has talked to yet, so that
+// ARP caches and the bridge's FDB are cold for it; it is deleted at the end.
+func freshPod(t *testing.T, ns string) string {
+	t.Helper()
+	name := uniqueName("fresh")
+	spec := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","namespace":"` + ns + `"},
+"spec":{"nodeName":"` + nodeName + `","automountServiceAccountToken":false,"enableServiceLinks":false,"terminationGracePeriodSeconds":1,
+"containers":[{"name":"workload","image":"` + env("WORKLOAD_IMAGE", "podtrace.local/workload:e2e") + `","imagePullPolicy":"Never"}]}}`
+	cmd := exec.Command("kubectl", "--kubeconfig", adminConfig, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(spec)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("create %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() { kubectl(t, adminConfig, "delete", "pod", "-n", ns, name, "--wait=false") })
+	eventually(t, 60*time.Second, name+" running", func() (bool, string) {
+		var p pod
+		getJSON(t, adminConfig, &p, "get", "pod", "-n", ns, name)
+		return p.Status.Phase == "Running" && p.Status.PodIP != "", p.Status.Phase
+	})
+	return name
+}
+
+func TestClusterTraceDeliveredAsLimitedUser(t *testing.T) {
+	dst := freshPod(t, "e2e")
+	start := time.Now()
+	r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/"+dst, "--color", "never")...)
+	t.Logf("kubectl podtrace e2e/pod-a e2e/pod-b: %v\n%s", time.Since(start).Round(time.Millisecond), r)
+	if r.err != nil {
+		t.Fatalf("trace failed: %v", r.err)
+	}
+	for _, want := range []string{"ARP who-has", "is-at", "cni0", "flooded to", "ICMP echo request", "ICMP echo reply", "pod-a", dst, "verdict DELIVERED"} {
+		// (No FDB line is required: a new pod's own first frames teach the
+		// bridge its MAC before any trace can start.)
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("trace lacks %q", want)
+		}
+	}
+	noNodePodsEventually(t)
+}
+
+type jsonLine struct {
+	Kind    string `json:"kind"`
+	Journey int    `json:"journey"`
+	ProbeID string `json:"probeId"`
+	Reply   bool   `json:"reply"`
+	Agent   string `json:"agent"`
+	Role    string `json:"role"`
+	Result  string `json:"result"`
+	Answer  string `json:"answer"`
+	Packet  *struct {
+		ARP *struct {
+			Op string `json:"op"`
+		} `json:"arp"`
+	} `json:"packet"`
+}
+
+func TestClusterTraceJSON(t *testing.T) {
+	r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "-o", "json")...)
+	if r.err != nil {
+		t.Fatalf("trace failed: %s", r)
+	}
+	var lines []jsonLine
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var j jsonLine
+		if err := json.Unmarshal([]byte(l), &j); err != nil {
+			t.Fatalf("not JSON: %v: %s", err, l)
+		}
+		lines = append(lines, j)
+	}
+	last := lines[len(lines)-1]
+	if last.Kind != "verdict" || last.Result != "delivered" || last.Answer != "echo-reply" {
+		t.Fatalf("verdict %+v", last)
+	}
+	roles := map[bool][]string{}
+	arp := 0
+	for _, l := range lines {
+		if l.Kind == "hop" && l.ProbeID == "icmp/1" {
+			roles[l.Reply] = append(roles[l.Reply], l.Role)
+		}
+		if l.Kind == "hop" && l.Packet != nil && l.Packet.ARP != nil {
+			arp++
+		}
+	}
+	want := "pod eth0,host veth,bridge,host veth,pod eth0"
+	for _, reply := range []bool{false, true} {
+		if got := strings.Join(roles[reply], ","); got != want {
+			t.Errorf("echo (reply %v) hops %s; want %s", reply, got, want)
+		}
+	}
+	if arp == 0 {
+		t.Logf("no ARP in this run (caches warm from an earlier trace)")
+	}
+	noNodePodsEventually(t)
+}
+
+func TestDryRunCreatesNothing(t *testing.T) {
+	before := ephemeralCount(t, "e2e", "pod-a")
+	r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "--dry-run")...)
+	if r.err != nil {
+		t.Fatalf("dry run failed: %s", r)
+	}
+	for _, want := range []string{"ephemeralContainers", "hostNetwork: true", "nothing was created", "podtrace-system"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if after := ephemeralCount(t, "e2e", "pod-a"); after != before {
+		t.Errorf("dry run added an ephemeral container: %d → %d", before, after)
+	}
+	if p := nodePods(t); len(p) != 0 {
+		t.Errorf("dry run created node pods: %v", p)
+	}
+}
+
+func TestBaselineNamespaceFailsInPreflightAndCreatesNothing(t *testing.T) {
+	before := ephemeralCount(t, "e2e-baseline", "pod-a")
+	r := kubectl(t, userConfig, podtraceArgs("e2e-baseline/pod-a", "e2e-baseline/pod-b")...)
+	if r.err == nil {
+		t.Fatalf("trace in a baseline namespace succeeded:\n%s", r)
+	}
+	for _, want := range []string{`PodSecurity "baseline"`, `namespace "e2e-baseline"`, "pod-security.kubernetes.io/enforce", "--mode node --passive", "nothing was created"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := ephemeralCount(t, "e2e-baseline", "pod-a"); after != before {
+		t.Errorf("preflight failure added an ephemeral container: %d → %d", before, after)
+	}
+	if p := nodePods(t); len(p) != 0 {
+		t.Errorf("preflight failure created node pods: %v", p)
+	}
+}
+
+func TestMissingPermissionIsNamed(t *testing.T) {
+	// A user bound to the ClusterRole only, without the Role in the agent
+	// namespace (impersonated by the admin).
+	const user = "podtrace-e2e-half"
+	kubectl(t, adminConfig, "delete", "clusterrolebinding", user, "--ignore-not-found")
+	mustKubectl(t, adminConfig, "create", "clusterrolebinding", user, "--clusterrole=podtrace-user", "--user="+user)
+	t.Cleanup(func() { kubectl(t, adminConfig, "delete", "clusterrolebinding", user) })
+	r := kubectl(t, adminConfig, append(podtraceArgs("e2e/pod-a", "e2e/pod-b"), "--as", user)...)
+	if r.err == nil {
+		t.Fatalf("trace without the agent namespace role succeeded:\n%s", r)
+	}
+	for _, want := range []string{`create pods in namespace "podtrace-system"`, "deploy/user-rbac.yaml", "nothing was created"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestUnknownPodIsOneLine(t *testing.T) {
+	r := kubectl(t, userConfig, podtraceArgs("e2e/no-such-pod", "e2e/pod-b")...)
+	if r.err == nil {
+		t.Fatal("unknown pod accepted")
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], `pod "no-such-pod" not found in namespace "e2e"`) {
+		t.Errorf("want one line naming the pod and namespace, got:\n%s", r.stderr)
+	}
+}
+
+func TestInterruptDeletesTheNodePod(t *testing.T) {
+	cmd := exec.Command("kubectl", podtraceArgs("e2e/pod-a", "e2e/pod-b", "--passive", "--duration", "60s")...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+userConfig)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	eventually(t, 60*time.Second, "the node agent pod to exist", func() (bool, string) {
+		p := nodePods(t)
+		return len(p) > 0 && strings.Contains(stderr.String(), "observing"), stderr.String()
+	})
+	sent := time.Now()
+	// kubectl execs the plugin: the signal reaches kubectl-podtrace itself.
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the plugin did not exit within 30 s of SIGINT:\n%s", stderr.String())
+	}
+	t.Logf("exited %v after SIGINT", time.Since(sent).Round(time.Millisecond))
+	if p := nodePods(t); len(p) != 0 {
+		t.Errorf("node pods left after SIGINT: %v\n%s", p, stderr.String())
+	}
+}
+
+// TestTimeToVerdict measures the wall time of a trace against kubectl debug
+// injecting an ephemeral container with the same image and waiting for it
+// to run, on the same cluster in the same run. Figures, not assertions.
+func TestTimeToVerdict(t *testing.T) {
+	const runs = 5
+	var trace, debug []time.Duration
+	for i := 0; i < runs; i++ {
+		s := time.Now()
+		if r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "-o", "json")...); r.err != nil {
+			t.Fatalf("trace: %s", r)
+		}
+		trace = append(trace, time.Since(s))
+
+		name := uniqueName("dbg")
+		s = time.Now()
+		mustKubectl(t, userConfig, "debug", "pod-a", "-n", "e2e", "--container="+name, "--image="+agentImage,
+			"--image-pull-policy=Never", "--profile=netadmin", "--", "/podtrace-agent", "--role", "pod", "--deadline", "5s")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		for ctx.Err() == nil {
+			var p pod
+			getJSON(t, userConfig, &p, "get", "pod", "-n", "e2e", "pod-a")
+			if st := p.ephemeralStatus(name); st != nil && (st.State.Running != nil || st.State.Terminated != nil) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		debug = append(debug, time.Since(s))
+	}
+	med := func(d []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	t.Logf("kubectl podtrace pod-a pod-b to verdict: median %v over %d runs %v", med(trace).Round(time.Millisecond), runs, trace)
+	t.Logf("kubectl debug to ephemeral container running: median %v over %d runs %v", med(debug).Round(time.Millisecond), runs, debug)
+	noNodePodsEventually(t)
+}
