@@ -235,7 +235,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 		return o.printDryRun(o.Out, plan)
 	}
 	l := &kubelaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
-		Pods: map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod, o.dst.Ref.String(): o.dst.Pod},
+		Pods:     map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod, o.dst.Ref.String(): o.dst.Pod},
 		Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout}
 	defer func() {
 		if err := l.Cleanup(); err != nil {

@@ -115,4 +115,3 @@ func TestSamePodAndModeErrorsAreClear(t *testing.T) {
 		t.Errorf("same pod: %v", err)
 	}
 }
-

@@ -501,7 +501,9 @@ func TestHairpinBroadcastIsShownAfterTheBridge(t *testing.T) {
 		t.Fatalf("exit %d", r.code)
 	}
 	v := parseJSON(t, r.stdout)
-	who := journeyHops(v, func(h hopLine) bool { return h.Packet.ARP != nil && h.Packet.ARP.Op == "who-has" && h.Packet.ARP.SenderIP == a.IP })
+	who := journeyHops(v, func(h hopLine) bool {
+		return h.Packet.ARP != nil && h.Packet.ARP.Op == "who-has" && h.Packet.ARP.SenderIP == a.IP
+	})
 	bridgeAt, hairpinAt, reflectedAt := -1, -1, -1
 	for i, h := range who {
 		switch {
@@ -518,5 +520,59 @@ func TestHairpinBroadcastIsShownAfterTheBridge(t *testing.T) {
 	}
 	if !strings.Contains(who[hairpinAt].Note, "hairpin") || !strings.Contains(who[reflectedAt].Note, "hairpin") {
 		t.Errorf("notes %q / %q should say hairpin", who[hairpinAt].Note, who[reflectedAt].Note)
+	}
+}
+
+// Passive: no probe; existing traffic that matches the tcpdump-syntax
+// filter is traced hop by hop, and nothing else.
+func TestPassiveObservesFilteredTraffic(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	node := l.Nodes[0].NetNS
+	var udp net.PacketConn
+	inNetNS(t, a.Path, func() (err error) {
+		udp, err = net.ListenPacket("udp", ":0")
+		return err
+	})
+	defer udp.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			// Two flows: only the one on port 5353 matches the filter.
+			_, _ = udp.WriteTo([]byte("podtrace passive 5353"), &net.UDPAddr{IP: net.ParseIP(b.IP), Port: 5353})
+			_, _ = udp.WriteTo([]byte("podtrace passive 9999"), &net.UDPAddr{IP: net.ParseIP(b.IP), Port: 9999})
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	r := podtrace(t, "local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", node, "--passive", "--duration", "1s",
+		"--filter", "udp port 5353", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	v := parseJSON(t, r.stdout)
+	if last := v[len(v)-1]; last.Result != "observed" {
+		t.Fatalf("verdict %+v; want observed", last)
+	}
+	full := 0
+	for _, h := range v {
+		if h.Kind != "hop" {
+			continue
+		}
+		if h.Packet.L4 == nil || h.Packet.L4.Proto != "udp" || !strings.Contains(h.Packet.Summary, ":5353") {
+			t.Errorf("a frame the filter excludes was traced: %s at %s", h.Packet.Summary, place(h))
+		}
+	}
+	for _, j := range v {
+		if j.Kind == "hop" && place(j) == b.NetNS+":eth0" {
+			full++
+		}
+	}
+	if full < 5 {
+		t.Errorf("want the port-5353 datagrams of one second at pod-b's eth0, saw %d", full)
 	}
 }
