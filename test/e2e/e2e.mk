@@ -4,6 +4,7 @@
 #   make e2e-up       bring the cluster up (a no-op if it is up); admin kubeconfig:
 #                     /tmp/podtrace-e2e/admin.kubeconfig, limited user: /tmp/podtrace-e2e/user.kubeconfig
 #   make e2e          up, run the suite (go test -tags e2e ./test/e2e/...), down; KEEP=1 keeps the cluster
+#                     (a cluster that was already up is kept unless KEEP=0)
 #   make e2e-down     remove everything the harness made (safe to run twice)
 #   make e2e-check-clean  prove nothing is left
 # AGENT_BIN=path uses a prebuilt podtrace-agent for the agent image.

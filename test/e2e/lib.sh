@@ -73,14 +73,15 @@ pid_running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat
 pid_alive() { [ -f "$PIDS/$1.pid" ] && pid_running "$(cat "$PIDS/$1.pid")"; }
 
 # cluster_lock: one harness command at a time on this host (up, down, a whole make e2e run).
-# The lock is held until the calling script exits; the scripts it runs inherit it.
+# The lock is held until the calling script exits; the scripts it runs inherit it, the daemons
+# up.sh starts must not (start closes fd 8), or the lock would live as long as the cluster.
 cluster_lock() {
   [ -n "${E2E_LOCK_HELD:-}" ] && return 0
   mkdir -p "$E2E_CACHE_ROOT"
-  exec 8>"$E2E_CACHE_ROOT/.cluster.lock"
+  exec 8>"$E2E_CACHE_ROOT/.harness.lock"
   if ! flock -n 8; then
     log "another harness command is running on this host; waiting for it (up to 30 min)"
-    flock -w 1800 8 || die "timed out waiting for $E2E_CACHE_ROOT/.cluster.lock"
+    flock -w 1800 8 || die "timed out waiting for $E2E_CACHE_ROOT/.harness.lock"
   fi
   export E2E_LOCK_HELD=1
 }

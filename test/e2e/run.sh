@@ -1,7 +1,8 @@
 #!/bin/bash
 # make e2e: bring the cluster up if it is not, run the end-to-end suite through the real
 # kubectl (with kubectl-podtrace on PATH), and tear the cluster down unless KEEP=1.
-#   KEEP=1          keep the cluster (and its state) after the suite
+#   KEEP=1          keep the cluster (and its state) after the suite; KEEP=0 always tears it down;
+#                   by default a cluster this run brought up is torn down and one that was up is kept
 #   E2E_RUN=regex   run only matching tests;  E2E_TESTFLAGS: more flags for go test
 set -euo pipefail
 E2E_SCRIPT=e2e
@@ -12,13 +13,14 @@ ROOT=$(cd "$HERE/../.." && pwd)
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 cluster_lock
-t=$(date +%s)
-"$HERE/up.sh" >/dev/null
-t_up=$(( $(date +%s) - t ))
-
+# a cluster that was up before this run belongs to whoever brought it up: leave it up
+if [ -z "${KEEP:-}" ]; then
+  KEEP=0
+  if [ -f "$E2E_STATE/up.done" ]; then KEEP=1; log "the cluster was already up: it stays up after the suite (KEEP=0 tears it down)"; fi
+fi
 finish() {
   rc=$?
-  if [ "${KEEP:-0}" = 1 ]; then
+  if [ "$KEEP" = 1 ]; then
     log "KEEP=1: cluster left up; admin kubeconfig $ADMIN_KUBECONFIG, user $USER_KUBECONFIG; make e2e-down removes it"
   else
     t=$(date +%s)
@@ -26,10 +28,13 @@ finish() {
     "$HERE/check-clean.sh" || rc=1
     log "teardown ${t_down:=$(( $(date +%s) - t ))}s"
   fi
-  log "timings: bring-up ${t_up}s, suite ${t_suite:-?}s${t_down:+, teardown ${t_down}s}; exit $rc"
+  log "timings: bring-up ${t_up:-?}s, suite ${t_suite:-?}s${t_down:+, teardown ${t_down}s}; exit $rc"
   exit "$rc"
 }
 trap finish EXIT
+t=$(date +%s)
+"$HERE/up.sh" >/dev/null
+t_up=$(( $(date +%s) - t ))
 
 # the plugin as a user installs it: an executable kubectl-podtrace on PATH
 mkdir -p "$E2E_STATE/bin"

@@ -66,7 +66,7 @@ mkdir -p "$PIDS" "$LOGS" "$E2E_STATE"/{etcd,containerd,kubelet,pki,cni/net.d,cni
 # start NAME CMD...: run detached in its own session; the pid goes to $PIDS/NAME.pid, output to $LOGS/NAME.log
 start() {
   local n=$1; shift
-  setsid "$@" >"$LOGS/$n.log" 2>&1 </dev/null &
+  setsid "$@" >"$LOGS/$n.log" 2>&1 </dev/null 8>&- &
   echo $! >"$PIDS/$n.pid"
   log "started $n (pid $!, log $LOGS/$n.log)"
 }
