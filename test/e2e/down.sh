@@ -80,7 +80,9 @@ mounts_left() {
     for r in $roots; do case "$m" in "$r" | "$r"/*) echo "$m" ;; esac; done
   done | sort -r
 }
-for m in $(mounts_left); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"; done
+# (unmounting a parent can take its submounts along: try each, report what is still there after)
+for m in $(mounts_left); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+for m in $(mounts_left); do log "cannot unmount $m"; done
 
 # 4. links: pod veths on cni0 (normally gone with their netns), cni0 and the node link if we made them
 if ip link show cni0 >/dev/null 2>&1 && baseline "absent-link cni0"; then

@@ -72,6 +72,13 @@ HOST_BASELINE=$E2E_CACHE_ROOT/host-baseline
 pid_running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 pid_alive() { [ -f "$PIDS/$1.pid" ] && pid_running "$(cat "$PIDS/$1.pid")"; }
 
+# cluster_ready: up.sh finished, every daemon it started runs, the API server is ready
+cluster_ready() {
+  local p
+  for p in etcd containerd kube-apiserver kubelet; do pid_alive "$p" || return 1; done
+  [ -f "$E2E_STATE/up.done" ] && kc get --raw /readyz >/dev/null 2>&1
+}
+
 # cluster_lock: one harness command at a time on this host (up, down, a whole make e2e run).
 # The lock is held until the calling script exits; the scripts it runs inherit it, the daemons
 # up.sh starts must not (start closes fd 8), or the lock would live as long as the cluster.

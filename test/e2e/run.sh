@@ -16,7 +16,7 @@ cluster_lock
 # a cluster that was up before this run belongs to whoever brought it up: leave it up
 if [ -z "${KEEP:-}" ]; then
   KEEP=0
-  if [ -f "$E2E_STATE/up.done" ]; then KEEP=1; log "the cluster was already up: it stays up after the suite (KEEP=0 tears it down)"; fi
+  if cluster_ready; then KEEP=1; log "the cluster was already up: it stays up after the suite (KEEP=0 tears it down)"; fi
 fi
 finish() {
   rc=$?

@@ -21,11 +21,6 @@ for c in etcd containerd ctr kubectl openssl curl ip iptables-save flock "$RUNC"
   command -v "$c" >/dev/null 2>&1 || die "missing $c (apt-get install containerd runc containernetworking-plugins etcd-server iproute2 iptables openssl curl)"
 done
 
-cluster_ready() {
-  local p
-  for p in etcd containerd kube-apiserver kubelet; do pid_alive "$p" || return 1; done
-  [ -f "$E2E_STATE/up.done" ] && kc get --raw /readyz >/dev/null 2>&1
-}
 if cluster_ready; then
   log "cluster already up (admin kubeconfig $ADMIN_KUBECONFIG)"
   echo "$ADMIN_KUBECONFIG"
