@@ -5,10 +5,12 @@
 package launch
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
@@ -87,3 +89,25 @@ const (
 	CmdProbe = "probe"
 	CmdStop  = "stop"
 )
+
+// TailBuffer keeps what an agent or its runtime wrote outside the stream
+// (stderr) for error messages: safe for concurrent use, at most 64 KiB.
+type TailBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (t *TailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.b.Len() > 64<<10 {
+		return len(p), nil
+	}
+	return t.b.Write(p)
+}
+
+func (t *TailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.b.String()
+}

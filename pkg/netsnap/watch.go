@@ -354,88 +354,71 @@ func Diff(before, after *wire.Topology) []wire.Change {
 		after = &wire.Topology{}
 	}
 	var out []wire.Change
-
-	lb, la := map[int]wire.Link{}, map[int]wire.Link{}
-	for _, l := range before.Links {
-		lb[l.Index] = l
-	}
-	for _, l := range after.Links {
-		la[l.Index] = l
-	}
-	for _, i := range unionKeys(lb, la) {
-		o, had := lb[i]
-		n, has := la[i]
-		switch {
-		case had && !has:
-			o := o
-			out = append(out, wire.Change{What: "link", Action: "deleted", Link: &o})
-		case !had && has:
-			n := n
-			out = append(out, wire.Change{What: "link", Action: "new", Link: &n})
-		case o.State != n.State || o.Master != n.Master || o.Name != n.Name || o.MAC != n.MAC || o.MTU != n.MTU || o.Promisc != n.Promisc:
-			n := n
-			out = append(out, wire.Change{What: "link", Action: "changed", Link: &n, Was: linkWas(o, n)})
-		}
-	}
-
-	fk := func(f wire.FDB) string {
-		if f.Bridge != "" && !hasFlag(f.Flags, "self") {
-			return fmt.Sprintf("m/%s/%s/%d", f.Bridge, f.MAC, f.VLAN)
-		}
-		return fmt.Sprintf("s/%s/%s/%d/%s", f.Port, f.MAC, f.VLAN, f.Dst)
-	}
-	fb, fa := map[string]wire.FDB{}, map[string]wire.FDB{}
-	for _, f := range before.FDB {
-		fb[fk(f)] = f
-	}
-	for _, f := range after.FDB {
-		fa[fk(f)] = f
-	}
-	for _, k := range unionKeys(fb, fa) {
-		o, had := fb[k]
-		n, has := fa[k]
-		switch {
-		case had && !has:
-			o := o
-			out = append(out, wire.Change{What: "fdb", Action: "deleted", FDB: &o})
-		case !had && has:
-			n := n
-			out = append(out, wire.Change{What: "fdb", Action: "new", FDB: &n})
-		case o.Port != n.Port || o.Flags != n.Flags || o.Dst != n.Dst:
-			n := n
+	out = diffBy(out, before.Links, after.Links,
+		func(l wire.Link) string { return fmt.Sprintf("%012d", l.Index) },
+		func(o, n wire.Link) (bool, string) {
+			return o.State != n.State || o.Master != n.Master || o.Name != n.Name || o.MAC != n.MAC || o.MTU != n.MTU || o.Promisc != n.Promisc, linkWas(o, n)
+		},
+		func(action string, l *wire.Link, was string) wire.Change {
+			return wire.Change{What: "link", Action: action, Link: l, Was: was}
+		})
+	out = diffBy(out, before.FDB, after.FDB,
+		func(f wire.FDB) string {
+			// A bridge's learned entry is one per MAC (it moves between
+			// ports); a device's own ("self") entries are one per port.
+			if f.Bridge != "" && !hasFlag(f.Flags, "self") {
+				return fmt.Sprintf("m/%s/%s/%d", f.Bridge, f.MAC, f.VLAN)
+			}
+			return fmt.Sprintf("s/%s/%s/%d/%s", f.Port, f.MAC, f.VLAN, f.Dst)
+		},
+		func(o, n wire.FDB) (bool, string) {
 			was := o.Port
 			if o.Port == n.Port {
 				was = o.Port + " " + o.Flags
 			}
-			out = append(out, wire.Change{What: "fdb", Action: "changed", FDB: &n, Was: was})
-		}
-	}
-
-	nk := func(n wire.Neigh) string { return fmt.Sprintf("%d/%s", n.Index, n.IP) }
-	nb, na := map[string]wire.Neigh{}, map[string]wire.Neigh{}
-	for _, n := range before.Neigh {
-		nb[nk(n)] = n
-	}
-	for _, n := range after.Neigh {
-		na[nk(n)] = n
-	}
-	for _, k := range unionKeys(nb, na) {
-		o, had := nb[k]
-		n, has := na[k]
-		switch {
-		case had && !has:
-			o := o
-			out = append(out, wire.Change{What: "neigh", Action: "deleted", Neigh: &o})
-		case !had && has:
-			n := n
-			out = append(out, wire.Change{What: "neigh", Action: "new", Neigh: &n})
-		case o.MAC != n.MAC || o.State != n.State:
-			n := n
+			return o.Port != n.Port || o.Flags != n.Flags || o.Dst != n.Dst, was
+		},
+		func(action string, f *wire.FDB, was string) wire.Change {
+			return wire.Change{What: "fdb", Action: action, FDB: f, Was: was}
+		})
+	out = diffBy(out, before.Neigh, after.Neigh,
+		func(n wire.Neigh) string { return fmt.Sprintf("%d/%s", n.Index, n.IP) },
+		func(o, n wire.Neigh) (bool, string) {
 			was := o.State
 			if o.MAC != "" {
 				was = o.MAC + " " + o.State
 			}
-			out = append(out, wire.Change{What: "neigh", Action: "changed", Neigh: &n, Was: was})
+			return o.MAC != n.MAC || o.State != n.State, was
+		},
+		func(action string, n *wire.Neigh, was string) wire.Change {
+			return wire.Change{What: "neigh", Action: action, Neigh: n, Was: was}
+		})
+	return out
+}
+
+// diffBy appends to out one change per entry that was deleted, is new, or
+// changed between before and after, in key order.
+func diffBy[T any](out []wire.Change, before, after []T, key func(T) string,
+	changed func(o, n T) (bool, string), change func(action string, v *T, was string) wire.Change) []wire.Change {
+	b, a := map[string]T{}, map[string]T{}
+	for _, v := range before {
+		b[key(v)] = v
+	}
+	for _, v := range after {
+		a[key(v)] = v
+	}
+	for _, k := range unionKeys(b, a) {
+		o, had := b[k]
+		n, has := a[k]
+		switch {
+		case had && !has:
+			out = append(out, change("deleted", &o, ""))
+		case !had && has:
+			out = append(out, change("new", &n, ""))
+		default:
+			if diff, was := changed(o, n); diff {
+				out = append(out, change("changed", &n, was))
+			}
 		}
 	}
 	return out

@@ -7,7 +7,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -230,7 +229,7 @@ type agent struct {
 	owned               *corev1.Pod
 	stdin               *io.PipeWriter
 	stdout              *io.PipeReader
-	stderr              lockedBuffer
+	stderr              launch.TailBuffer
 	cancel              context.CancelFunc
 	mu                  sync.Mutex
 	err                 error
@@ -315,24 +314,4 @@ func (l *Launcher) Cleanup() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 64<<10 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
