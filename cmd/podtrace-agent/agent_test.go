@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -37,21 +36,13 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	if dir := os.Getenv("PODTRACE_BIN"); dir != "" {
-		agentBin = filepath.Join(dir, "podtrace-agent")
-		return m.Run()
-	}
-	tmp, err := os.MkdirTemp("", "podtrace-agent-test")
+	bin, cleanup, err := nettest.AgentBinary(".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(tmp)
-	agentBin = filepath.Join(tmp, "podtrace-agent")
-	if out, err := exec.Command("go", "build", "-o", agentBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build podtrace-agent: %v\n%s", err, out)
-		return 1
-	}
+	defer cleanup()
+	agentBin = bin
 	return m.Run()
 }
 

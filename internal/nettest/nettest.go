@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -107,4 +108,24 @@ func Leftovers(prefix string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// AgentBinary returns the podtrace-agent binary for tests: the one in
+// $PODTRACE_BIN (as `make test` builds it), else one built from pkgDir
+// (the cmd/podtrace-agent directory, relative to the test) into a
+// temporary directory. The returned cleanup removes that directory.
+func AgentBinary(pkgDir string) (path string, cleanup func(), err error) {
+	if dir := os.Getenv("PODTRACE_BIN"); dir != "" {
+		return filepath.Join(dir, "podtrace-agent"), func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", "podtrace-agent-test")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(tmp, "podtrace-agent")
+	if out, err := exec.Command("go", "build", "-o", path, pkgDir).CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("build podtrace-agent: %v\n%s", err, out)
+	}
+	return path, func() { os.RemoveAll(tmp) }, nil
 }

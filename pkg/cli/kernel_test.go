@@ -34,22 +34,13 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 {
 			return m.Run() // kernel tests skip or fail on their own
 		}
-		if dir := os.Getenv("PODTRACE_BIN"); dir != "" {
-			agentBinary = filepath.Join(dir, "podtrace-agent")
-			return m.Run()
-		}
-		dir, err := os.MkdirTemp("", "podtrace-agent-")
+		bin, cleanup, err := nettest.AgentBinary("../../cmd/podtrace-agent")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		agentBinary = filepath.Join(dir, "podtrace-agent")
-		out, err := exec.Command("go", "build", "-o", agentBinary, "../../cmd/podtrace-agent").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
-			return 1
-		}
+		defer cleanup()
+		agentBinary = bin
 		return m.Run()
 	}()
 	os.Exit(code)

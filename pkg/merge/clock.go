@@ -48,7 +48,7 @@ func (c ClockEstimate) String() string {
 	if c.Pairs > 1 {
 		pl = "pairs"
 	}
-	return fmt.Sprintf("%s − %s = %s%s ± %s (%d request/reply %s, %s)", c.Node, c.Ref, sign, fmtDur(c.Offset), fmtDur(c.Bound), c.Pairs, pl, how)
+	return fmt.Sprintf("%s − %s = %s%s ± %s (%d request/reply %s, %s)", c.Node, c.Ref, sign, FormatDuration(c.Offset), FormatDuration(c.Bound), c.Pairs, pl, how)
 }
 
 // pairKey matches a request with its reply: probe id, else ICMP echo id

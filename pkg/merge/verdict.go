@@ -364,7 +364,7 @@ func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.
 	if !dstSeen {
 		v.Result = "lost"
 		if last != nil {
-			v.LastSeen = fmt.Sprintf("%s (+%s)", place(last.If), fmtDur(last.P.TS.Sub(t.Start)))
+			v.LastSeen = fmt.Sprintf("%s (+%s)", place(last.If), FormatDuration(last.P.TS.Sub(t.Start)))
 		}
 		if next != nil {
 			v.NotSeen = place(next)
@@ -586,10 +586,12 @@ func pathString(path []*Iface, srcMissing, dstMissing bool, s Session) string {
 	return strings.Join(parts, " → ")
 }
 
-func fmtDur(d time.Duration) string {
+// FormatDuration prints a duration at a scale a human reads at a glance:
+// µs below a millisecond, ms with two decimals below a second, else s.
+func FormatDuration(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "-" + fmtDur(-d)
+		return "-" + FormatDuration(-d)
 	case d < time.Millisecond:
 		return fmt.Sprintf("%d µs", d.Microseconds())
 	case d < time.Second:

@@ -266,14 +266,4 @@ func isBroadcast(p *wire.Packet) bool {
 }
 
 // Dur prints a duration at a scale a human reads at a glance.
-func Dur(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "-" + Dur(-d)
-	case d < time.Millisecond:
-		return fmt.Sprintf("%d µs", d.Microseconds())
-	case d < time.Second:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	}
-	return fmt.Sprintf("%.3f s", d.Seconds())
-}
+func Dur(d time.Duration) string { return merge.FormatDuration(d) }
