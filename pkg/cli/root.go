@@ -67,7 +67,7 @@ how long each hop took, and where it died when it did.`,
 	cmd.ValidArgsFunction = PodNameCompletion(o.ConfigFlags)
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
-	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCleanup(streams), NewCmdCompletion(streams))
+	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCleanup(streams), NewCmdCompletion(streams), NewCmdReplay(streams))
 	return cmd
 }
 

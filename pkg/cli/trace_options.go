@@ -14,6 +14,7 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/pcapng"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
@@ -51,6 +52,7 @@ type TraceOptions struct {
 	Color    string
 	Pcap     string
 	Timeout  time.Duration
+	Save     string
 
 	genericiooptions.IOStreams
 
@@ -74,6 +76,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
+	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 }
 
 // Validate checks the shared flags.
@@ -93,10 +96,7 @@ func (o *TraceOptions) Validate() error {
 	if o.Count < 1 || o.Count > 1000 {
 		return fmt.Errorf("--count %d: want 1 to 1000", o.Count)
 	}
-	if o.Output != "text" && o.Output != "json" {
-		return fmt.Errorf("--output %q: want text or json", o.Output)
-	}
-	if _, err := render.UseColor(o.Color, o.Out); err != nil {
+	if err := o.validateOutput(); err != nil {
 		return err
 	}
 	if o.Passive && o.Duration <= 0 {
@@ -114,6 +114,14 @@ func (o *TraceOptions) Validate() error {
 		o.Timeout = o.Duration + 30*time.Second
 	}
 	return nil
+}
+
+func (o *TraceOptions) validateOutput() error {
+	if o.Output != "text" && o.Output != "json" {
+		return fmt.Errorf("--output %q: want text or json", o.Output)
+	}
+	_, err := render.UseColor(o.Color, o.Out)
+	return err
 }
 
 // ProbeSpec is the probe to send to dst, nil when passive. It is chosen
@@ -156,13 +164,24 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		}
 		return err
 	}
-	h := render.Header{Armed: res.Armed, Notes: notes}
+	if o.Save != "" {
+		if err := session.Save(o.Save, p.Session, res, notes); err != nil {
+			return fmt.Errorf("--save %s: %w", o.Save, err)
+		}
+		fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
+	}
+	return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+}
+
+// Show writes the trace in the chosen formats; the error carries the exit
+// code.
+func (o *TraceOptions) Show(t *merge.Trace, h render.Header) error {
 	if o.Pcap != "" {
 		f, err := os.Create(o.Pcap)
 		if err != nil {
 			return fmt.Errorf("--pcap: %w", err)
 		}
-		n, werr := pcapng.Write(f, res.Trace)
+		n, werr := pcapng.Write(f, t)
 		if cerr := f.Close(); werr == nil {
 			werr = cerr
 		}
@@ -171,18 +190,19 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		}
 		fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
 	}
+	var err error
 	if o.Output == "json" {
-		err = render.JSON(o.Out, res.Trace, h)
+		err = render.JSON(o.Out, t, h)
 	} else {
 		on, _ := render.UseColor(o.Color, o.Out)
-		err = render.Text(o.Out, res.Trace, h, on)
+		err = render.Text(o.Out, t, h, on)
 	}
 	if err != nil {
 		return err
 	}
-	switch res.Trace.Verdict.Result {
+	switch t.Verdict.Result {
 	case "delivered", "observed":
 		return nil
 	}
-	return &ExitCodeError{Code: ExitLost, Msg: "probe not delivered: " + res.Trace.Verdict.Result}
+	return &ExitCodeError{Code: ExitLost, Msg: "probe not delivered: " + t.Verdict.Result}
 }

@@ -36,7 +36,8 @@ type Options struct {
 
 // Result is a finished run.
 type Result struct {
-	Trace *merge.Trace
+	Trace   *merge.Trace
+	Streams []merge.Stream // what every agent said, for a recording
 	Armed time.Duration // start to the last hello
 	Total time.Duration
 }
@@ -179,7 +180,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		r.mu.Unlock()
 	}
 	t := merge.Merge(p.Session, streams)
-	return &Result{Trace: t, Armed: armed, Total: time.Since(start)}, nil
+	return &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}, nil
 }
 
 func (r *running) read(probeDone func()) {

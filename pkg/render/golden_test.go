@@ -1,0 +1,130 @@
+package render
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/session"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files from the current output")
+
+// Recordings of real runs (testdata/recordings/NAME: the raw observation
+// streams a run saved with --save) replay through merge and render into
+// exactly the golden text (plain and colored) and JSON lines.
+func TestGoldenTraces(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/recordings/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no recordings: %v", err)
+	}
+	for _, dir := range dirs {
+		name := filepath.Base(dir)
+		t.Run(name, func(t *testing.T) {
+			s, streams, armed, notes, err := session.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := merge.Merge(s, streams)
+			h := Header{Armed: armed, Notes: notes}
+			var plain, colored, js bytes.Buffer
+			if err := Text(&plain, tr, h, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := Text(&colored, tr, h, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := JSON(&js, tr, h); err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(plain.Bytes(), []byte("\x1b[")) || !bytes.Contains(colored.Bytes(), []byte("\x1b[")) {
+				t.Errorf("plain output must have no escape codes and colored output some")
+			}
+			if !bytes.Equal(stripANSI(colored.Bytes()), plain.Bytes()) {
+				t.Errorf("without its colors, the colored trace must read exactly like the plain one")
+			}
+			golden(t, filepath.Join("testdata", "golden", name+".txt"), plain.Bytes())
+			golden(t, filepath.Join("testdata", "golden", name+".color.txt"), colored.Bytes())
+			golden(t, filepath.Join("testdata", "golden", name+".jsonl"), js.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./pkg/render -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, diff)
+	}
+}
+
+func stripANSI(b []byte) []byte {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] == 0x1b && i+1 < len(b) && b[i+1] == '[' {
+			j := i + 2
+			for j < len(b) && (b[j] < '@' || b[j] > '~') {
+				j++
+			}
+			i = j
+			continue
+		}
+		out = append(out, b[i])
+	}
+	return out
+}
+
+func TestSafeEscapesControlCharacters(t *testing.T) {
+	for in, want := range map[string]string{
+		"pod-a":             "pod-a",
+		"evil\x1b[31mred":   `evil\x1b[31mred`,
+		"line\nbreak\x07":   `line\x0abreak\x07`,
+		"ünïcode · fine ─▶": "ünïcode · fine ─▶",
+	} {
+		if got := Safe(in); got != want {
+			t.Errorf("Safe(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestUseColorDecidesOnce(t *testing.T) {
+	var buf bytes.Buffer
+	for _, c := range []struct {
+		mode string
+		env  map[string]string
+		want bool
+	}{
+		{"always", nil, true},
+		{"never", nil, false},
+		{"auto", nil, false}, // a buffer is not a terminal
+		{"always", map[string]string{"NO_COLOR": "1"}, true},
+	} {
+		for k, v := range c.env {
+			t.Setenv(k, v)
+		}
+		got, err := UseColor(c.mode, &buf)
+		if err != nil || got != c.want {
+			t.Errorf("UseColor(%q, %v) = %v, %v; want %v", c.mode, c.env, got, err, c.want)
+		}
+	}
+	if _, err := UseColor("sometimes", &buf); err == nil {
+		t.Error("an unknown --color value must be an error")
+	}
+}

@@ -1,0 +1,106 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// A recording is a run's raw material: the session and every agent's
+// observation stream, as a directory (session.json and one AGENT.jsonl per
+// agent). It replays into the same trace anywhere, later — for a support
+// case, or as a golden test.
+type recordingHeader struct {
+	Session merge.Session `json:"session"`
+	ArmedNs time.Duration `json:"armedNs"`
+	Notes   []string      `json:"notes,omitempty"`
+	Agents  []recAgent    `json:"agents"`
+}
+
+type recAgent struct {
+	ID      string `json:"id"`
+	Display string `json:"display"`
+	Gaps    uint64 `json:"gaps,omitempty"`
+	File    string `json:"file"`
+}
+
+// Save writes a recording of the result into dir (created if missing).
+func Save(dir string, s merge.Session, r *Result, notes []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	h := recordingHeader{Session: s, ArmedNs: r.Armed, Notes: notes}
+	for i, st := range r.Streams {
+		file := fmt.Sprintf("%02d-%s.jsonl", i+1, safeName(st.Agent))
+		h.Agents = append(h.Agents, recAgent{ID: st.Agent, Display: st.Display, Gaps: st.Gaps, File: file})
+		f, err := os.Create(filepath.Join(dir, file))
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(f)
+		for _, e := range st.Lines {
+			if err := enc.Encode(e); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "session.json"), append(b, '\n'), 0o644)
+}
+
+// Load reads a recording back.
+func Load(dir string) (s merge.Session, streams []merge.Stream, armed time.Duration, notes []string, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, "session.json"))
+	if err != nil {
+		return s, nil, 0, nil, fmt.Errorf("%s is not a recording (kubectl podtrace … --save DIR writes one): %w", dir, err)
+	}
+	var h recordingHeader
+	if err := json.Unmarshal(b, &h); err != nil {
+		return s, nil, 0, nil, fmt.Errorf("%s/session.json: %w", dir, err)
+	}
+	for _, a := range h.Agents {
+		f, err := os.Open(filepath.Join(dir, filepath.Base(a.File)))
+		if err != nil {
+			return s, nil, 0, nil, err
+		}
+		st := merge.Stream{Agent: a.ID, Display: a.Display, Gaps: a.Gaps}
+		rd := wire.NewReader(f)
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				f.Close()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return s, nil, 0, nil, fmt.Errorf("%s: %w", a.File, err)
+			}
+			st.Lines = append(st.Lines, e)
+		}
+		streams = append(streams, st)
+	}
+	return h.Session, streams, h.ArmedNs, h.Notes, nil
+}
+
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == os.PathSeparator || r < ' ' {
+			return '_'
+		}
+		return r
+	}, s)
+}
