@@ -38,8 +38,8 @@ type Options struct {
 type Result struct {
 	Trace   *merge.Trace
 	Streams []merge.Stream // what every agent said, for a recording
-	Armed time.Duration // start to the last hello
-	Total time.Duration
+	Armed   time.Duration  // start to the last hello
+	Total   time.Duration
 }
 
 type running struct {
