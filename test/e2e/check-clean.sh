@@ -26,10 +26,20 @@ for d in /proc/[0-9]*; do
   case "$cmd" in
     *"$E2E_STATE"* | *"$E2E_CACHE_ROOT/k8s-"*) problem "process $p: $cmd" ;;
   esac
-  if grep -qE ':/(kubepods|k8s\.io)(/|$)' "$d/cgroup" 2>/dev/null; then
+  if grep -qE ":/($NODE2_CGROUP(/|\$)|kubepods(/|\$)|k8s\.io(/|\$))" "$d/cgroup" 2>/dev/null; then
     problem "process $p in a pod cgroup: $cmd"
   fi
 done
+
+# processes still in the second node's network or mount namespace (recorded when it came up)
+if [ -f "$E2E_CACHE_ROOT/node2-namespaces" ]; then
+  while read -r kind ns; do
+    for d in /proc/[0-9]*; do
+      [ "$(readlink "$d/ns/$kind" 2>/dev/null)" = "$ns" ] &&
+        problem "process ${d#/proc/} in node 2's $kind namespace: $(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)"
+    done
+  done <"$E2E_CACHE_ROOT/node2-namespaces"
+fi
 
 # mounts (pod netns bind mounts, overlay rootfs, shm, volumes) under the state dir or host paths we create
 while read -r m fstype; do
@@ -46,12 +56,15 @@ for n in /var/run/netns/cni-*; do [ -e "$n" ] && problem "netns $n"; done
 while read -r l; do problem "netns mount $l"; done < <(grep ' nsfs ' /proc/self/mountinfo | grep -e "$E2E_STATE" -e '/cni-' || true)
 
 # links
-for l in cni0 "$NODE_LINK"; do
+for l in cni0 "$NODE_LINK" "$VXLAN_DEV"; do
   baseline "absent-link $l" && ip link show "$l" >/dev/null 2>&1 && problem "link $l"
 done
 # host-side pod veths made by the bridge plugin are named veth<8 hex digits>
 while read -r v; do problem "link $v (a pod veth)"; done < <(ip -o link show type veth 2>/dev/null |
   awk -F'[ :@]+' '{print $2}' | grep -E '^veth[0-9a-f]{8}$' || true)
+
+# the route to node 2's pods (host-gw or through the VTEP)
+[ -z "$(ip route show "$POD2_CIDR" 2>/dev/null)" ] || problem "route $(ip route show "$POD2_CIDR")"
 
 # cgroups
 for g in $CGROUPS; do

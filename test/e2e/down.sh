@@ -15,17 +15,10 @@ BASE=$E2E_STATE/host-baseline
 [ -f "$BASE" ] || BASE=/dev/null
 baseline() { grep -q "^$*\$" "$BASE"; }
 
-# stop NAME: SIGTERM the recorded pid, wait up to 10 s, then SIGKILL that pid
-stop() {
-  local p i
-  if ! pid_alive "$1"; then rm -f "$PIDS/$1.pid"; return 0; fi
-  p=$(cat "$PIDS/$1.pid")
-  log "stopping $1 (pid $p)"
-  kill "$p" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do pid_running "$p" || break; sleep 0.2; done
-  if pid_running "$p"; then log "$1 still alive, SIGKILL"; kill -9 "$p" 2>/dev/null || true; fi
-  rm -f "$PIDS/$1.pid"
-}
+stop() { stop_pid "$@"; }
+
+# 0. the second node first, while the API server runs: its pods, daemons, leftovers, its Node
+"$HERE/node2.sh" down
 
 # 1. pods go away through the API while the kubelet runs: CNI DEL releases veths and addresses
 if pid_alive kube-apiserver && pid_alive kubelet && curl -sf http://127.0.0.1:10248/healthz >/dev/null 2>&1; then
@@ -84,10 +77,15 @@ mounts_left() {
 for m in $(mounts_left); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 for m in $(mounts_left); do log "cannot unmount $m"; done
 
-# 4. links: pod veths on cni0 (normally gone with their netns), cni0 and the node link if we made them
+# 4. links: the routes and the VTEP between the nodes (node 2's own links went with its network
+#    namespace: unmounted above, no process left in it), pod veths on cni0 (normally gone with their netns), cni0 and the node link if we made them
 if ip link show cni0 >/dev/null 2>&1 && baseline "absent-link cni0"; then
   for v in $(ip -o link show master cni0 2>/dev/null | awk -F'[ :@]+' '{print $2}'); do ip link del "$v" 2>/dev/null || true; done
   ip link del cni0 && log "deleted cni0"
+fi
+ip route del "$POD2_CIDR" 2>/dev/null && log "deleted the route to $POD2_CIDR"
+if ip link show "$VXLAN_DEV" >/dev/null 2>&1 && baseline "absent-link $VXLAN_DEV"; then
+  ip link del "$VXLAN_DEV" && log "deleted $VXLAN_DEV"
 fi
 if ip link show "$NODE_LINK" >/dev/null 2>&1 && baseline "absent-link $NODE_LINK"; then
   ip link del "$NODE_LINK" && log "deleted $NODE_LINK"

@@ -41,6 +41,32 @@ POD_GW=${POD_GW:-10.244.0.1}
 SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
 SERVICE_IP=${SERVICE_IP:-10.96.0.1}      # first address of SERVICE_CIDR (the kubernetes Service)
 
+# A second node (NODES=2): its own containerd and kubelet in their own network, mount and UTS
+# namespaces and cgroup root on this host, joined to node 1 by a veth that is both nodes'
+# underlay NIC: node 1's end is $NODE_LINK ($NODE_IP/24), node 2's end is eth0 ($NODE2_IP/24).
+# Cross-node pod traffic takes ROUTING: vxlan (a flannel-style VTEP $VXLAN_DEV, VNI $VXLAN_VNI,
+# UDP port $VXLAN_PORT, static FDB, neighbour and route entries) or hostgw (routes via the other node).
+E2E_NODES_GIVEN=${NODES:+1}   # NODES set by the caller (a running cluster with another count is then an error)
+NODES=${NODES:-2}
+ROUTING=${ROUTING:-vxlan}
+NODE2_NAME=${NODE2_NAME:-podtrace-e2e-node2}
+NODE2_IP=${NODE2_IP:-10.250.0.2}
+POD2_CIDR=${POD2_CIDR:-10.244.1.0/24}
+POD2_GW=${POD2_GW:-10.244.1.1}
+NODE2_STATE=$E2E_STATE/node2                 # node 2's containerd, kubelet, CNI state, logs
+NODE2_NETNS=$E2E_STATE/netns/node2           # its network namespace, bind-mounted here (not in /run/netns)
+NODE2_CGROUP=${NODE2_CGROUP:-podtrace-e2e-n2}  # its kubelet's cgroupRoot, in every v1 hierarchy
+UNDERLAY_PREFIX=24
+UNDERLAY_MTU=1550                            # room for VXLAN's 50 bytes around a 1500-byte pod frame
+VXLAN_DEV=${VXLAN_DEV:-flannel.1}
+VXLAN_VNI=${VXLAN_VNI:-1}
+VXLAN_PORT=${VXLAN_PORT:-8472}
+CTR2_SOCK=$NODE2_STATE/containerd/containerd.sock
+ctr2_() { ctr --address "$CTR2_SOCK" -n k8s.io "$@"; }
+n2() { nsenter --net="$NODE2_NETNS" -- "$@"; }   # a command in node 2's network namespace
+# nodes the running cluster was brought up with (1 when it is not up)
+cluster_nodes() { cat "$E2E_STATE/nodes" 2>/dev/null || echo 1; }
+
 # Images, imported into containerd's k8s.io namespace; pods use imagePullPolicy: Never.
 AGENT_IMAGE=${AGENT_IMAGE:-podtrace.local/podtrace-agent:e2e}
 WORKLOAD_IMAGE=${WORKLOAD_IMAGE:-podtrace.local/workload:e2e}
@@ -61,7 +87,7 @@ kc() { kubectl --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
 # up.sh records in host-baseline which of them did not exist before; down.sh removes only those.
 HOST_PATHS="/run/containerd /var/lib/cni /var/lib/kubelet /var/log/containers /var/log/pods"
 # cgroup v1 parents: the kubelet's pods (cgroupfs driver) and containerd's own containers in k8s.io
-CGROUPS="kubepods k8s.io"
+CGROUPS="kubepods k8s.io $NODE2_CGROUP"
 # Sysctls the kubelet or the bridge plugin change; up.sh saves them, down.sh restores them.
 SYSCTLS="kernel.panic kernel.panic_on_oops vm.overcommit_memory vm.panic_on_oom net.ipv4.ip_forward"
 # Written by up.sh before it touches the host, kept after down.sh so check-clean.sh can compare.
@@ -72,10 +98,25 @@ HOST_BASELINE=$E2E_CACHE_ROOT/host-baseline
 pid_running() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 pid_alive() { [ -f "$PIDS/$1.pid" ] && pid_running "$(cat "$PIDS/$1.pid")"; }
 
+# stop_pid NAME: SIGTERM the recorded pid, wait up to 10 s, then SIGKILL that pid
+stop_pid() {
+  local p i
+  if ! pid_alive "$1"; then rm -f "$PIDS/$1.pid"; return 0; fi
+  p=$(cat "$PIDS/$1.pid")
+  log "stopping $1 (pid $p)"
+  kill "$p" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do pid_running "$p" || break; sleep 0.2; done
+  if pid_running "$p"; then log "$1 still alive, SIGKILL"; kill -9 "$p" 2>/dev/null || true; fi
+  rm -f "$PIDS/$1.pid"
+}
+
 # cluster_ready: up.sh finished, every daemon it started runs, the API server is ready
 cluster_ready() {
   local p
   for p in etcd containerd kube-apiserver kubelet; do pid_alive "$p" || return 1; done
+  if [ "$(cluster_nodes)" = 2 ]; then
+    for p in node2-containerd node2-kubelet; do pid_alive "$p" || return 1; done
+  fi
   [ -f "$E2E_STATE/up.done" ] && kc get --raw /readyz >/dev/null 2>&1
 }
 
@@ -95,7 +136,7 @@ cluster_lock() {
 
 # render TEMPLATE OUT: substitute @VARS@ in a config template
 render() {
-  sed -e "s|@STATE@|$E2E_STATE|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@NODE_NAME@|$NODE_NAME|g" \
+  sed -e "s|@STATE@|$E2E_STATE|g" -e "s|@NODE_STATE@|${NODE_STATE:-$E2E_STATE}|g" -e "s|@NODE_IP@|$NODE_IP|g" -e "s|@NODE_NAME@|$NODE_NAME|g" \
       -e "s|@POD_CIDR@|$POD_CIDR|g" -e "s|@POD_GW@|$POD_GW|g" -e "s|@PAUSE_IMAGE@|$PAUSE_IMAGE|g" \
       -e "s|@AGENT_IMAGE@|$AGENT_IMAGE|g" -e "s|@WORKLOAD_IMAGE@|$WORKLOAD_IMAGE|g" \
       -e "s|@RUNC@|$RUNC|g" -e "s|@CNI_BIN@|$CNI_BIN|g" "$1" >"$2"

@@ -3,6 +3,9 @@
 # kubectl (with kubectl-podtrace on PATH), and tear the cluster down unless KEEP=1.
 #   KEEP=1          keep the cluster (and its state) after the suite; KEEP=0 always tears it down;
 #                   by default a cluster this run brought up is torn down and one that was up is kept
+#   NODES=2         (default) two nodes: the suite runs with ROUTING (default vxlan) between them, then
+#                   the cross-node tests run again with the other routing (hostgw), and routing is
+#                   switched back;  NODES=1: one node, no cross-node tests
 #   E2E_RUN=regex   run only matching tests;  E2E_TESTFLAGS: more flags for go test
 set -euo pipefail
 E2E_SCRIPT=e2e
@@ -44,16 +47,35 @@ if [ -d "$ROOT/cmd/kubectl-podtrace" ]; then
   export E2E_REQUIRE_PLUGIN=1
 fi
 export PATH=$E2E_STATE/bin:$PATH
-export E2E_STATE AGENT_IMAGE WORKLOAD_IMAGE NODE_NAME POD_CIDR
+export E2E_STATE AGENT_IMAGE WORKLOAD_IMAGE NODE_NAME POD_CIDR NODE2_NAME POD2_CIDR VXLAN_VNI VXLAN_PORT NODE_IP NODE2_IP
+E2E_NODES=$(cluster_nodes)
+export E2E_NODES
 
 t=$(date +%s)
 cd "$ROOT"
 log "running the end-to-end suite (kubectl $(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(.*\)".*/\1/p' | head -1))"
-set +e
-# shellcheck disable=SC2086
-"$GO" test -tags e2e -count=1 -v ${E2E_RUN:+-run "$E2E_RUN"} ${E2E_TESTFLAGS:-} ./test/e2e/...
-rc=$?
-set -e
+suite() { # label [-run regex]
+  local label=$1 s rc; shift
+  s=$(date +%s)
+  set +e
+  # shellcheck disable=SC2086
+  "$GO" test -tags e2e -count=1 -v "$@" ${E2E_TESTFLAGS:-} ./test/e2e/...
+  rc=$?
+  set -e
+  log "suite ($label) finished in $(( $(date +%s) - s ))s (exit $rc)"
+  return "$rc"
+}
+rc=0
+if [ "$E2E_NODES" = 2 ]; then
+  first=$(cat "$E2E_STATE/routing")
+  other=vxlan; [ "$first" = vxlan ] && other=hostgw
+  suite "2 nodes, routing $first" ${E2E_RUN:+-run "$E2E_RUN"} || rc=1
+  "$HERE/node2.sh" routing "$other"
+  suite "2 nodes, routing $other: cross-node tests" -run "${E2E_RUN:-CrossNode}" || rc=1
+  "$HERE/node2.sh" routing "$first"
+else
+  log "one node: the cross-node tests are skipped (NODES=2 runs them)"
+  suite "1 node" ${E2E_RUN:+-run "$E2E_RUN"} || rc=1
+fi
 t_suite=$(( $(date +%s) - t ))
-log "suite finished in ${t_suite}s (exit $rc)"
 exit "$rc"

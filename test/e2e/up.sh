@@ -21,8 +21,12 @@ for c in etcd containerd ctr kubectl openssl curl ip iptables-save flock "$RUNC"
   command -v "$c" >/dev/null 2>&1 || die "missing $c (apt-get install containerd runc containernetworking-plugins etcd-server iproute2 iptables openssl curl)"
 done
 
+case $NODES in 1 | 2) ;; *) die "NODES=$NODES: want 1 or 2" ;; esac
 if cluster_ready; then
-  log "cluster already up (admin kubeconfig $ADMIN_KUBECONFIG)"
+  if [ -n "$E2E_NODES_GIVEN" ] && [ "$(cluster_nodes)" != "$NODES" ]; then
+    die "the cluster is up with $(cluster_nodes) node(s), NODES=$NODES asked: make e2e-down first"
+  fi
+  log "cluster already up with $(cluster_nodes) node(s) (admin kubeconfig $ADMIN_KUBECONFIG)"
   echo "$ADMIN_KUBECONFIG"
   exit 0
 fi
@@ -44,7 +48,7 @@ if [ ! -f "$E2E_STATE/host-baseline" ]; then
   # what the host looked like; down.sh undoes exactly what is not in here, check-clean.sh compares with it
   {
     for p in $HOST_PATHS; do [ -e "$p" ] || echo "absent-path $p"; done
-    for l in cni0 "$NODE_LINK"; do ip link show "$l" >/dev/null 2>&1 || echo "absent-link $l"; done
+    for l in cni0 "$NODE_LINK" "$VXLAN_DEV"; do ip link show "$l" >/dev/null 2>&1 || echo "absent-link $l"; done
     for g in $CGROUPS; do [ -e "/sys/fs/cgroup/cpu/$g" ] || echo "absent-cgroup $g"; done
     for ipt in iptables ip6tables; do
       for t in filter nat mangle; do
@@ -54,6 +58,7 @@ if [ ! -f "$E2E_STATE/host-baseline" ]; then
     for s in $SYSCTLS; do echo "sysctl $s $(sysctl -n "$s")"; done
   } >"$E2E_STATE/host-baseline.tmp"
   cp "$E2E_STATE/host-baseline.tmp" "$HOST_BASELINE"
+  rm -f "$E2E_CACHE_ROOT/node2-namespaces"
   mv "$E2E_STATE/host-baseline.tmp" "$E2E_STATE/host-baseline"
 fi
 mkdir -p "$PIDS" "$LOGS" "$E2E_STATE"/{etcd,containerd,kubelet,pki,cni/net.d,cni/networks,pod-logs,config}
@@ -88,7 +93,8 @@ subjectAltName=$3"
     }
     cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
     cert apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client"
-    cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
+    cert "$NODE_NAME" "/O=system:nodes/CN=system:node:$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
+    cert "$NODE2_NAME" "/O=system:nodes/CN=system:node:$NODE2_NAME" "IP:$NODE2_IP,DNS:$NODE2_NAME"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     # static tokens: token,user,uid,"group1,group2"
@@ -96,6 +102,7 @@ subjectAltName=$3"
       echo "$(openssl rand -hex 24),podtrace-e2e-admin,podtrace-e2e-admin,system:masters"
       echo "$(openssl rand -hex 24),system:node:$NODE_NAME,system:node:$NODE_NAME,system:nodes"
       echo "$(openssl rand -hex 24),podtrace-e2e-user,podtrace-e2e-user"
+      echo "$(openssl rand -hex 24),system:node:$NODE2_NAME,system:node:$NODE2_NAME,system:nodes"
     } >tokens.csv
     chmod 600 ./*.key tokens.csv
   )
@@ -108,7 +115,7 @@ kind: Config
 clusters:
 - name: podtrace-e2e
   cluster:
-    server: https://127.0.0.1:6443
+    server: https://$NODE_IP:6443
     certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
 users:
 - name: $2
@@ -141,10 +148,20 @@ waitfor containerd 30 ctr_ version || fail_with_log containerd
 for t in pause workload agent; do ctr_ images import "$E2E_STATE/images/$t.tar" >/dev/null; done
 log "imported $PAUSE_IMAGE $WORKLOAD_IMAGE $AGENT_IMAGE"
 
+# --- node address: the API server listens on it, so that a second node reaches it too ------------
+echo "$NODES" >"$E2E_STATE/nodes"
+if [ "$NODES" = 2 ]; then
+  "$HERE/node2.sh" link
+elif ! ip link show "$NODE_LINK" >/dev/null 2>&1; then
+  ip link add "$NODE_LINK" type bridge
+  ip addr add "$NODE_IP/32" dev "$NODE_LINK"
+  ip link set "$NODE_LINK" up
+fi
+
 # --- kube-apiserver --------------------------------------------------------------------------
 start kube-apiserver "$KBIN/kube-apiserver" \
   --etcd-servers=http://127.0.0.1:2379 \
-  --bind-address=127.0.0.1 --secure-port=6443 --advertise-address="$NODE_IP" \
+  --bind-address="$NODE_IP" --secure-port=6443 --advertise-address="$NODE_IP" \
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" \
   --token-auth-file="$PKI/tokens.csv" \
@@ -167,30 +184,34 @@ waitfor kube-apiserver 180 kc get --raw /readyz || fail_with_log kube-apiserver
 waitfor "RBAC bootstrap roles" 60 kc get clusterrole system:kubelet-api-admin
 kc apply -f "$HERE/fixtures/cluster.yaml" >/dev/null
 
-# --- node: address, kubelet ------------------------------------------------------------------
-if ! ip link show "$NODE_LINK" >/dev/null 2>&1; then
-  ip link add "$NODE_LINK" type bridge
-  ip addr add "$NODE_IP/32" dev "$NODE_LINK"
-  ip link set "$NODE_LINK" up
-fi
+# --- node 1: kubelet; node 2 -------------------------------------------------------------------
 render "$HERE/config/kubelet.yaml.in" "$E2E_STATE/config/kubelet.yaml"
 start kubelet "$KBIN/kubelet" --config="$E2E_STATE/config/kubelet.yaml" \
   --kubeconfig="$E2E_STATE/kubelet.kubeconfig" --root-dir="$E2E_STATE/kubelet" \
   --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2
 waitfor "node $NODE_NAME Ready" 180 kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=2s || fail_with_log kubelet
+if [ "$NODES" = 2 ]; then
+  s=$(date +%s)
+  "$HERE/node2.sh" up
+  log "second node up in $(( $(date +%s) - s ))s"
+fi
 
 # --- fixtures: agent namespace and user RBAC from deploy/, test namespaces, pods, the limited user --
 kc apply -f "$ROOT/deploy/agent-namespace.yaml" -f "$ROOT/deploy/user-rbac.yaml" >/dev/null
 kc apply -f "$HERE/fixtures/namespaces.yaml" -f "$HERE/fixtures/user.yaml" >/dev/null
 render "$HERE/fixtures/pods.yaml.in" "$E2E_STATE/config/pods.yaml"
 kc apply -f "$E2E_STATE/config/pods.yaml" >/dev/null
+if [ "$NODES" = 2 ]; then
+  NODE_NAME=$NODE2_NAME render "$HERE/fixtures/pods-node2.yaml.in" "$E2E_STATE/config/pods-node2.yaml"
+  kc apply -f "$E2E_STATE/config/pods-node2.yaml" >/dev/null
+fi
 waitfor "pods Ready" 120 kc wait --for=condition=Ready pod --all -n e2e --timeout=2s || { kc get pods -A -o wide >&2; fail_with_log kubelet; }
 kc wait --for=condition=Ready pod --all -n e2e-baseline --timeout=60s >/dev/null
 
 touch "$E2E_STATE/up.done"
 kc get nodes -o wide >&2
 kc get pods -A -o wide >&2
-log "cluster up in ${SECONDS}s"
+log "cluster up with $NODES node(s) in ${SECONDS}s"
 log "admin kubeconfig:        $ADMIN_KUBECONFIG"
 log "limited user kubeconfig: $USER_KUBECONFIG"
 echo "$ADMIN_KUBECONFIG"
