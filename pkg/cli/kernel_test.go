@@ -25,6 +25,9 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/internal/nettest"
 	"github.com/podtrace/kubectl-podtrace/pkg/lab"
+	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/launch/local"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 var agentBinary string
@@ -565,5 +568,55 @@ func TestPassiveObservesFilteredTraffic(t *testing.T) {
 	}
 	if full < 5 {
 		t.Errorf("want the port-5353 datagrams of one second at pod-b's eth0, saw %d", full)
+	}
+}
+
+// Node agents only (as --mode node, or where PodSecurity forbids an agent
+// in the pods): the pods' own hops are not observable, the node's are.
+func TestNodeAgentsOnlyObservePassively(t *testing.T) {
+	l := buildLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	o := &TraceOptions{Passive: true, Duration: 1500 * time.Millisecond, Output: "json", Color: "never", Timeout: 30 * time.Second}
+	var out, errOut bytes.Buffer
+	o.IOStreams = genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}
+	plan := localPlan(o, localEnd{netns: a.NetNS, name: "pod-a", ip: a.IP}, localEnd{netns: b.NetNS, name: "pod-b", ip: b.IP}, []string{l.Nodes[0].NetNS})
+	var nodeOnly []launch.Spec
+	for _, s := range plan.Agents {
+		if s.Role == wire.RoleNode {
+			nodeOnly = append(nodeOnly, s)
+		}
+	}
+	plan.Agents = nodeOnly
+	plan.Session.Src.Agent, plan.Session.Dst.Agent = "", ""
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, _ = lab.Ping(ctx, a.NetNS, b.IP)
+			cancel()
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	if err := o.RunPlan(context.Background(), &local.Launcher{Binary: agentBinary}, plan, nil); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	t.Logf("%s", errOut.String())
+	v := parseJSON(t, out.String())
+	roles := map[string]int{}
+	for _, h := range v {
+		if h.Kind == "hop" && h.Packet.L4 != nil && h.Packet.L4.Proto == "icmp" {
+			roles[h.Role]++
+		}
+	}
+	if roles["host veth"] == 0 || roles["bridge"] == 0 || roles["pod eth0"] != 0 {
+		t.Errorf("ICMP seen at roles %v; want host veths and the bridge, no pod eth0", roles)
+	}
+	if last := v[len(v)-1]; last.Result != "observed" {
+		t.Errorf("verdict %+v", last)
 	}
 }

@@ -29,7 +29,9 @@ how long each hop took, and where it died when it did.`,
 		Args:          cobra.ArbitraryArgs,
 	}
 	o := NewClusterOptions(TraceOptions{IOStreams: streams})
-	cmd.Use = "kubectl podtrace SRC DST [flags]"
+	// The binary is kubectl-podtrace; users type "kubectl podtrace".
+	cmd.Use = "kubectl-podtrace SRC DST [flags]"
+	cmd.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl podtrace"}
 	cmd.Example = `  # ICMP echo from pod-a to pod-b (both in the current namespace), hop by hop
   kubectl podtrace pod-a pod-b
 
