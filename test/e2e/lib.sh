@@ -42,8 +42,9 @@ SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
 SERVICE_IP=${SERVICE_IP:-10.96.0.1}      # first address of SERVICE_CIDR (the kubernetes Service)
 
 # A second node (NODES=2): its own containerd and kubelet in their own network, mount and UTS
-# namespaces and cgroup root on this host, joined to node 1 by a veth that is both nodes'
-# underlay NIC: node 1's end is $NODE_LINK ($NODE_IP/24), node 2's end is eth0 ($NODE2_IP/24).
+# namespaces and cgroup root on this host. The nodes' underlay NICs, $NODE_LINK ($NODE_IP/24, node 1)
+# and eth0 ($NODE2_IP/24, node 2), are veths into a "wire": a bridge in a network namespace of its
+# own where no agent runs (the network between two machines; tests drop traffic there).
 # Cross-node pod traffic takes ROUTING: vxlan (a flannel-style VTEP $VXLAN_DEV, VNI $VXLAN_VNI,
 # UDP port $VXLAN_PORT, static FDB, neighbour and route entries) or hostgw (routes via the other node).
 E2E_NODES_GIVEN=${NODES:+1}   # NODES set by the caller (a running cluster with another count is then an error)
@@ -55,6 +56,7 @@ POD2_CIDR=${POD2_CIDR:-10.244.1.0/24}
 POD2_GW=${POD2_GW:-10.244.1.1}
 NODE2_STATE=$E2E_STATE/node2                 # node 2's containerd, kubelet, CNI state, logs
 NODE2_NETNS=$E2E_STATE/netns/node2           # its network namespace, bind-mounted here (not in /run/netns)
+WIRE_NETNS=$E2E_STATE/netns/wire            # the switch between the nodes
 NODE2_CGROUP=${NODE2_CGROUP:-podtrace-e2e-n2}  # its kubelet's cgroupRoot, in every v1 hierarchy
 UNDERLAY_PREFIX=24
 UNDERLAY_MTU=1550                            # room for VXLAN's 50 bytes around a 1500-byte pod frame

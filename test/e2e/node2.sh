@@ -1,8 +1,9 @@
 #!/bin/bash
 # The second node of the end-to-end cluster (NODES=2), run by up.sh and down.sh:
 #
-#   node2.sh link            the underlay: node 2's network namespace (bind-mounted at $NODE2_NETNS)
-#                            and the veth $NODE_LINK ($NODE_IP/24, node 1) <-> eth0 ($NODE2_IP/24, node 2);
+#   node2.sh link            the underlay: node 2's network namespace (bind-mounted at $NODE2_NETNS),
+#                            $NODE_LINK ($NODE_IP/24, node 1) and eth0 ($NODE2_IP/24, node 2), veths
+#                            into the bridge "wire" in a namespace of its own ($WIRE_NETNS);
 #                            up.sh runs it before the API server, which listens on $NODE_IP
 #   node2.sh up              node 2's containerd + kubelet, Ready, images imported, ROUTING set up
 #   node2.sh routing vxlan|hostgw|none   switch how pod traffic crosses between the nodes
@@ -29,13 +30,22 @@ start2() {
   log "started $n (pid $!, log $LOGS/$n.log)"
 }
 
+wire() { nsenter --net="$WIRE_NETNS" -- "$@"; }
+
 link() {
   [ -e "$NODE2_NETNS" ] && die "$NODE2_NETNS exists already"
   ip link show "$VXLAN_DEV" >/dev/null 2>&1 && die "the host has a link $VXLAN_DEV: the second node's VTEP needs the name"
   mkdir -p "$(dirname "$NODE2_NETNS")"
   touch "$NODE2_NETNS"
   unshare --net="$NODE2_NETNS" true
-  ip link add "$NODE_LINK" mtu "$UNDERLAY_MTU" type veth peer name eth0 mtu "$UNDERLAY_MTU" netns "$NODE2_NETNS"
+  touch "$WIRE_NETNS"
+  unshare --net="$WIRE_NETNS" true
+  ip link add "$NODE_LINK" mtu "$UNDERLAY_MTU" type veth peer name node1 mtu "$UNDERLAY_MTU" netns "$WIRE_NETNS"
+  wire ip link add node2 mtu "$UNDERLAY_MTU" type veth peer name eth0 mtu "$UNDERLAY_MTU" netns "$NODE2_NETNS"
+  wire ip link add wire type bridge
+  wire ip link set node1 master wire up
+  wire ip link set node2 master wire up
+  wire ip link set wire up
   ip addr add "$NODE_IP/$UNDERLAY_PREFIX" dev "$NODE_LINK"
   ip link set "$NODE_LINK" up
   n2 ip link set lo up
@@ -43,7 +53,7 @@ link() {
   n2 ip link set eth0 up
   # no default route on node 2: nothing of it can leave the host
   n2 sysctl -qw net.ipv4.ip_forward=1
-  log "underlay: $NODE_LINK $NODE_IP/$UNDERLAY_PREFIX (node 1) <-> eth0 $NODE2_IP/$UNDERLAY_PREFIX (node 2, netns $NODE2_NETNS)"
+  log "underlay: $NODE_LINK $NODE_IP/$UNDERLAY_PREFIX (node 1) <-> bridge wire (netns $WIRE_NETNS) <-> eth0 $NODE2_IP/$UNDERLAY_PREFIX (node 2, netns $NODE2_NETNS)"
 }
 
 routing() {
