@@ -36,6 +36,8 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	@# the plugin is released for macOS and Windows too: it must keep compiling off Linux
+	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/kubectl-podtrace/
 
 # Benchmarks: decode cost, ring read path, filter VM (figures, not assertions).
 bench: build
