@@ -615,8 +615,12 @@ func crossNodeReason(last *Obs, next *Iface) string {
 	}
 	switch {
 	case l.Agent != next.Agent && l.Agent.Role == wire.RoleNode && next.Agent.Role == wire.RoleNode && l.Role == "node NIC" && next.Role == "node NIC":
-		return fmt.Sprintf("lost on the underlay between %s %s and %s %s%s: it left %s but never reached %s (a firewall or security group between the nodes blocking%s, an MTU too small for the outer headers, or no route between the nodes)",
-			l.Agent.Name, l.Name, next.Agent.Name, next.Name, outer, l.Agent.Name, next.Agent.Name, orText(port, " it"))
+		mtu := "an MTU too small for the packet"
+		if last.P.Encap != nil {
+			mtu = "an MTU too small for the outer headers"
+		}
+		return fmt.Sprintf("lost on the underlay between %s %s and %s %s%s: it left %s but never reached %s (a firewall or security group between the nodes blocking%s, %s, or no route between the nodes)",
+			l.Agent.Name, l.Name, next.Agent.Name, next.Name, outer, l.Agent.Name, next.Agent.Name, orText(port, " it"), mtu)
 	case l.Agent == next.Agent && l.Role == "node NIC" && next.Role == "overlay":
 		return fmt.Sprintf("lost at %s's overlay device %s: the encapsulated packet%s crossed the underlay and reached %s %s but was never decapsulated (a firewall on %s dropping%s, a VNI or port mismatch, or %s down)",
 			l.Agent.Name, next.Name, outer, l.Agent.Name, l.Name, l.Agent.Name, orText(port, " it"), next.Name)
