@@ -277,3 +277,22 @@ func TestTimeToVerdict(t *testing.T) {
 	t.Logf("kubectl debug to ephemeral container running: median %v over %d runs %v", med(debug).Round(time.Millisecond), runs, debug)
 	noNodePodsEventually(t)
 }
+
+// Where PodSecurity forbids the agent in the pods, a passive trace in the
+// default mode falls back to the node agents, says so, and injects nothing.
+func TestPassiveFallsBackToNodeAgentsUnderBaseline(t *testing.T) {
+	before := ephemeralCount(t, "e2e-baseline", "pod-a")
+	r := kubectl(t, userConfig, podtraceArgs("e2e-baseline/pod-a", "e2e-baseline/pod-b", "--passive", "--duration", "2s", "--color", "never")...)
+	if r.err != nil {
+		t.Fatalf("passive trace under baseline failed:\n%s", r)
+	}
+	for _, want := range []string{`PodSecurity "baseline"`, "observing from the nodes only", "verdict OBSERVED"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("output lacks %q:\n%s", want, r)
+		}
+	}
+	if after := ephemeralCount(t, "e2e-baseline", "pod-a"); after != before {
+		t.Errorf("an agent container was added under baseline: %d → %d", before, after)
+	}
+	noNodePodsEventually(t)
+}
