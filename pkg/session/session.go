@@ -30,7 +30,7 @@ type Plan struct {
 // Options tune a run.
 type Options struct {
 	ArmTimeout time.Duration // how long agents may take to say hello (default 60s)
-	Grace      time.Duration // how long to keep listening after the probe's outcome (default 300ms)
+	Grace      time.Duration // how long to keep listening after the probe's outcome (default 50ms)
 	Progress   io.Writer     // lifecycle lines for humans; may be nil
 }
 
@@ -62,7 +62,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		o.ArmTimeout = 60 * time.Second
 	}
 	if o.Grace <= 0 {
-		o.Grace = 300 * time.Millisecond
+		o.Grace = 50 * time.Millisecond
 	}
 	progress := func(format string, a ...any) {
 		if o.Progress != nil {
@@ -156,8 +156,10 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
-	// Frames still in flight reach the agents' rings, blocks retire, lines
-	// flush: then stop and collect every bye.
+	// When the source has the answer, every hop has already seen the
+	// packet; a short grace covers frames still on the wire elsewhere (an
+	// ICMP error, a flooded copy). Then stop: each agent drains its ring
+	// and writes every frame before its bye.
 	time.Sleep(o.Grace)
 	for _, r := range rs {
 		_ = r.agent.Send(launch.CmdStop)
