@@ -74,18 +74,24 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	probeDone := make(chan struct{})
 	var probeOnce sync.Once
 
-	// Start every agent in parallel.
+	// Start every agent in parallel; the first that cannot start stops the
+	// others from waiting (a missing image fails them all alike).
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.Agents))
+	startCtx, cancelStart := context.WithCancel(ctx)
+	defer cancelStart()
 	for i, s := range p.Agents {
 		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{})}
 		rs[i] = r
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			a, err := l.Start(ctx, r.spec)
+			a, err := l.Start(startCtx, r.spec)
 			if err != nil {
-				errs[i] = err
+				if startCtx.Err() == nil || ctx.Err() != nil {
+					errs[i] = err
+				}
+				cancelStart()
 				close(r.bye)
 				return
 			}
@@ -98,7 +104,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	}
 	wg.Wait()
 	defer stopAll(rs, progress)
-	if err := errors.Join(errs...); err != nil {
+	if err := joinByCause(p.Agents, errs); err != nil {
 		return nil, err
 	}
 	progress("podtrace: %d agents started, waiting for them to arm", len(rs))
@@ -259,4 +265,31 @@ func stopAll(rs []*running, progress func(string, ...any)) {
 		}(r)
 	}
 	wg.Wait()
+}
+
+// joinByCause joins the agents' start errors, saying once what several
+// agents ran into alike ("pod-a, node-1: the agent image … cannot be
+// pulled") instead of once per agent.
+func joinByCause(specs []launch.Spec, errs []error) error {
+	var order []string
+	who := map[string][]string{}
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		id := specs[i].ID
+		msg := strings.TrimPrefix(err.Error(), id+": ")
+		if _, ok := who[msg]; !ok {
+			order = append(order, msg)
+		}
+		who[msg] = append(who[msg], id)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	var lines []string
+	for _, msg := range order {
+		lines = append(lines, strings.Join(who[msg], ", ")+": "+msg)
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }

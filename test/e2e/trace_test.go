@@ -296,3 +296,21 @@ func TestPassiveFallsBackToNodeAgentsUnderBaseline(t *testing.T) {
 	}
 	noNodePodsEventually(t)
 }
+
+// An agent image the node cannot get is a clear error naming the image and
+// what to do, shown as soon as the kubelet reports it, and nothing is left.
+func TestMissingAgentImageIsAClearError(t *testing.T) {
+	const image = "podtrace.local/no-such-agent:e2e"
+	start := time.Now()
+	r := kubectl(t, userConfig, "podtrace", "e2e/pod-a", "e2e/pod-b", "--image", image, "--image-pull-policy", "Never", "--ready-timeout", "60s")
+	if r.err == nil {
+		t.Fatalf("a trace with a missing image succeeded:\n%s", r)
+	}
+	t.Logf("failed after %v", time.Since(start).Round(time.Millisecond))
+	for _, want := range []string{image, "cannot be pulled", "--image"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	noNodePodsEventually(t)
+}
