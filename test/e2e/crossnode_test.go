@@ -159,8 +159,11 @@ func TestCrossNodeTraceJSON(t *testing.T) {
 	if c.Ref != nodeName || c.Node != node2Name || c.Pairs < 1 {
 		t.Errorf("clock estimate %+v; want %s against %s from at least one request/reply pair", c, node2Name, nodeName)
 	}
-	if c.Offset < -100_000 || c.Offset > 100_000 {
-		t.Errorf("clock offset %d ns; the nodes share one clock, want it within ±100 µs", c.Offset)
+	// The nodes share this host's clock: the true offset is 0, and it must
+	// lie within the estimate's own error bound (which grows with the
+	// asymmetry a loaded machine adds; a fixed tolerance would be flaky).
+	if abs := max(c.Offset, -c.Offset); abs > c.Bound+1_000 {
+		t.Errorf("clock offset %+d ns ± %d ns; the nodes share one clock, so 0 must be within the bound", c.Offset, c.Bound)
 	}
 
 	// both ways through every hop, in order; the underlay hops on the two nodes
@@ -241,8 +244,9 @@ func TestCrossNodeTraceText(t *testing.T) {
 		t.Fatalf("no clock offset line (clocks NODE − NODE = ±N µs ± M µs)")
 	}
 	off, _ := strconv.Atoi(m[3])
-	if m[1] != node2Name || m[2] != nodeName || off < -100 || off > 100 {
-		t.Errorf("clock line %q; want %s − %s within ±100 µs", m[0], node2Name, nodeName)
+	bound, _ := strconv.Atoi(m[4])
+	if m[1] != node2Name || m[2] != nodeName || max(off, -off) > bound+1 {
+		t.Errorf("clock line %q; want %s − %s with 0 within the stated bound (one shared clock)", m[0], node2Name, nodeName)
 	}
 	noNodePodsEventually(t)
 }
