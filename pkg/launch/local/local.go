@@ -56,8 +56,12 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	}
 	cmd := exec.Command(l.Binary, args...)
 	// Own process group: a Ctrl-C on the terminal reaches the plugin,
-	// which then stops its agents in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// which then stops its agents in order. No Pdeathsig: it fires when the
+	// forking *thread* exits, and Go retires threads (any goroutine that
+	// locks one for a namespace and ends takes it along), which killed
+	// healthy agents. If the plugin dies, the agent's stdin closes and it
+	// stops; its deadline bounds it in any case.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	a := &agent{cmd: cmd, done: make(chan struct{})}
 	cmd.Stderr = &a.stderr
 	stdin, err := cmd.StdinPipe()
