@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# agent-flood.sh — figures for the capture agent (issue 2), not assertions.
+# agent-flood.sh — figures for the capture agent, not assertions.
 # Run as root from anywhere in the repository:
 #
 #   sudo bench/agent-flood.sh
