@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.
 PLATFORMS       ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 AGENT_PLATFORMS ?= linux/amd64 linux/arm64
 
-.PHONY: all build agent plugin test demo lint vet fmt bench clean dist image
+.PHONY: all build agent plugin test demo lint vet fmt bench measure clean dist image
 all: build
 
 build: plugin agent
@@ -60,6 +60,10 @@ image:
 	$(GO) run ./images/mkimage -ref '$(AGENT_IMAGE)' -entrypoint /podtrace-agent \
 	  -platforms '$(AGENT_PLATFORMS)' -oci $(BIN)/podtrace-agent-image.tar -docker '$(BIN)/podtrace-agent-image-{arch}.tar' \
 	  '$(BIN)/image/{os}_{arch}/podtrace-agent:/podtrace-agent'
+
+# Flood figures: agent vs tcpdump on one veth, CPU and RSS, lab time to verdict (root).
+measure: build
+	PODTRACE_BIN=$(CURDIR)/$(BIN) ./bench/agent-flood.sh
 
 clean:
 	rm -rf $(BIN) dist
