@@ -90,6 +90,8 @@ type hopLine struct {
 	DeltaNs *int64 `json:"deltaNs"`
 	Note    string `json:"note"`
 	Text    string `json:"text"`
+	TNs     int64  `json:"tNs"`
+	NotedNs int64  `json:"notifiedNs"`
 	Result  string `json:"result"`
 	Answer  string `json:"answer"`
 	Reason  string `json:"reason"`
@@ -618,5 +620,63 @@ func TestNodeAgentsOnlyObservePassively(t *testing.T) {
 	}
 	if last := v[len(v)-1]; last.Result != "observed" {
 		t.Errorf("verdict %+v", last)
+	}
+}
+
+// IPv6: neighbour discovery instead of ARP (the solicitation flooded by the
+// bridge, the advertisement back), the ICMPv6 echo at every hop, and the
+// neighbour entries placed at the NDP frames that taught them.
+func TestIPv6TraceAcrossABridge(t *testing.T) {
+	nettest.RequireRoot(t)
+	p := nettest.Prefix()
+	t.Cleanup(func() { assertNothingLeft(t, p) }) // runs last: after the namespaces are deleted
+	node, a, b, c := nettest.NS(t, p+"-node"), nettest.NS(t, p+"-a"), nettest.NS(t, p+"-b"), nettest.NS(t, p+"-c")
+	nettest.Run(t, "ip", "-n", node, "link", "add", "br0", "type", "bridge")
+	nettest.Run(t, "ip", "-n", node, "link", "set", "br0", "up")
+	for i, pod := range []string{a, b, c} {
+		host := fmt.Sprintf("%sv%d", p, i)
+		nettest.Veth(t, node, host, pod, p+"e")
+		nettest.Run(t, "ip", "-n", node, "link", "set", host, "master", "br0")
+		nettest.Run(t, "ip", "-n", pod, "link", "set", p+"e", "name", "eth0")
+		nettest.Run(t, "ip", "-n", pod, "addr", "add", fmt.Sprintf("fd00:db8::%d/64", i+2), "dev", "eth0", "nodad")
+		nettest.Run(t, "ip", "-n", pod, "link", "set", "eth0", "up")
+	}
+	r := podtrace(t, "local", "--from", a, "--to", b, "--node-netns", node, "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+	v := parseJSON(t, r.stdout)
+	if last := v[len(v)-1]; last.Result != "delivered" || last.Answer != "echo-reply" {
+		t.Fatalf("verdict %+v", last)
+	}
+	var req []string
+	for _, h := range journeyHops(v, func(h hopLine) bool { return h.Probe == "icmp/1" && !h.Reply }) {
+		req = append(req, h.Role)
+	}
+	if strings.Join(req, ",") != "pod eth0,host veth,bridge,host veth,pod eth0" {
+		t.Errorf("ICMPv6 echo request hops %v", req)
+	}
+	ns := journeyHops(v, func(h hopLine) bool {
+		return h.Packet.L4 != nil && h.Packet.L4.Type == "neighbor-solicitation" && h.Agent == a
+	})
+	floods := 0
+	for _, h := range ns {
+		if h.Role == "host veth" && h.Packet.Dir == "out" {
+			floods++
+		}
+	}
+	if floods != 2 {
+		t.Errorf("pod-a's neighbour solicitation left the bridge on %d ports; want 2 (pod-b's and pod-c's)", floods)
+	}
+	// pod-a learned pod-b's MAC from the advertisement: the change is placed
+	// at that frame, before the agent was notified of it.
+	placed := false
+	for _, h := range v {
+		if h.Kind == "change" && h.Agent == a && strings.Contains(h.Text, "fd00:db8::3") {
+			placed = h.TNs < h.NotedNs
+		}
+	}
+	if !placed {
+		t.Errorf("pod-a's neighbour entry for pod-b is not placed at the NDP frame that taught it")
 	}
 }

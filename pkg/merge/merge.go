@@ -605,7 +605,16 @@ func causeOf(all []*Obs, c *Change) *Obs {
 				return o
 			}
 		case w.Neigh != nil:
-			if a := o.P.ARP; a != nil && a.SenderIP == w.Neigh.IP && a.SenderMAC == w.Neigh.MAC && o.If.Name == w.Neigh.Dev {
+			if o.If.Name != w.Neigh.Dev {
+				continue
+			}
+			if a := o.P.ARP; a != nil && a.SenderIP == w.Neigh.IP && a.SenderMAC == w.Neigh.MAC {
+				return o
+			}
+			// IPv6: a neighbour solicitation from the address, or an
+			// advertisement for it, sent from that MAC.
+			if l := o.P.L4; l != nil && l.Proto == "icmp6" && o.P.Eth != nil && o.P.Eth.Src == w.Neigh.MAC && o.P.IP != nil &&
+				(l.Type == "neighbor-solicitation" && o.P.IP.Src == w.Neigh.IP || l.Type == "neighbor-advertisement" && l.Target == w.Neigh.IP) {
 				return o
 			}
 		}
