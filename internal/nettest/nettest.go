@@ -1,5 +1,6 @@
-// Package nettest gives tests real network namespaces and links on this
-// machine's kernel, named with a unique prefix and removed when the test
+// Package nettest is shared test support: real network namespaces and links on this
+// machine's kernel for the kernel tests (and a CPU-time benchmark metric).
+// Namespaces are named with a unique prefix and removed when the test
 // ends, pass or fail.
 package nettest
 
@@ -11,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // RequireRoot skips the test when not running as root, unless
@@ -128,4 +131,21 @@ func AgentBinary(pkgDir string) (path string, cleanup func(), err error) {
 		return "", nil, fmt.Errorf("build podtrace-agent: %v\n%s", err, out)
 	}
 	return path, func() { os.RemoveAll(tmp) }, nil
+}
+
+// CPUPerOp reports the process's CPU time per op (garbage collection
+// included) besides ns/op, which on a shared machine counts other
+// processes' time too. Use as defer nettest.CPUPerOp(b)().
+func CPUPerOp(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b.ResetTimer()
+	c0 := cpu()
+	return func() {
+		b.StopTimer()
+		b.ReportMetric(float64(cpu()-c0)/float64(b.N), "cpu-ns/op")
+	}
 }

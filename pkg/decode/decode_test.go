@@ -8,6 +8,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"github.com/podtrace/kubectl-podtrace/internal/nettest"
 )
 
 var (
@@ -136,7 +138,7 @@ func BenchmarkDecodeEcho(b *testing.B) {
 	d.KeepFrame = false
 	frame := echo(b, macA, macB, 64, 1)
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer nettest.CPUPerOp(b)()
 	for i := 0; i < b.N; i++ {
 		d.Decode(Input{Data: frame, Len: len(frame)})
 	}
@@ -147,7 +149,7 @@ func BenchmarkDecodeVXLAN(b *testing.B) {
 	d.KeepFrame = false
 	frame := vxlanWrap(b, echo(b, macA, macB, 64, 1), 8472)
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer nettest.CPUPerOp(b)()
 	for i := 0; i < b.N; i++ {
 		d.Decode(Input{Data: frame, Len: len(frame)})
 	}
@@ -163,25 +165,8 @@ func BenchmarkDecodeFlood(b *testing.B) {
 	_ = udp.SetNetworkLayerForChecksum(ip)
 	frame := serialize(b, eth, ip, udp, gopacket.Payload(make([]byte, 64)))
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer nettest.CPUPerOp(b)()
 	for i := 0; i < b.N; i++ {
 		d.Decode(Input{Data: frame, Len: len(frame), PktType: unix.PACKET_OTHERHOST})
-	}
-}
-
-// cpuPerOp reports the process's CPU time per op (garbage collection
-// included) besides ns/op, which on a shared machine counts other
-// processes' time too. Use as defer cpuPerOp(b)().
-func cpuPerOp(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru unix.Rusage
-		_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	b.ResetTimer()
-	c0 := cpu()
-	return func() {
-		b.StopTimer()
-		b.ReportMetric(float64(cpu()-c0)/float64(b.N), "cpu-ns/op")
 	}
 }

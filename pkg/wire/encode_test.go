@@ -6,9 +6,10 @@ import (
 	"math/rand"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podtrace/kubectl-podtrace/internal/nettest"
 )
 
 var testStrings = []string{"", "eth0", "10.244.0.2", "fd00::2", "0a:58:0a:f4:00:02", "SYN,ACK",
@@ -175,7 +176,7 @@ func BenchmarkEmitPacket(b *testing.B) {
 	w := NewWriter(discard{}, "bench")
 	p := benchPacket()
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer nettest.CPUPerOp(b)()
 	for i := 0; i < b.N; i++ {
 		_ = w.Emit(p)
 	}
@@ -185,26 +186,9 @@ func BenchmarkEmitPacketJSON(b *testing.B) {
 	enc := json.NewEncoder(discard{})
 	p := benchPacket()
 	b.ReportAllocs()
-	defer cpuPerOp(b)()
+	defer nettest.CPUPerOp(b)()
 	for i := 0; i < b.N; i++ {
 		_ = enc.Encode(&Envelope{V: Version, Seq: uint64(i), Agent: "bench", Kind: KindPacket, TS: time.Now(), Packet: p})
-	}
-}
-
-// cpuPerOp reports the process's CPU time per op (garbage collection
-// included) besides ns/op, which on a shared machine counts other
-// processes' time too. Use as defer cpuPerOp(b)().
-func cpuPerOp(b *testing.B) func() {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	b.ResetTimer()
-	c0 := cpu()
-	return func() {
-		b.StopTimer()
-		b.ReportMetric(float64(cpu()-c0)/float64(b.N), "cpu-ns/op")
 	}
 }
 
