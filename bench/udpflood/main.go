@@ -1,6 +1,6 @@
 // Command udpflood sends UDP datagrams from the current network namespace
 // to one address as fast as one sender goes (or at --pps) for --duration,
-// then prints what it sent on one line:
+// (or until SIGINT/SIGTERM), then prints what it sent on one line:
 //
 //	sent N datagrams in S s: R pps
 //
@@ -15,6 +15,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -58,10 +61,14 @@ func main() {
 		msgs[i].Hdr.SetIovlen(1)
 	}
 	var sent, failed uint64
+	var stopped atomic.Bool
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() { <-sig; stopped.Store(true) }()
 	start := time.Now()
 	end := start.Add(*dur)
 	for i := uint64(0); ; i++ {
-		if i&63 == 0 && time.Now().After(end) {
+		if i&63 == 0 && (stopped.Load() || time.Now().After(end)) {
 			break
 		}
 		n := uint64(*batch)

@@ -47,6 +47,7 @@ func run() error {
 		payload  bool
 		spec     wire.ProbeSpec
 		probeArg string
+		traceArg string
 	)
 	fs := flag.NewFlagSet("podtrace-agent", flag.ContinueOnError)
 	fs.StringVar(&cfg.Role, "role", wire.RolePod, "role: pod (a pod's namespace) or node (a node's root namespace)")
@@ -62,6 +63,7 @@ func run() error {
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
 	fs.StringVar(&cfg.Control, "control", "none", "none: probe right after hello; stdin: write nothing until a first line (\"start\"), then read \"probe\"/\"stop\" lines; stop at end of input")
 	fs.StringVar(&probeArg, "probe", "", "send probes: icmp, tcp or udp (empty: observe only)")
+	fs.StringVar(&traceArg, "trace-probe", "", "capture only the frames of a probe another agent sends (icmp, tcp or udp; identified by --probe-id, --count, --port) from the first to the second of --hosts, and their address resolution")
 	fs.StringVar(&spec.Dst, "dst", "", "probe destination IP")
 	fs.IntVar(&spec.Port, "port", 0, "probe destination port (tcp, udp)")
 	fs.IntVar(&spec.Count, "count", 1, "number of probes")
@@ -85,6 +87,23 @@ func run() error {
 	}
 	if hosts != "" {
 		cfg.Hosts = strings.Split(hosts, ",")
+	}
+	if probeArg != "" && traceArg != "" {
+		return errors.New("--probe and --trace-probe exclude each other: the agent that sends a probe traces it")
+	}
+	if traceArg != "" {
+		if len(cfg.Hosts) != 2 {
+			return errors.New("--trace-probe needs --hosts SRC,DST")
+		}
+		if spec.ID == 0 {
+			return errors.New("--trace-probe needs --probe-id")
+		}
+		if (traceArg == "tcp" || traceArg == "udp") && spec.Port == 0 {
+			return fmt.Errorf("--trace-probe %s needs --port", traceArg)
+		}
+		m := spec
+		m.Proto, m.Dst = traceArg, cfg.Hosts[1]
+		cfg.Match = &m
 	}
 	if probeArg != "" {
 		spec.Proto = probeArg

@@ -133,6 +133,23 @@ func AgentBinary(pkgDir string) (path string, cleanup func(), err error) {
 	return path, func() { os.RemoveAll(tmp) }, nil
 }
 
+// BuildBinary builds the command in pkgDir (relative to the test) into a
+// temporary directory and returns its path; cleanup removes the directory.
+func BuildBinary(pkgDir, name string) (path string, cleanup func(), err error) {
+	tmp, err := os.MkdirTemp("", "podtrace-"+name+"-test")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(tmp, name)
+	cmd := exec.Command("go", "build", "-o", path, pkgDir)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("build %s: %v\n%s", name, err, out)
+	}
+	return path, func() { os.RemoveAll(tmp) }, nil
+}
+
 // CPUPerOp reports the process's CPU time per op (garbage collection
 // included) besides ns/op, which on a shared machine counts other
 // processes' time too. Use as defer nettest.CPUPerOp(b)().

@@ -27,6 +27,7 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
 	"github.com/podtrace/kubectl-podtrace/pkg/netsnap"
 	"github.com/podtrace/kubectl-podtrace/pkg/probe"
+	"github.com/podtrace/kubectl-podtrace/pkg/scope"
 	"github.com/podtrace/kubectl-podtrace/pkg/version"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
@@ -60,7 +61,12 @@ type Config struct {
 	Snaplen  int
 	Promisc  bool          // put bridges in promiscuous mode to see bridged unicast
 	Deadline time.Duration // hard limit on the run
-	Probe    *wire.ProbeSpec
+	// Probe is the probe this agent sends (the source pod's agent).
+	Probe *wire.ProbeSpec
+	// Match scopes the kernel filter to a probe that Hosts[0] sends to
+	// Hosts[1] (package scope): every agent of an active trace has it.
+	// Without it the agent that sends the probe scopes to its own probe.
+	Match *wire.ProbeSpec
 	// Control "stdin" reads commands from Stdin and writes nothing until
 	// the first line arrives ("start"): "probe" starts the probe, "stop"
 	// or end of input stops the agent. "none" starts the probe (if
@@ -75,26 +81,6 @@ var (
 	errStopped = errors.New("stopped")
 	errDone    = errors.New("done")
 )
-
-// DefaultFilter is the capture filter for a trace between hosts: their
-// mutual traffic, and ARP/ICMP/NDP that involve either (address
-// resolution, errors from routers on the way), also inside VXLAN and
-// Geneve tunnels.
-func DefaultFilter(hosts []string) string {
-	if len(hosts) == 0 {
-		return ""
-	}
-	var each []string
-	for _, h := range hosts {
-		each = append(each, "host "+h)
-	}
-	any := "(" + strings.Join(each, " or ") + ")"
-	flow := any
-	if len(hosts) == 2 {
-		flow = "(" + strings.Join(each, " and ") + ")"
-	}
-	return fmt.Sprintf("%s or ((arp or icmp or icmp6) and %s) or (vxlan and %s) or (geneve and %s)", flow, any, flow, flow)
-}
 
 // Run runs the agent until its deadline, a stop command, or ctx is done.
 func Run(ctx context.Context, cfg Config) error {
@@ -132,9 +118,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fatal(fmt.Errorf("list links: %w", err))
 	}
-	expr := cfg.Filter
-	if expr == "" {
-		expr = DefaultFilter(cfg.Hosts)
+	expr, scopeWarning, err := captureFilter(cfg)
+	if err != nil {
+		return fatal(err)
 	}
 	prog, err := filter.Assemble(expr, cfg.Snaplen)
 	if err != nil {
@@ -195,6 +181,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Hostname: host, Version: version.Version, PID: os.Getpid(),
 		Filter: expr, Snaplen: cfg.Snaplen, Promisc: promiscNames, Deadline: deadline,
 		Links: links, Caps: effectiveCaps(), Probe: cfg.Probe, Clock: "realtime",
+	}
+	if scopeWarning != "" {
+		hello.Warnings = append(hello.Warnings, scopeWarning)
 	}
 	for _, l := range links {
 		for _, a := range l.Addrs {
@@ -311,6 +300,32 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	_ = w.Emit(&wire.Bye{Reason: reason})
 	return nil
+}
+
+// captureFilter is the agent's capture filter: the one given, else the
+// probe's scope when the agent knows the probe and the two endpoints, else
+// the traffic between the hosts. A warning says what the scope could not
+// include.
+func captureFilter(cfg Config) (expr, warning string, err error) {
+	if cfg.Filter != "" {
+		return cfg.Filter, "", nil
+	}
+	m := cfg.Match
+	if m == nil {
+		m = cfg.Probe
+	}
+	if m == nil || len(cfg.Hosts) != 2 {
+		return scope.Hosts(cfg.Hosts), "", nil
+	}
+	resolved, perr := netsnap.PathAddrs(cfg.Hosts)
+	if perr != nil {
+		warning = "the path's gateways and tunnel endpoints are not in the capture filter: " + perr.Error()
+	}
+	expr, err = scope.Probe(cfg.Hosts[0], cfg.Hosts[1], m, resolved)
+	if err != nil {
+		return "", "", err
+	}
+	return expr, warning, nil
 }
 
 // heldLines holds the lines emitted before hello and writes them right

@@ -74,10 +74,15 @@ func TestDryRunPrintsThePlanAsYAMLAndCreatesNothing(t *testing.T) {
 			if spec["hostNetwork"] != true {
 				t.Errorf("node pod not on the host network:\n%s", d)
 			}
+			if !strings.Contains(d, "- --trace-probe\n") || strings.Contains(d, "- --probe\n") {
+				t.Errorf("node agent should trace the probe, not send it:\n%s", d)
+			}
 		} else {
 			src := strings.Contains(d, "on pod e2e/pod-a")
-			if !strings.Contains(d, "ephemeralContainers") || strings.Contains(d, "- --probe") != src {
-				// Only the source pod's agent sends the probe.
+			// Only the source pod's agent sends the probe; the other
+			// agents' capture is scoped to it.
+			sends, scoped := strings.Contains(d, "- --probe\n"), strings.Contains(d, "- --trace-probe\n")
+			if !strings.Contains(d, "ephemeralContainers") || sends != src || scoped == src {
 				t.Errorf("patch document (source pod: %v):\n%s", src, d)
 			}
 		}

@@ -30,7 +30,7 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-var agentBinary string
+var agentBinary, floodBinary string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -44,6 +44,13 @@ func TestMain(m *testing.M) {
 		}
 		defer cleanup()
 		agentBinary = bin
+		flood, cleanupFlood, err := nettest.BuildBinary("../../bench/udpflood", "udpflood")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanupFlood()
+		floodBinary = flood
 		return m.Run()
 	}()
 	os.Exit(code)

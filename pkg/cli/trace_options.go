@@ -69,7 +69,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Wait, "wait", time.Second, "how long to wait for each probe's answer")
 	f.BoolVar(&o.Passive, "passive", false, "observe existing traffic instead of probing (see --duration, --filter)")
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to observe with --passive")
-	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); default: traffic between the two endpoints and their ARP/ICMP")
+	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP")
 	f.BoolVar(&o.Payload, "payload", false, "capture whole frames, payload included (headers only by default)")
 	f.IntVar(&o.Snaplen, "snaplen", 0, "bytes kept per frame (default 192: headers only)")
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json (JSON lines, the last one the verdict)")
@@ -146,9 +146,14 @@ func (o *TraceOptions) ProbeSpec(dst string) *wire.ProbeSpec {
 // so that they outlive a slow plugin but never a dead one for long.
 func (o *TraceOptions) AgentDeadline() time.Duration { return o.Timeout + 15*time.Second }
 
-// Apply copies capture options into an agent spec.
+// Apply copies capture options into an agent spec. In an active trace
+// every agent's capture is scoped to the run's probe (see ProbeSpec, which
+// a plan calls before it adds agents), unless --filter replaces it.
 func (o *TraceOptions) Apply(s *launch.Spec) {
 	s.Filter, s.Payload, s.Snaplen, s.Deadline = o.Filter, o.Payload, o.Snaplen, o.AgentDeadline()
+	if !o.Passive && o.probe != nil {
+		s.Match = o.probe
+	}
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

@@ -29,6 +29,9 @@ type Spec struct {
 	Payload  bool
 	Deadline time.Duration
 	Probe    *wire.ProbeSpec // set on the agent that sends the probe
+	// Match scopes the capture to the probe that Hosts[0] sends to
+	// Hosts[1]: set on the other agents of an active trace.
+	Match *wire.ProbeSpec
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -53,6 +56,12 @@ func (s Spec) Args() []string {
 		a = append(a, "--payload")
 	} else if s.Snaplen > 0 {
 		a = append(a, "--snaplen", strconv.Itoa(s.Snaplen))
+	}
+	if m := s.Match; m != nil && s.Probe == nil {
+		a = append(a, "--trace-probe", m.Proto, "--count", strconv.Itoa(m.Count), "--probe-id", strconv.Itoa(m.ID))
+		if m.Port != 0 {
+			a = append(a, "--port", strconv.Itoa(m.Port))
+		}
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
