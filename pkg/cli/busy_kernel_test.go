@@ -43,7 +43,10 @@ func (a answer) String() string {
 func traceOnce(t *testing.T, l *lab.Lab, args ...string) (answer, uint64) {
 	t.Helper()
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
-	base := []string{"local", "--from", a.NetNS, "--to", b.NetNS, "--node-netns", l.Nodes[0].NetNS, "-o", "json", "--wait", "2s"}
+	base := []string{"local", "--from", a.NetNS, "--to", b.NetNS, "-o", "json", "--wait", "2s"}
+	for _, n := range l.Nodes {
+		base = append(base, "--node-netns", n.NetNS)
+	}
 	r := podtrace(t, append(base, args...)...)
 	v := parseJSON(t, r.stdout)
 	last := v[len(v)-1]
@@ -157,9 +160,16 @@ func rxFrames(t *testing.T, ns, link string) uint64 {
 // pods in both directions — UDP at the flood tool's ceiling to the UDP
 // probe's own destination port and back, a TCP stream to the TCP probe's
 // port, ICMP echoes of another id — and wants the same verdict and the
-// same hops, with each agent's kernel filter passing tens of frames.
+// same hops, with each agent's kernel filter passing tens of frames: on
+// one node's bridge, and across two nodes through a VXLAN overlay.
 func TestBusyPodsGiveTheIdleAnswer(t *testing.T) {
-	l := buildLab(t)
+	for _, topo := range []string{"bridge", "vxlan"} {
+		t.Run(topo, func(t *testing.T) { busyPods(t, topo) })
+	}
+}
+
+func busyPods(t *testing.T, topology string) {
+	l := buildLabOf(t, topology)
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
 	const tcpPort, udpPort = 8080, 8081
 	var tcpLn net.Listener

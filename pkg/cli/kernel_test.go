@@ -162,11 +162,14 @@ func journeyHops(lines []hopLine, match func(h hopLine) bool) []hopLine {
 
 func place(h hopLine) string { return h.Agent + ":" + h.Iface }
 
-func buildLab(t *testing.T) *lab.Lab {
+func buildLab(t *testing.T) *lab.Lab { return buildLabOf(t, "bridge") }
+
+// buildLabOf builds a lab of the given topology, torn down after the test.
+func buildLabOf(t *testing.T, topology string) *lab.Lab {
 	t.Helper()
 	nettest.RequireRoot(t)
 	prefix := nettest.Prefix()
-	l, err := lab.Build(context.Background(), lab.Options{Prefix: prefix})
+	l, err := lab.Build(context.Background(), lab.Options{Prefix: prefix, Topology: topology})
 	if err != nil {
 		t.Fatal(err)
 	}
