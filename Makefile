@@ -61,9 +61,11 @@ image:
 	  -platforms '$(AGENT_PLATFORMS)' -oci $(BIN)/podtrace-agent-image.tar -docker '$(BIN)/podtrace-agent-image-{arch}.tar' \
 	  '$(BIN)/image/{os}_{arch}/podtrace-agent:/podtrace-agent'
 
-# Flood figures: agent vs tcpdump on one veth, CPU and RSS, lab time to verdict (root).
+# Flood figures: agent vs tcpdump on one veth, CPU and RSS, lab time to verdict; what one
+# probe costs beside a busy flow (root).
 measure: build
 	PODTRACE_BIN=$(CURDIR)/$(BIN) ./bench/agent-flood.sh
+	PODTRACE_BIN=$(CURDIR)/$(BIN) ./bench/busy-trace.sh
 
 clean:
 	rm -rf $(BIN) dist
