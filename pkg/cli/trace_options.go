@@ -36,6 +36,13 @@ type ExitCodeError struct {
 
 func (e *ExitCodeError) Error() string { return e.Msg }
 
+// DefaultSummarizeAbove is the rate, in frames per second at one agent,
+// above which a passive trace's agents summarize (the agent's default
+// too). At 500 a second an agent streams about 300 KB/s of packet lines;
+// above it nobody reads the frames one by one, and the summaries cost a
+// few KB a second whatever the rate.
+const DefaultSummarizeAbove = 500
+
 // TraceOptions are the probe and output flags every trace command shares.
 type TraceOptions struct {
 	Proto    string
@@ -53,6 +60,11 @@ type TraceOptions struct {
 	Pcap     string
 	Timeout  time.Duration
 	Save     string
+	// SummarizeAbove and SummaryInterval: with --passive, an agent whose
+	// capture goes over this many frames per second writes per-flow
+	// summaries every interval instead of packet lines.
+	SummarizeAbove  int
+	SummaryInterval time.Duration
 
 	genericiooptions.IOStreams
 
@@ -76,6 +88,8 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
+	f.IntVar(&o.SummarizeAbove, "summarize-above", DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
+	f.DurationVar(&o.SummaryInterval, "summary-interval", time.Second, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 }
 
@@ -109,6 +123,15 @@ func (o *TraceOptions) Validate() error {
 	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
+	}
+	if o.SummarizeAbove < 0 {
+		return fmt.Errorf("--summarize-above %d: want 0 (never) or more", o.SummarizeAbove)
+	}
+	if o.SummaryInterval == 0 {
+		o.SummaryInterval = time.Second
+	}
+	if o.SummaryInterval < 100*time.Millisecond {
+		return fmt.Errorf("--summary-interval %s: want at least 100ms", o.SummaryInterval)
 	}
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
@@ -149,6 +172,11 @@ func (o *TraceOptions) AgentDeadline() time.Duration { return o.Timeout + 15*tim
 // Apply copies capture options into an agent spec.
 func (o *TraceOptions) Apply(s *launch.Spec) {
 	s.Filter, s.Payload, s.Snaplen, s.Deadline = o.Filter, o.Payload, o.Snaplen, o.AgentDeadline()
+	// Only a passive trace summarizes: an active one needs every frame of
+	// its probe (its filter keeps the rest out).
+	if o.Passive {
+		s.SummarizeAbove, s.SummaryInterval = o.SummarizeAbove, o.SummaryInterval
+	}
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

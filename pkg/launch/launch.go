@@ -29,6 +29,11 @@ type Spec struct {
 	Payload  bool
 	Deadline time.Duration
 	Probe    *wire.ProbeSpec // set on the agent that sends the probe
+	// SummarizeAbove (frames per second; 0: never) and SummaryInterval:
+	// when and how often the agent writes per-flow summaries instead of
+	// packet lines (passive traces).
+	SummarizeAbove  int
+	SummaryInterval time.Duration
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -53,6 +58,12 @@ func (s Spec) Args() []string {
 		a = append(a, "--payload")
 	} else if s.Snaplen > 0 {
 		a = append(a, "--snaplen", strconv.Itoa(s.Snaplen))
+	}
+	// Always given: the agent's own default summarizes, and a probe's
+	// frames must never be summarized away.
+	a = append(a, "--summarize-above", strconv.Itoa(s.SummarizeAbove))
+	if s.SummarizeAbove > 0 && s.SummaryInterval > 0 {
+		a = append(a, "--summary-interval", s.SummaryInterval.String())
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
