@@ -217,6 +217,13 @@ func (o *TraceOptions) Show(t *merge.Trace, h render.Header) error {
 			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)
 		}
 		fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
+		if len(t.Summarized) > 0 {
+			var frames uint64
+			for _, sm := range t.Summarized {
+				frames += sm.Packets
+			}
+			fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
+		}
 	}
 	var err error
 	if o.Output == "json" {
