@@ -56,8 +56,12 @@ func writeFlows(b *strings.Builder, t *merge.Trace, c *colorer, pad func(string,
 			if h.Encap != "" {
 				extra = append(extra, fmt.Sprintf("%s vni %d", h.Encap, h.VNI))
 			}
-			line := fmt.Sprintf("      %s  %s  %-3s %10d frames  %9s  %s … %s", c.place.Sprint(pad(Safe(h.Agent.Name), wPlace)), pad(Safe(h.If.Label()), wIf),
-				h.Dir, h.Packets, merge.FormatBytes(h.Bytes), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
+			frames := "frames"
+			if h.Packets == 1 {
+				frames = "frame "
+			}
+			line := fmt.Sprintf("      %s  %s  %-3s %10d %s  %9s  %s … %s", c.place.Sprint(pad(Safe(h.Agent.Name), wPlace)), pad(Safe(h.If.Label()), wIf),
+				h.Dir, h.Packets, frames, merge.FormatBytes(h.Bytes), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
 			if len(extra) > 0 {
 				line += "  " + strings.Join(extra, "  ")
 			}
@@ -78,6 +82,10 @@ func rel(d time.Duration) string {
 func FlowText(f wire.Flow) string {
 	var s string
 	switch {
+	case f.EtherType == "arp" && f.Proto == "who-has":
+		s = fmt.Sprintf("ARP who-has %s tell %s", f.Dst, f.Src)
+	case f.EtherType == "arp" && f.Proto == "is-at":
+		s = fmt.Sprintf("ARP %s is-at, to %s", f.Src, f.Dst)
 	case f.EtherType == "arp":
 		s = fmt.Sprintf("ARP %s %s → %s", f.Proto, f.Src, f.Dst)
 	case f.Src == "":
