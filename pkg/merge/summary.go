@@ -212,21 +212,36 @@ func (sm *Summarized) Text(start time.Time) string {
 }
 
 // markSummarized marks the path hops where a summarized flow toward the
-// destination was counted as seen.
+// destination was counted as seen, and, as markPath does, a hop not
+// counted before one that was as not observable (bypassed, or a bridge
+// that is not promiscuous).
 func markSummarized(t *Trace, path []*Iface) {
+	if len(t.Flows) == 0 {
+		return
+	}
+	counted := map[*Iface]bool{}
+	for _, f := range t.Flows {
+		if f.Toward {
+			for _, h := range f.Hops {
+				counted[h.If] = true
+			}
+		}
+	}
+	last := -1
+	for i := range t.Path {
+		if i < len(path) && (counted[path[i]] || t.Path[i].Status == "seen") {
+			last = i
+		}
+	}
 	for i := range t.Path {
 		if i >= len(path) {
 			break
 		}
-		for _, f := range t.Flows {
-			if !f.Toward {
-				continue
-			}
-			for _, h := range f.Hops {
-				if h.If == path[i] {
-					t.Path[i].Status = "seen"
-				}
-			}
+		switch {
+		case counted[path[i]]:
+			t.Path[i].Status = "seen"
+		case t.Path[i].Status == "not seen" && (!observable(path[i], nil) || i < last):
+			t.Path[i].Status = "not observable"
 		}
 	}
 }
