@@ -20,9 +20,9 @@
 #      time, ns the wall time);
 #  (e) passive mode at the sender's full rate, one line per packet (the
 #      agent as (a) runs it: --summarize-above 0) against per-flow summaries
-#      (--summarize-above 500, the default): packets/s captured and kernel
-#      drops next to tcpdump's in the same run, agent CPU and RSS, and the
-#      bytes per second the agent streamed.
+#      (--summarize-above 500, what passive traces pass): packets/s
+#      captured and kernel drops next to tcpdump's in the same run, agent
+#      CPU and RSS, and the bytes per second the agent streamed.
 # Environment: FLOOD_SECONDS (default 5), LAB_RUNS (default 5),
 # PODTRACE_BIN (directory holding kubectl-podtrace and podtrace-agent),
 # RATES (the paced rates tried, highest first, until one has no agent drops).

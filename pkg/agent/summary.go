@@ -10,12 +10,11 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// Summary defaults: above 500 frames per second (sustained for a second)
-// an agent's capture is no longer something to read line by line; it
-// writes per-flow counts every second instead, at most 64 records each
-// (about 20 KB), from a table of at most 16,384 flow records (1.5 MB).
+// Summary defaults. The agent summarizes only when told a threshold
+// (--summarize-above; the plugin gives one in passive traces), then
+// writes per-flow counts every second, at most 64 records each (about
+// 20 KB), from a table of at most 16,384 flow records (1.5 MB).
 const (
-	DefaultSummarizeAbove  = 500
 	DefaultSummaryInterval = time.Second
 	DefaultSummaryRecords  = 64
 	summaryTableSize       = 16384

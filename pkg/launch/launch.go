@@ -59,11 +59,11 @@ func (s Spec) Args() []string {
 	} else if s.Snaplen > 0 {
 		a = append(a, "--snaplen", strconv.Itoa(s.Snaplen))
 	}
-	// Always given: the agent's own default summarizes, and a probe's
-	// frames must never be summarized away.
-	a = append(a, "--summarize-above", strconv.Itoa(s.SummarizeAbove))
-	if s.SummarizeAbove > 0 && s.SummaryInterval > 0 {
-		a = append(a, "--summary-interval", s.SummaryInterval.String())
+	if s.SummarizeAbove > 0 {
+		a = append(a, "--summarize-above", strconv.Itoa(s.SummarizeAbove))
+		if s.SummaryInterval > 0 {
+			a = append(a, "--summary-interval", s.SummaryInterval.String())
+		}
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
