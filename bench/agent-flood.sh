@@ -22,7 +22,11 @@
 #      agent as (a) runs it: --summarize-above 0) against per-flow summaries
 #      (--summarize-above 500, what passive traces pass): packets/s
 #      captured and kernel drops next to tcpdump's in the same run, agent
-#      CPU and RSS, and the bytes per second the agent streamed.
+#      CPU and RSS, and the bytes per second the agent streamed;
+#  (f) the plugin on the same flood: `kubectl-podtrace local --passive`
+#      between the two namespaces, with --summarize-above 0 and with the
+#      default: bytes the agents streamed to it, -o json size, its peak RSS
+#      (GNU time) and the agents' kernel drops.
 # Environment: FLOOD_SECONDS (default 5), LAB_RUNS (default 5),
 # PODTRACE_BIN (directory holding kubectl-podtrace and podtrace-agent),
 # RATES (the paced rates tried, highest first, until one has no agent drops).
@@ -40,7 +44,7 @@ command -v tcpdump >/dev/null || { echo "agent-flood.sh: tcpdump not found" >&2;
 DUR=${FLOOD_SECONDS:-5}
 LAB_RUNS=${LAB_RUNS:-5}
 P=pfl$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n') # not a lab prefix: `lab --cleanup` leaves it alone
-NSA=$P-src NSB=$P-dst VA=$P-a VB=$P-b
+NSA=$P-src NSB=$P-dst NSN=$P-node VA=$P-a VB=$P-b
 SRC=10.203.0.1 DST=10.203.0.2
 W=$(mktemp -d)
 PIDS=()
@@ -53,6 +57,7 @@ cleanup() {
 	done
 	ip netns del "$NSA" 2>/dev/null || true
 	ip netns del "$NSB" 2>/dev/null || true
+	ip netns del "$NSN" 2>/dev/null || true
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -82,6 +87,7 @@ CGO_ENABLED=0 go build -trimpath -o "$W/udpflood" ./bench/udpflood
 # --- namespaces ---------------------------------------------------------------
 ip netns add "$NSA"
 ip netns add "$NSB"
+ip netns add "$NSN" # an empty "node" for (f): the plugin's node agent watches nothing of this host
 ip link add "$VA" type veth peer name "$VB"
 ip link set "$VA" netns "$NSA"
 ip link set "$VB" netns "$NSB"
@@ -258,6 +264,31 @@ run_e epp "per packet (before)" --summarize-above 0
 log "(e) flood ${DUR}s at full rate, agent summarizing + tcpdump"
 run_e esum "summaries (after)" --summarize-above 500
 
+# --- (f) the plugin, passive, on the flood ----------------------------------------
+ROWS_F=()
+run_f() { # NAME LABEL SUMMARIZE-ABOVE
+	local name=$1 label=$2 above=$3 fpid rss=? streamed out drops
+	ip netns exec "$NSA" "$W/udpflood" --dst "$DST" --duration "$((DUR + 5))s" >"$W/$name.flood" &
+	fpid=$!
+	PIDS+=("$fpid")
+	sleep 0.5
+	local timer=()
+	[ -x /usr/bin/time ] && timer=(/usr/bin/time -f %M -o "$W/$name.rss")
+	"${timer[@]}" "$BIN/kubectl-podtrace" local --from "$NSA" --to "$NSB" --node-netns "$NSN" --passive --duration "${DUR}s" \
+		--summarize-above "$above" --agent-binary "$AGENT" --save "$W/$name.rec" -o json >"$W/$name.json" 2>"$W/$name.err" ||
+		log "plugin exited $?: $(tail -3 "$W/$name.err")"
+	reap "$fpid" || true
+	[ -s "$W/$name.rss" ] && rss="$(($(tail -1 "$W/$name.rss") / 1024))MiB"
+	streamed=$(cat "$W/$name.rec"/*.jsonl | wc -c)
+	out=$(wc -c <"$W/$name.json")
+	drops=$(cat "$W/$name.rec"/*.jsonl | awk -F'"drops":' '/"kind":"stats"/ { split($2, a, /[^0-9]/); n += a[1] } END { print n + 0 }')
+	ROWS_F+=("$(printf '%-22s %10s %14s %12s %10s %12s' "$label" "$(sender_pps "$W/$name.flood")" "$streamed" "$out" "$rss" "$drops")")
+}
+log "(f) kubectl-podtrace local --passive on the flood, one line per packet"
+run_f fpp "per packet (before)" 0
+log "(f) kubectl-podtrace local --passive on the flood, summaries"
+run_f fsum "summaries (after)" 500
+
 # --- (c) kubectl-podtrace lab ------------------------------------------------
 log "(c) kubectl-podtrace lab x $LAB_RUNS"
 VERDICT_MS=() TOTAL_MS=()
@@ -312,3 +343,7 @@ echo
 echo "(e) passive at the sender's full rate: one line per packet vs per-flow summaries, each next to tcpdump -w /dev/null in the same run"
 printf '%-22s %10s %12s %10s %12s %10s %7s %12s %8s %10s %12s\n' "agent mode" "sender/s" "agent cap/s" "agent drop" "tcpdump/s" "td drop" "agent%" "streamed B/s" "agentRSS" "pkt lines" "summarized"
 printf '%s\n' "${ROWS_E[@]}"
+echo
+echo "(f) kubectl-podtrace local --passive --duration ${DUR}s on the flood (an agent in each namespace, and one in an empty node namespace)"
+printf '%-22s %10s %14s %12s %10s %12s\n' "agents" "sender/s" "streamed B" "-o json B" "pluginRSS" "agent drops"
+printf '%s\n' "${ROWS_F[@]}"
