@@ -15,8 +15,18 @@
 #  (b) agent CPU% and RSS with a filter that matches the flood and with one
 #      that matches nothing;
 #  (c) `kubectl-podtrace lab` wall time to the verdict (5 runs, min/median);
-#  (d) agent binary size, decode and encode cost per packet (go test -bench;
-#      cpu-ns is the process's CPU time, ns the wall time).
+#  (d) agent binary size, decode and encode cost per packet, and summary
+#      mode's cost per packet (go test -bench; cpu-ns is the process's CPU
+#      time, ns the wall time);
+#  (e) passive mode at the sender's full rate, one line per packet (the
+#      agent as (a) runs it: --summarize-above 0) against per-flow summaries
+#      (--summarize-above 500, what passive traces pass): packets/s
+#      captured and kernel drops next to tcpdump's in the same run, agent
+#      CPU and RSS, and the bytes per second the agent streamed;
+#  (f) the plugin on the same flood: `kubectl-podtrace local --passive`
+#      between the two namespaces, with --summarize-above 0 and with the
+#      default: bytes the agents streamed to it, -o json size, its peak RSS
+#      (GNU time) and the agents' kernel drops.
 # Environment: FLOOD_SECONDS (default 5), LAB_RUNS (default 5),
 # PODTRACE_BIN (directory holding kubectl-podtrace and podtrace-agent),
 # RATES (the paced rates tried, highest first, until one has no agent drops).
@@ -34,7 +44,7 @@ command -v tcpdump >/dev/null || { echo "agent-flood.sh: tcpdump not found" >&2;
 DUR=${FLOOD_SECONDS:-5}
 LAB_RUNS=${LAB_RUNS:-5}
 P=pfl$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n') # not a lab prefix: `lab --cleanup` leaves it alone
-NSA=$P-src NSB=$P-dst VA=$P-a VB=$P-b
+NSA=$P-src NSB=$P-dst NSN=$P-node VA=$P-a VB=$P-b
 SRC=10.203.0.1 DST=10.203.0.2
 W=$(mktemp -d)
 PIDS=()
@@ -47,6 +57,7 @@ cleanup() {
 	done
 	ip netns del "$NSA" 2>/dev/null || true
 	ip netns del "$NSB" 2>/dev/null || true
+	ip netns del "$NSN" 2>/dev/null || true
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -76,6 +87,7 @@ CGO_ENABLED=0 go build -trimpath -o "$W/udpflood" ./bench/udpflood
 # --- namespaces ---------------------------------------------------------------
 ip netns add "$NSA"
 ip netns add "$NSB"
+ip netns add "$NSN" # an empty "node" for (f): the plugin's node agent watches nothing of this host
 ip link add "$VA" type veth peer name "$VB"
 ip link set "$VA" netns "$NSA"
 ip link set "$VB" netns "$NSB"
@@ -106,23 +118,39 @@ wait_for() {
 	return 1
 }
 
-# start_agent NAME HOSTS: agent in the receiving namespace; its stream goes
-# through a FIFO to grep, which keeps every line but the packets.
+# start_agent NAME HOSTS [AGENT ARGS...]: agent in the receiving namespace;
+# its stream goes through a FIFO to grep, which keeps every line but the
+# packets. With COUNT_BYTES=1, tee counts the stream's bytes on the way
+# (into NAME.bytes).
 start_agent() {
-	mkfifo "$W/$1.fifo"
-	grep -F -v --line-buffered '"kind":"packet"' <"$W/$1.fifo" >"$W/$1.out" &
+	local name=$1 hosts=$2
+	shift 2
+	mkfifo "$W/$name.fifo"
+	local in=$W/$name.fifo
+	COUNT_PID=
+	if [ "${COUNT_BYTES:-0}" = 1 ]; then
+		mkfifo "$W/$name.fifo2"
+		in=$W/$name.fifo2
+	fi
+	grep -F -v --line-buffered '"kind":"packet"' <"$in" >"$W/$name.out" &
 	GREP_PID=$!
 	PIDS+=("$GREP_PID")
-	"$AGENT" --netns "$NSB" --role pod --id bench --hosts "$2" --deadline 300s \
-		>"$W/$1.fifo" 2>"$W/$1.err" </dev/null &
+	if [ "${COUNT_BYTES:-0}" = 1 ]; then
+		tee "$W/$name.fifo2" <"$W/$name.fifo" | wc -c >"$W/$name.bytes" &
+		COUNT_PID=$!
+		PIDS+=("$COUNT_PID")
+	fi
+	"$AGENT" --netns "$NSB" --role pod --id bench --hosts "$hosts" --deadline 300s "$@" \
+		>"$W/$name.fifo" 2>"$W/$name.err" </dev/null &
 	AGENT_PID=$!
 	PIDS+=("$AGENT_PID")
-	wait_for "$W/$1.out" '"kind":"hello"'
+	wait_for "$W/$name.out" '"kind":"hello"'
 }
 
 stop_agent() {
 	kill -TERM "$AGENT_PID"
 	reap "$AGENT_PID" || log "agent exited $?: $(cat "$W/$1.err")"
+	[ -z "$COUNT_PID" ] || reap "$COUNT_PID" || true
 	reap "$GREP_PID" || true
 }
 
@@ -163,7 +191,7 @@ per_s() { awk -v n="$1" -v s="$DUR" 'BEGIN { printf "%.0f", n / s }'; }
 # --- (a) agent vs tcpdump, full rate then paced down until no drops ---------------
 ROWS_A=()
 run_a() { # NAME PPS
-	start_agent "$1" "$SRC,$DST"
+	start_agent "$1" "$SRC,$DST" --summarize-above 0
 	start_tcpdump "$1"
 	flood "$1" "$2"
 	stop_tcpdump
@@ -199,13 +227,67 @@ done
 
 # --- (b) filter matching nothing -------------------------------------------------
 log "(b) flood ${DUR}s at full rate, agent filter matches nothing"
-start_agent none "10.203.9.1,10.203.9.2"
+start_agent none "10.203.9.1,10.203.9.2" --summarize-above 0
 flood none 0
 stop_agent none
 read -r N_CPU N_EL N_RSS N_HWM <"$W/none.res"
 N_SENT=$(sender_pps "$W/none.flood")
 N_PK=$(stats "$W/none.out" packets)
 read -r M_CPU M_EL M_RSS M_HWM <<<"$MATCH_FULL"
+
+# --- (e) passive at full rate: one line per packet against summaries ---------------
+ROWS_E=()
+run_e() { # NAME LABEL AGENT-ARGS...
+	local name=$1 label=$2
+	shift 2
+	COUNT_BYTES=1 start_agent "$name" "$SRC,$DST" "$@"
+	start_tcpdump "$name"
+	flood "$name" 0
+	stop_tcpdump
+	stop_agent "$name"
+	local sent pk dr sm em tc tk cpu_ns el rss hwm bytes
+	sent=$(sender_pps "$W/$name.flood")
+	pk=$(stats "$W/$name.out" packets)
+	dr=$(stats "$W/$name.out" drops)
+	sm=$(stats "$W/$name.out" summarized)
+	em=$(stats "$W/$name.out" emitted)
+	tc=$(td_field "$W/$name.td" captured)
+	tk=$(td_field "$W/$name.td" 'dropped by kernel')
+	bytes=$(tr -d ' ' <"$W/$name.bytes")
+	read -r cpu_ns el rss hwm <"$W/$name.res"
+	ROWS_E+=("$(printf '%-22s %10s %12s %10s %12s %10s %6s%% %12s %8s %10s %12s' \
+		"$label" "$sent" "$(per_s $((pk - dr)))" "$dr" "$(per_s "$tc")" "$tk" \
+		"$(pct "$cpu_ns" "$el")" "$(per_s "$bytes")" "$((hwm / 1024))MiB" "$em" "$sm")")
+}
+log "(e) flood ${DUR}s at full rate, agent one line per packet + tcpdump"
+run_e epp "per packet (before)" --summarize-above 0
+log "(e) flood ${DUR}s at full rate, agent summarizing + tcpdump"
+run_e esum "summaries (after)" --summarize-above 500
+
+# --- (f) the plugin, passive, on the flood ----------------------------------------
+ROWS_F=()
+run_f() { # NAME LABEL SUMMARIZE-ABOVE
+	local name=$1 label=$2 above=$3 fpid rss=? streamed out drops
+	ip netns exec "$NSA" "$W/udpflood" --dst "$DST" --duration "$((DUR + 5))s" >"$W/$name.flood" &
+	fpid=$!
+	PIDS+=("$fpid")
+	sleep 0.5
+	local timer=()
+	[ -x /usr/bin/time ] && timer=(/usr/bin/time -f %M -o "$W/$name.rss")
+	"${timer[@]}" "$BIN/kubectl-podtrace" local --from "$NSA" --to "$NSB" --node-netns "$NSN" --passive --duration "${DUR}s" \
+		--summarize-above "$above" --agent-binary "$AGENT" --save "$W/$name.rec" -o json >"$W/$name.json" 2>"$W/$name.err" ||
+		log "plugin exited $?: $(tail -3 "$W/$name.err")"
+	reap "$fpid" || true
+	[ -s "$W/$name.rss" ] && rss="$(($(tail -1 "$W/$name.rss") / 1024))MiB"
+	streamed=$(cat "$W/$name.rec"/*.jsonl | wc -c)
+	out=$(wc -c <"$W/$name.json")
+	drops=$(cat "$W/$name.rec"/*.jsonl | awk -F'"drops":' '/"kind":"stats"/ { split($2, a, /[^0-9]/); n += a[1] } END { print n + 0 }')
+	ROWS_F+=("$(printf '%-22s %10s %14s %12s %10s %12s' "$label" "$(sender_pps "$W/$name.flood")" "$streamed" "$out" "$rss" "$drops")")
+}
+log "(f) kubectl-podtrace local --passive on the flood, one line per packet"
+run_f fpp "per packet (before)" 0
+log "(f) kubectl-podtrace local --passive on the flood, summaries"
+run_f fsum "summaries (after)" 500
 
 # --- (c) kubectl-podtrace lab ------------------------------------------------
 log "(c) kubectl-podtrace lab x $LAB_RUNS"
@@ -228,8 +310,8 @@ minmed() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "min 
 # --- (d) size and decode cost -----------------------------------------------
 SIZE=$(stat -c %s "$AGENT")
 LINK=$(file -b "$AGENT" | grep -o 'statically linked' || echo 'dynamically linked')
-log "(d) go test -run '^\$' -bench . -benchmem ./pkg/decode/ ./pkg/wire/"
-BENCH=$(go test -run '^$' -bench . -benchmem ./pkg/decode/ ./pkg/wire/ | awk '/^Benchmark/ {
+log "(d) go test -run '^\$' -bench . -benchmem ./pkg/decode/ ./pkg/wire/ ./pkg/flowsum/"
+BENCH=$(go test -run '^$' -bench . -benchmem ./pkg/decode/ ./pkg/wire/ ./pkg/flowsum/ | awk '/^Benchmark/ {
 	sub(/-[0-9]+$/, "", $1)
 	for (i = 3; i < NF; i += 2) v[$(i + 1)] = $i
 	printf "  %-24s %8s ns %8s cpu-ns %6s B %4s allocs per packet\n", $1, v["ns/op"], v["cpu-ns/op"], v["B/op"], v["allocs/op"]
@@ -255,5 +337,13 @@ echo "  start to verdict: $(minmed "${VERDICT_MS[@]}")"
 echo "  whole command:    $(minmed "${TOTAL_MS[@]}") (with teardown)"
 echo
 echo "(d) podtrace-agent binary: $SIZE bytes ($((SIZE / 1024)) KiB), $LINK"
-echo "  decode (pkg/decode) and encode+write (pkg/wire) cost:"
+echo "  decode (pkg/decode), encode+write (pkg/wire) and summary mode's flow key + count (pkg/flowsum) cost:"
 printf '%s\n' "$BENCH"
+echo
+echo "(e) passive at the sender's full rate: one line per packet vs per-flow summaries, each next to tcpdump -w /dev/null in the same run"
+printf '%-22s %10s %12s %10s %12s %10s %7s %12s %8s %10s %12s\n' "agent mode" "sender/s" "agent cap/s" "agent drop" "tcpdump/s" "td drop" "agent%" "streamed B/s" "agentRSS" "pkt lines" "summarized"
+printf '%s\n' "${ROWS_E[@]}"
+echo
+echo "(f) kubectl-podtrace local --passive --duration ${DUR}s on the flood (an agent in each namespace, and one in an empty node namespace)"
+printf '%-22s %10s %14s %12s %10s %12s\n' "agents" "sender/s" "streamed B" "-o json B" "pluginRSS" "agent drops"
+printf '%s\n' "${ROWS_F[@]}"

@@ -70,6 +70,9 @@ func run() error {
 	fs.DurationVar(&spec.Interval, "interval", 200*time.Millisecond, "time between probes")
 	fs.DurationVar(&spec.Timeout, "probe-timeout", time.Second, "how long to wait for each probe's reply")
 	fs.IntVar(&spec.ID, "probe-id", 0, "ICMP echo id, or first TCP/UDP source port")
+	fs.IntVar(&cfg.SummarizeAbove, "summarize-above", 0, "above this many captured frames per second (sustained for a second), write per-flow summaries instead of one line per frame, until exit; 0: never (kubectl podtrace --passive gives 500)")
+	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", agent.DefaultSummaryInterval, "how often to write a summary once summarizing")
+	fs.IntVar(&cfg.SummaryRecords, "summary-records", agent.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -84,6 +87,10 @@ func run() error {
 	}
 	if payload {
 		cfg.Snaplen = agent.PayloadSnaplen
+	}
+	if cfg.SummarizeAbove < 0 || cfg.SummaryRecords < 1 || cfg.SummaryInterval < 10*time.Millisecond {
+		return fmt.Errorf("--summarize-above %d, --summary-records %d, --summary-interval %s: want >= 0, >= 1 and >= 10ms",
+			cfg.SummarizeAbove, cfg.SummaryRecords, cfg.SummaryInterval)
 	}
 	if hosts != "" {
 		cfg.Hosts = strings.Split(hosts, ",")

@@ -74,6 +74,13 @@ type Config struct {
 	Control string
 	Stdin   io.Reader
 	Out     io.Writer
+	// SummarizeAbove is the capture rate, in frames per second sustained
+	// for a second, above which the agent stops writing packet lines and
+	// writes per-flow summaries every SummaryInterval, of at most
+	// SummaryRecords records; 0 never summarizes.
+	SummarizeAbove  int
+	SummaryInterval time.Duration
+	SummaryRecords  int
 }
 
 // Why the agent stopped.
@@ -185,6 +192,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if scopeWarning != "" {
 		hello.Warnings = append(hello.Warnings, scopeWarning)
 	}
+	sum := newSummarizer(cfg.SummarizeAbove, cfg.SummaryInterval, cfg.SummaryRecords, &names, h.Stats)
+	if sum != nil {
+		hello.SummarizeAbove, hello.SummaryInterval = sum.above, sum.every
+	}
 	for _, l := range links {
 		for _, a := range l.Addrs {
 			hello.Addresses = append(hello.Addresses, wire.Address{Index: l.Index, CIDR: a})
@@ -215,6 +226,9 @@ func Run(ctx context.Context, cfg Config) error {
 				unreported++
 				return
 			}
+			if sum != nil && sum.take(f) {
+				return // counted in a summary
+			}
 			p := dec.Decode(decode.Input{TS: f.TS, Ifindex: f.Ifindex, Iface: names.get(f.Ifindex),
 				PktType: f.PktType, Len: f.Len, VLAN: f.VLAN, Data: f.Data})
 			_ = w.Emit(p)
@@ -232,6 +246,9 @@ func Run(ctx context.Context, cfg Config) error {
 			if n == 0 || time.Since(lastFlush) > 50*time.Millisecond {
 				_ = w.Flush()
 				lastFlush = time.Now()
+			}
+			if sum != nil {
+				sum.tick(time.Now(), w)
 			}
 			// Drained (the last block was retired and read), or under
 			// steady traffic, where a block is ready on every Read, out
@@ -290,10 +307,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Let the ring retire its last partly filled block, then stop reading.
 	capWG.Wait()
+	var summarized, summarizedBytes uint64
+	if sum != nil {
+		sum.flush(time.Now(), w) // the last, partial interval
+		summarized, summarizedBytes = sum.packets, sum.bytes
+	}
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
-		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported})
+		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
+			Summarized: summarized, SummarizedBytes: summarizedBytes})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)

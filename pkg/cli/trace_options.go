@@ -36,6 +36,13 @@ type ExitCodeError struct {
 
 func (e *ExitCodeError) Error() string { return e.Msg }
 
+// DefaultSummarizeAbove is the rate, in frames per second at one agent,
+// above which a passive trace's agents summarize (agents started by hand
+// never do unless told). At 500 a second an agent streams about 350 KB/s of packet lines;
+// above it nobody reads the frames one by one, and the summaries cost a
+// few KB a second whatever the rate.
+const DefaultSummarizeAbove = 500
+
 // TraceOptions are the probe and output flags every trace command shares.
 type TraceOptions struct {
 	Proto    string
@@ -53,6 +60,11 @@ type TraceOptions struct {
 	Pcap     string
 	Timeout  time.Duration
 	Save     string
+	// SummarizeAbove and SummaryInterval: with --passive, an agent whose
+	// capture goes over this many frames per second writes per-flow
+	// summaries every interval instead of packet lines.
+	SummarizeAbove  int
+	SummaryInterval time.Duration
 
 	genericiooptions.IOStreams
 
@@ -76,6 +88,8 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
+	f.IntVar(&o.SummarizeAbove, "summarize-above", DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
+	f.DurationVar(&o.SummaryInterval, "summary-interval", time.Second, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 }
 
@@ -109,6 +123,15 @@ func (o *TraceOptions) Validate() error {
 	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
+	}
+	if o.SummarizeAbove < 0 {
+		return fmt.Errorf("--summarize-above %d: want 0 (never) or more", o.SummarizeAbove)
+	}
+	if o.SummaryInterval == 0 {
+		o.SummaryInterval = time.Second
+	}
+	if o.SummaryInterval < 100*time.Millisecond {
+		return fmt.Errorf("--summary-interval %s: want at least 100ms", o.SummaryInterval)
 	}
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
@@ -154,6 +177,11 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 	if !o.Passive && o.probe != nil {
 		s.Match = o.probe
 	}
+	// Only a passive trace summarizes: an active one needs every frame of
+	// its probe (its filter keeps the rest out).
+	if o.Passive {
+		s.SummarizeAbove, s.SummaryInterval = o.SummarizeAbove, o.SummaryInterval
+	}
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit
@@ -194,6 +222,13 @@ func (o *TraceOptions) Show(t *merge.Trace, h render.Header) error {
 			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)
 		}
 		fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
+		if len(t.Summarized) > 0 {
+			var frames uint64
+			for _, sm := range t.Summarized {
+				frames += sm.Packets
+			}
+			fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
+		}
 	}
 	var err error
 	if o.Output == "json" {

@@ -32,6 +32,11 @@ type Spec struct {
 	// Match scopes the capture to the probe that Hosts[0] sends to
 	// Hosts[1]: set on the other agents of an active trace.
 	Match *wire.ProbeSpec
+	// SummarizeAbove (frames per second; 0: never) and SummaryInterval:
+	// when and how often the agent writes per-flow summaries instead of
+	// packet lines (passive traces).
+	SummarizeAbove  int
+	SummaryInterval time.Duration
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -61,6 +66,12 @@ func (s Spec) Args() []string {
 		a = append(a, "--trace-probe", m.Proto, "--count", strconv.Itoa(m.Count), "--probe-id", strconv.Itoa(m.ID))
 		if m.Port != 0 {
 			a = append(a, "--port", strconv.Itoa(m.Port))
+		}
+	}
+	if s.SummarizeAbove > 0 {
+		a = append(a, "--summarize-above", strconv.Itoa(s.SummarizeAbove))
+		if s.SummaryInterval > 0 {
+			a = append(a, "--summary-interval", s.SummaryInterval.String())
 		}
 	}
 	if p := s.Probe; p != nil {

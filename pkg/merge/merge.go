@@ -130,6 +130,11 @@ type Trace struct {
 	Shape string
 	// Clocks are the offsets estimated between the nodes' clocks.
 	Clocks []ClockEstimate
+	// Summarized lists the agents that counted frames per flow instead of
+	// streaming them, and Flows those counts per flow and hop, the
+	// busiest flow first.
+	Summarized []*Summarized
+	Flows      []*Flow
 }
 
 // Merge builds the trace.
@@ -166,6 +171,8 @@ func Merge(s Session, streams []Stream) *Trace {
 				t.Probes = append(t.Probes, e.Probe)
 			case wire.KindStats:
 				a.Stats = append(a.Stats, *e.Stats)
+			case wire.KindSummary:
+				a.Summaries = append(a.Summaries, e.Summary)
 			case wire.KindError:
 				a.Errors = append(a.Errors, e.Error.Msg)
 			case wire.KindBye:
@@ -236,6 +243,7 @@ func Merge(s Session, streams []Stream) *Trace {
 	proxyARPNotes(g, t)
 	t.Changes = relevantChanges(t, s)
 	t.Path, t.Shape = expectedPath(g, t, s)
+	summarize(t, g, s)
 	t.Verdict = verdict(t, g, s)
 	for _, j := range t.Journeys {
 		for _, o := range j.Obs {

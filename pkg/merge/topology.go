@@ -50,6 +50,9 @@ type AgentInfo struct {
 	// Before and After are the agent's topology snapshots (routes,
 	// neighbours, FDB), when it sent them.
 	Before, After *wire.Topology
+	// Summaries are the per-flow counts it wrote instead of packet lines
+	// once its capture went over its threshold.
+	Summaries []*wire.Summary
 }
 
 // clockDomain is the clock an agent's timestamps come from: its node's.

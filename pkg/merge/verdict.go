@@ -231,7 +231,18 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 				markPath(t, path, j, nil)
 			}
 		}
-		return Verdict{Result: "observed", Reason: fmt.Sprintf("%d packets in %d journeys observed", n, len(t.Journeys))}
+		markSummarized(t, path)
+		reason := fmt.Sprintf("%d packets in %d journeys observed", n, len(t.Journeys))
+		if len(t.Summarized) > 0 {
+			var frames uint64
+			var who []string
+			for _, sm := range t.Summarized {
+				frames += sm.Packets
+				who = append(who, sm.Agent.Name)
+			}
+			reason += fmt.Sprintf(", and %d frames counted in %d summarized flows (%s summarized)", frames, len(t.Flows), strings.Join(who, ", "))
+		}
+		return Verdict{Result: "observed", Reason: reason}
 	}
 	tp := pathIfaces(g, t, s)
 	var v Verdict

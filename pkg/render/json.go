@@ -62,6 +62,46 @@ type jsonChange struct {
 	Change     *wire.Change  `json:"change"`
 }
 
+type jsonSummarized struct {
+	Kind       string          `json:"kind"`    // "summarized"
+	Agent      string          `json:"agent"`   // who counted frames instead of streaming them
+	SinceNs    time.Duration   `json:"sinceNs"` // when it switched, since the trace start
+	UntilNs    time.Duration   `json:"untilNs"` // end of its last summary
+	Above      int             `json:"above"`   // the threshold crossed, frames per second
+	IntervalNs time.Duration   `json:"intervalNs,omitempty"`
+	Summaries  int             `json:"summaries"`
+	Packets    uint64          `json:"packets"` // frames summarized
+	Bytes      uint64          `json:"bytes"`
+	Drops      uint64          `json:"drops"`   // kernel drops meanwhile
+	Records    int             `json:"records"` // flow records (flow × interface × direction) listed
+	Other      *wire.FlowOther `json:"other,omitempty"`
+}
+
+type jsonFlow struct {
+	Kind string `json:"kind"` // "flow"
+	wire.Flow
+	Toward  bool          `json:"toward"`
+	Packets uint64        `json:"packets"` // the most frames any hop counted
+	Bytes   uint64        `json:"bytes"`
+	FirstNs time.Duration `json:"firstNs"`
+	Hops    []jsonFlowHop `json:"hops"`
+}
+
+type jsonFlowHop struct {
+	Agent   string        `json:"agent"`
+	Iface   string        `json:"iface"`
+	Role    string        `json:"role"`
+	Owner   string        `json:"owner,omitempty"`
+	Dir     string        `json:"dir"`
+	Encap   string        `json:"encap,omitempty"`
+	VNI     uint32        `json:"vni,omitempty"`
+	Packets uint64        `json:"packets"`
+	Bytes   uint64        `json:"bytes"`
+	FirstNs time.Duration `json:"firstNs"`
+	LastNs  time.Duration `json:"lastNs"`
+	Flags   string        `json:"tcpFlags,omitempty"`
+}
+
 type jsonPath struct {
 	Kind string      `json:"kind"` // "path"
 	Hops []merge.Hop `json:"hops"`
@@ -109,6 +149,26 @@ func JSON(w io.Writer, t *merge.Trace, h Header) error {
 			if err := enc.Encode(hop); err != nil {
 				return err
 			}
+		}
+	}
+	for _, sm := range t.Summarized {
+		x := jsonSummarized{Kind: "summarized", Agent: sm.Agent.Name, SinceNs: sm.Since.Sub(t.Start), UntilNs: sm.Until.Sub(t.Start),
+			Above: sm.Above, IntervalNs: sm.Interval, Summaries: sm.Summaries, Packets: sm.Packets, Bytes: sm.Bytes, Drops: sm.Drops, Records: sm.Records}
+		if sm.OtherPackets > 0 {
+			x.Other = &wire.FlowOther{Records: sm.OtherRecords, Packets: sm.OtherPackets, Bytes: sm.OtherBytes, Untracked: sm.Untracked}
+		}
+		if err := enc.Encode(x); err != nil {
+			return err
+		}
+	}
+	for _, f := range t.Flows {
+		x := jsonFlow{Kind: "flow", Flow: f.Flow, Toward: f.Toward, Packets: f.Packets, Bytes: f.Bytes, FirstNs: f.First.Sub(t.Start)}
+		for _, h := range f.Hops {
+			x.Hops = append(x.Hops, jsonFlowHop{Agent: h.Agent.Name, Iface: h.If.Name, Role: h.If.Role, Owner: h.If.Owner, Dir: h.Dir,
+				Encap: h.Encap, VNI: h.VNI, Packets: h.Packets, Bytes: h.Bytes, FirstNs: h.First.Sub(t.Start), LastNs: h.Last.Sub(t.Start), Flags: h.Flags})
+		}
+		if err := enc.Encode(x); err != nil {
+			return err
 		}
 	}
 	if len(t.Path) > 0 {

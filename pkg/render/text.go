@@ -139,10 +139,11 @@ func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
 			line(o.P.TS, o.Agent.Name, o.If.Label(), arrow, text, strings.Join(extra, "  "))
 		}
 	}
-	if len(t.Items) == 0 {
+	if len(t.Items) == 0 && len(t.Flows) == 0 {
 		b.WriteString(c.dim.Sprint("  (no packet of this flow was observed)") + "\n")
 	}
 	b.WriteString("\n")
+	writeFlows(b, t, c, pad)
 
 	// Path: one hop a line, with its role and what the route did there.
 	if len(t.Path) > 0 {

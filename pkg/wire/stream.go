@@ -79,6 +79,8 @@ func (w *Writer) Emit(payload any) error {
 		e.Kind, e.Probe = KindProbe, p
 	case *Stats:
 		e.Kind, e.Stats = KindStats, p
+	case *Summary:
+		e.Kind, e.Summary = KindSummary, p
 	case *Error:
 		e.Kind, e.Error = KindError, p
 	case *Bye:

@@ -20,6 +20,7 @@ const (
 	KindChange   = "change"   // a neighbour / FDB / link change seen live
 	KindProbe    = "probe"    // a probe the agent sent, or its outcome
 	KindStats    = "stats"    // kernel capture counters per socket
+	KindSummary  = "summary"  // per-flow counts of one interval, instead of packet lines
 	KindError    = "error"    // something the agent could not do
 	KindBye      = "bye"      // last line: the agent is exiting
 )
@@ -46,6 +47,7 @@ type Envelope struct {
 	Change   *Change   `json:"change,omitempty"`
 	Probe    *Probe    `json:"probe,omitempty"`
 	Stats    *Stats    `json:"stats,omitempty"`
+	Summary  *Summary  `json:"summary,omitempty"`
 	Error    *Error    `json:"error,omitempty"`
 	Bye      *Bye      `json:"bye,omitempty"`
 }
@@ -72,6 +74,11 @@ type Hello struct {
 	Warnings  []string   `json:"warnings,omitempty"`
 	Probe     *ProbeSpec `json:"probe,omitempty"` // set when this agent will send the probe
 	Clock     string     `json:"clock"`           // "realtime": packet timestamps are CLOCK_REALTIME
+	// SummarizeAbove is the capture rate (packets per second, sustained
+	// for a second) above which the agent writes per-flow summaries
+	// every SummaryInterval instead of packet lines; 0: never.
+	SummarizeAbove  int           `json:"summarizeAbove,omitempty"`
+	SummaryInterval time.Duration `json:"summaryInterval,omitempty"`
 }
 
 // Link is one network interface of the agent's namespace.
@@ -263,6 +270,72 @@ type Stats struct {
 	Freezes  uint64 `json:"freezes,omitempty"`
 	Emitted  uint64 `json:"emitted"`            // packet lines written
 	Filtered uint64 `json:"filtered,omitempty"` // dropped in user space (e.g. over budget)
+	// Summarized counts the frames counted in summary lines instead of
+	// written as packet lines, and SummarizedBytes their length on the
+	// wire.
+	Summarized      uint64 `json:"summarized,omitempty"`
+	SummarizedBytes uint64 `json:"summarizedBytes,omitempty"`
+}
+
+// Summary is what an agent counted in one interval after its capture
+// rate crossed its threshold (Hello.SummarizeAbove): per flow, per
+// interface and direction, instead of one packet line per frame. Once an
+// agent summarizes, it does so until it exits.
+type Summary struct {
+	Start time.Time `json:"start"` // interval start; on the first summary, when the agent switched
+	End   time.Time `json:"end"`
+	First bool      `json:"first,omitempty"` // the first summary of the run
+	Above int       `json:"above"`           // the threshold crossed, packets per second
+	// Packets and Bytes count every frame of the interval (records and
+	// other); Drops the frames the kernel dropped in it (ring full).
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+	Drops   uint64 `json:"drops"`
+	// Records are the largest flow records by packets; Other sums the rest.
+	Records []FlowSummary `json:"records"`
+	Other   *FlowOther    `json:"other,omitempty"`
+}
+
+// Flow identifies a flow: the IP 5-tuple, of the inner packet for VXLAN
+// and Geneve frames (so that one flow has one key at every hop); for ARP
+// the sender and target IPs. ICMP flows carry the message type and code.
+// A later IP fragment, or a frame cut before its transport header, has no
+// ports.
+type Flow struct {
+	EtherType string `json:"ethType"`         // ipv4, ipv6, arp, or 0x88cc …
+	Src       string `json:"src,omitempty"`   // IP (ARP: sender IP)
+	Dst       string `json:"dst,omitempty"`   // IP (ARP: target IP)
+	Proto     string `json:"proto,omitempty"` // tcp, udp, icmp, icmp6, sctp, or the protocol number; arp: who-has, is-at
+	SrcPort   int    `json:"sport,omitempty"` // TCP, UDP, SCTP
+	DstPort   int    `json:"dport,omitempty"`
+	ICMP      string `json:"icmp,omitempty"` // ICMP type name (echo-request, dest-unreachable, type-N), then " code N" unless 0
+	VLAN      int    `json:"vlan,omitempty"`
+}
+
+// FlowSummary is one flow at one interface in one direction, over one
+// summary interval.
+type FlowSummary struct {
+	Flow
+	Index   int       `json:"ifindex"`
+	Iface   string    `json:"iface"`
+	Dir     string    `json:"dir"`             // in, out (as Packet.Dir)
+	Encap   string    `json:"encap,omitempty"` // vxlan, geneve: the frames were encapsulated at this hop
+	VNI     uint32    `json:"vni,omitempty"`
+	Packets uint64    `json:"packets"`
+	Bytes   uint64    `json:"bytes"` // length on the wire (outer frames when encapsulated)
+	First   time.Time `json:"first"` // kernel timestamps of the first and last frame
+	Last    time.Time `json:"last"`
+	Flags   string    `json:"tcpFlags,omitempty"` // every TCP flag seen: SYN,FIN,RST,PSH,ACK,URG
+}
+
+// FlowOther sums the flow records of an interval beyond Summary.Records.
+type FlowOther struct {
+	Records uint64 `json:"records"` // flow records summed here
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+	// Untracked counts frames that arrived when the agent's flow table
+	// was full: their flows are not in Records.
+	Untracked uint64 `json:"untracked,omitempty"`
 }
 
 // Error is a problem the agent ran into. Fatal errors are followed by bye.
