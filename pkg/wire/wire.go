@@ -263,6 +263,12 @@ type Stats struct {
 	Freezes  uint64 `json:"freezes,omitempty"`
 	Emitted  uint64 `json:"emitted"`            // packet lines written
 	Filtered uint64 `json:"filtered,omitempty"` // dropped in user space (e.g. over budget)
+	// Budget is the agent's byte budget in bytes per second (0: none);
+	// CutLines and CutBytes count the packet and change lines it did
+	// not write because the budget was spent, and their encoded size.
+	Budget   int64  `json:"budget,omitempty"`
+	CutLines uint64 `json:"cutLines,omitempty"`
+	CutBytes uint64 `json:"cutBytes,omitempty"`
 }
 
 // Error is a problem the agent ran into. Fatal errors are followed by bye.
