@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
@@ -53,10 +54,14 @@ type TraceOptions struct {
 	Pcap     string
 	Timeout  time.Duration
 	Save     string
+	// Budget is the bytes per second each agent may stream, as a quantity
+	// ("128Ki", "1Mi"; "0": no limit).
+	Budget string
 
 	genericiooptions.IOStreams
 
-	probe *wire.ProbeSpec
+	probe  *wire.ProbeSpec
+	budget int64 // Budget in bytes per second; -1: no limit
 }
 
 // AddFlags registers the shared flags.
@@ -76,6 +81,8 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
+	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
+		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 }
 
@@ -107,11 +114,41 @@ func (o *TraceOptions) Validate() error {
 			return err
 		}
 	}
+	if err := o.parseBudget(); err != nil {
+		return err
+	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
 	}
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
+	}
+	return nil
+}
+
+// minBudget is the smallest budget accepted: below it not even the lines
+// of one probe's hops would pass.
+const minBudget = 4 << 10
+
+func (o *TraceOptions) parseBudget() error {
+	if o.Budget == "" {
+		o.budget = wire.DefaultBudget
+		return nil
+	}
+	q, err := resource.ParseQuantity(o.Budget)
+	if err != nil {
+		return fmt.Errorf("--budget %q: want bytes per second such as 128Ki or 1Mi, or 0 for no limit", o.Budget)
+	}
+	n, ok := q.AsInt64()
+	switch {
+	case !ok || n < 0:
+		return fmt.Errorf("--budget %q: want bytes per second such as 128Ki or 1Mi, or 0 for no limit", o.Budget)
+	case n == 0:
+		o.budget = -1
+	case n < minBudget:
+		return fmt.Errorf("--budget %q is below %d bytes per second, too little for one probe's hops: raise it, or 0 for no limit", o.Budget, minBudget)
+	default:
+		o.budget = n
 	}
 	return nil
 }
@@ -149,6 +186,10 @@ func (o *TraceOptions) AgentDeadline() time.Duration { return o.Timeout + 15*tim
 // Apply copies capture options into an agent spec.
 func (o *TraceOptions) Apply(s *launch.Spec) {
 	s.Filter, s.Payload, s.Snaplen, s.Deadline = o.Filter, o.Payload, o.Snaplen, o.AgentDeadline()
+	if o.budget == 0 {
+		_ = o.parseBudget() // options not validated (tests): the flag's default
+	}
+	s.Budget = o.budget
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

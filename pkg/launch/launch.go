@@ -29,6 +29,10 @@ type Spec struct {
 	Payload  bool
 	Deadline time.Duration
 	Probe    *wire.ProbeSpec // set on the agent that sends the probe
+	// Budget is the bytes per second the agent streams (packet and change
+	// lines): 0 leaves the agent's default (wire.DefaultBudget), negative
+	// means no limit.
+	Budget int64
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -53,6 +57,12 @@ func (s Spec) Args() []string {
 		a = append(a, "--payload")
 	} else if s.Snaplen > 0 {
 		a = append(a, "--snaplen", strconv.Itoa(s.Snaplen))
+	}
+	switch {
+	case s.Budget > 0:
+		a = append(a, "--budget", strconv.FormatInt(s.Budget, 10))
+	case s.Budget < 0:
+		a = append(a, "--budget", "0")
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
