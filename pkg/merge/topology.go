@@ -50,6 +50,9 @@ type AgentInfo struct {
 	// Before and After are the agent's topology snapshots (routes,
 	// neighbours, FDB), when it sent them.
 	Before, After *wire.Topology
+	// Intake is what the plugin received of the agent's stream and set
+	// aside.
+	Intake Intake
 }
 
 // clockDomain is the clock an agent's timestamps come from: its node's.

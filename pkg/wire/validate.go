@@ -240,3 +240,28 @@ func (c *clamp) packet(p *Packet) {
 		}
 	}
 }
+
+// HasPayload reports whether a line of a known kind carries its payload;
+// lines of other kinds report true. Readers drop lines without (Sanitize);
+// code that builds envelopes by hand checks with it.
+func HasPayload(e *Envelope) bool {
+	switch e.Kind {
+	case KindHello:
+		return e.Hello != nil
+	case KindTopology:
+		return e.Topology != nil
+	case KindPacket:
+		return e.Packet != nil
+	case KindChange:
+		return e.Change != nil
+	case KindProbe:
+		return e.Probe != nil
+	case KindStats:
+		return e.Stats != nil
+	case KindError:
+		return e.Error != nil
+	case KindBye:
+		return e.Bye != nil
+	}
+	return true
+}
