@@ -97,9 +97,11 @@ func TestBudgetRefillsAtItsRateAndHoldsOneSecond(t *testing.T) {
 	const rate = 10000
 	var buf bytes.Buffer
 	w, clk := newBudgetWriter(&buf, rate)
+	port := 0
 	line := func() int {
 		b := len(buf.Bytes())
-		if err := w.Emit(&Packet{Iface: "eth0", Summary: "x"}); err != nil {
+		port++ // a flow of its own: small flows may spend the whole bucket
+		if err := w.Emit(&Packet{Iface: "eth0", Summary: "x", IP: &IP{Proto: "udp"}, L4: &L4{SrcPort: port}}); err != nil {
 			return 0
 		}
 		_ = w.Flush()
@@ -157,5 +159,42 @@ func TestHeldLinesSpendTheBudgetToo(t *testing.T) {
 	_, n, size := readAll(t, buf.Bytes())
 	if n[KindHello] != 1 || n[KindChange] == 0 || size[KindChange] > 1000 {
 		t.Fatalf("held: %v, %d bytes of changes; want hello and at most 1000 bytes of changes", n, size[KindChange])
+	}
+}
+
+func TestBudgetKeepsAReserveForSmallFlowsBesideAFlood(t *testing.T) {
+	const rate = 20000
+	var buf bytes.Buffer
+	w, clk := newBudgetWriter(&buf, rate)
+	flood := &Packet{Iface: "eth0", Summary: "UDP 10.244.0.2:40000 > 10.244.0.3:8081",
+		IP: &IP{Version: 4, Src: "10.244.0.2", Dst: "10.244.0.3", Proto: "udp"}, L4: &L4{Proto: "udp", SrcPort: 40000, DstPort: 8081}}
+	probe := func(seq int) *Packet {
+		return &Packet{Iface: "eth0", Summary: "ICMP echo request",
+			IP: &IP{Version: 4, Src: "10.244.0.2", Dst: "10.244.0.3", Proto: "icmp"}, L4: &L4{Proto: "icmp", Type: "echo-request", ICMPID: 4711, ICMPSeq: seq}}
+	}
+	var floodOK, probeOK, probes int
+	// Three seconds of a flood at 10,000 lines a second (a line every
+	// 100 µs), a probe frame every 50 ms among it.
+	for i := 0; i < 30000; i++ {
+		clk.add(100 * time.Microsecond)
+		if w.Emit(flood) == nil {
+			floodOK++
+		}
+		if i%500 == 0 {
+			probes++
+			if w.Emit(probe(i)) == nil {
+				probeOK++
+			}
+		}
+	}
+	_ = w.Flush()
+	if probeOK != probes {
+		t.Errorf("%d of %d probe frames written beside the flood; want all", probeOK, probes)
+	}
+	if floodOK == 0 || floodOK > 30000/10 {
+		t.Errorf("%d flood lines written; want some, and most cut", floodOK)
+	}
+	if b := buf.Len(); b > 4*rate {
+		t.Errorf("%d bytes in 3 s: over the budget (%d/s, one second of burst)", b, rate)
 	}
 }

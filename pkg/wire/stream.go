@@ -62,7 +62,8 @@ func (w *Writer) Release() error {
 // SetBudget limits the packet and change lines to bytesPerSec bytes a
 // second (a bucket that holds one second's worth; 0: no limit). Lines over
 // the budget are not written: Emit returns ErrOverBudget and Cut counts
-// them. Hello, topology, probe, stats, error and bye lines are never cut
+// them. A quarter of the budget is kept for small flows, so that a probe's
+// frames pass beside a flood that spent the rest. Hello, topology, probe, stats, error and bye lines are never cut
 // and do not spend the budget: an agent writes a handful of them.
 func (w *Writer) SetBudget(bytesPerSec int64) {
 	w.mu.Lock()
@@ -124,7 +125,7 @@ func (w *Writer) Emit(payload any) error {
 		// reflection, to the same bytes.
 		var ok bool
 		if w.pkt, ok = appendPacketLine(w.pkt[:0], &e); ok {
-			if !w.bud.spend(len(w.pkt), e.TS) {
+			if w.bud.rate > 0 && !w.bud.spend(len(w.pkt), e.TS, packetFlow(e.Packet)) {
 				w.seq-- // a cut line is not a gap in transit: the stats count it
 				return ErrOverBudget
 			}
@@ -151,7 +152,7 @@ func (w *Writer) encodeLocked(e Envelope) error {
 		if err := w.lineEnc.Encode(&e); err != nil {
 			return err
 		}
-		if budgeted && !w.bud.spend(w.line.Len(), e.TS) {
+		if budgeted && !w.bud.spend(w.line.Len(), e.TS, flowOf(&e)) {
 			w.seq--
 			return ErrOverBudget
 		}
@@ -169,6 +170,13 @@ func (w *Writer) encodeLocked(e Envelope) error {
 		return w.bw.Flush()
 	}
 	return nil
+}
+
+func flowOf(e *Envelope) uint64 {
+	if e.Packet != nil {
+		return packetFlow(e.Packet)
+	}
+	return changeFlow(e.Change)
 }
 
 // holdLocked keeps a line until Release, within the hold bound.
