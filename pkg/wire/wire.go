@@ -262,7 +262,7 @@ type Stats struct {
 	Drops    uint64 `json:"drops"`
 	Freezes  uint64 `json:"freezes,omitempty"`
 	Emitted  uint64 `json:"emitted"`            // packet lines written
-	Filtered uint64 `json:"filtered,omitempty"` // dropped in user space (e.g. over budget)
+	Filtered uint64 `json:"filtered,omitempty"` // read from the ring after the stop, not reported
 	// Budget is the agent's byte budget in bytes per second (0: none);
 	// CutLines and CutBytes count the packet and change lines it did
 	// not write because the budget was spent, and their encoded size.
