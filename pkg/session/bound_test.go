@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +19,7 @@ import (
 // fakeAgent plays a stream that a function writes into a pipe as the
 // session reads it: nothing of it is held in the test.
 type fakeAgent struct {
-	r       *io.PipeReader
-	written *int64
+	r *io.PipeReader
 }
 
 func (a *fakeAgent) Stream() io.Reader          { return a.r }
@@ -28,29 +29,32 @@ func (a *fakeAgent) Diagnostics() string        { return "" }
 
 type fakeLauncher struct {
 	play    func(id string, w io.Writer)
-	written map[string]*int64
+	mu      sync.Mutex
+	written map[string]*atomic.Int64
 }
 
 type countingWriter struct {
 	w io.Writer
-	n *int64
+	n *atomic.Int64
 }
 
 func (c countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	*c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
 func (l *fakeLauncher) Start(_ context.Context, s launch.Spec) (launch.Agent, error) {
 	r, w := io.Pipe()
-	n := new(int64)
+	n := new(atomic.Int64)
+	l.mu.Lock()
 	l.written[s.ID] = n
+	l.mu.Unlock()
 	go func() {
 		l.play(s.ID, countingWriter{w, n})
 		w.Close()
 	}()
-	return &fakeAgent{r: r, written: n}, nil
+	return &fakeAgent{r: r}, nil
 }
 
 func line(seq int, agent, kind, payload string) string {
@@ -71,7 +75,7 @@ func TestSessionKeepsABoundedAmountOfAnAgentsFlood(t *testing.T) {
 	pkt := `{"ts":"2026-12-01T10:00:00.000001Z","ifindex":2,"iface":"eth0","dir":"out","pkttype":"outgoing","len":106,"caplen":106,` +
 		`"eth":{"src":"0a:58:0a:f4:00:02","dst":"0a:58:0a:f4:00:03","type":"ipv4"},"ip":{"version":4,"src":"10.244.0.2","dst":"10.244.0.3","id":%d,"ttl":64,"proto":"udp","len":92},` +
 		`"l4":{"proto":"udp","sport":40000,"dport":8081,"payloadLen":64},"summary":"UDP 10.244.0.2:40000 > 10.244.0.3:8081 len 64","fp":"%016x"}`
-	l := &fakeLauncher{written: map[string]*int64{}, play: func(id string, w io.Writer) {
+	l := &fakeLauncher{written: map[string]*atomic.Int64{}, play: func(id string, w io.Writer) {
 		seq := 1
 		io.WriteString(w, line(seq, id, "hello", `{"role":"pod","netnsInode":1,"pid":1,"filter":"","snaplen":192,"deadline":"2026-12-01T10:01:00Z","links":[],"clock":"realtime"}`))
 		if id == "pod-a" {
@@ -103,7 +107,7 @@ func TestSessionKeepsABoundedAmountOfAnAgentsFlood(t *testing.T) {
 	if a.Intake.CutLines != flood-MaxPacketLines || a.Intake.CutBytes == 0 {
 		t.Errorf("cut %d lines (%d bytes); want %d", a.Intake.CutLines, a.Intake.CutBytes, flood-MaxPacketLines)
 	}
-	if want := *l.written["pod-a"]; a.Intake.ReceivedBytes != want {
+	if want := l.written["pod-a"].Load(); a.Intake.ReceivedBytes != want {
 		t.Errorf("received %d bytes; the agent wrote %d", a.Intake.ReceivedBytes, want)
 	}
 	if !strings.Contains(progress.String(), "podtrace: received ") || !strings.Contains(progress.String(), "from 2 agents (pod-a ") {
@@ -119,7 +123,7 @@ func TestSessionKeepsABoundedAmountOfAnAgentsFlood(t *testing.T) {
 }
 
 func TestSessionSurvivesPayloadlessAndHostileLines(t *testing.T) {
-	l := &fakeLauncher{written: map[string]*int64{}, play: func(id string, w io.Writer) {
+	l := &fakeLauncher{written: map[string]*atomic.Int64{}, play: func(id string, w io.Writer) {
 		for _, k := range []string{"hello", "topology", "packet", "change", "probe", "stats", "error", "bye"} {
 			io.WriteString(w, `{"v":1,"kind":"`+k+`"}`+"\n")
 		}
