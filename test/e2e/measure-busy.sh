@@ -62,7 +62,7 @@ for rate in "${RATES[@]}"; do
   rc=$?
   set -e
   a1=$(cpu kube-apiserver); k1=$(cpu kubelet)
-  read -r wall rss <"$W/time"
+  read -r wall rss < <(tail -n1 "$W/time")
   verdict=$(tail -n1 "$W/out-$rate.json" | sed -n 's/.*"result":"\([a-z-]*\)".*/\1/p')
   streams=$(cd "$W/rec-$rate" 2>/dev/null && for f in *.jsonl; do printf '%s=%s ' "$(echo "$f" | sed 's/^[0-9]*-//; s/\.jsonl$//')" "$(stat -c %s "$f")"; done)
   printf '%-7s %6ss %-18s %10s %7sMB %9ss %9ss  %s\n' "$rate" "$wall" "$rc/${verdict:-none}" "$(stat -c %s "$W/out-$rate.json")" "$((rss / 1024))" \
