@@ -28,7 +28,7 @@ func workloadPod(t *testing.T, ns, name string, args ...string) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("create %s: %v\n%s", name, err, out)
 	}
-	t.Cleanup(func() { kubectl(t, adminConfig, "delete", "pod", "-n", ns, name, "--wait=false") })
+	deleteAtCleanup(t, ns, name)
 	var ip string
 	eventually(t, 60*time.Second, name+" running", func() (bool, string) {
 		var p pod
@@ -37,6 +37,18 @@ func workloadPod(t *testing.T, ns, name string, args ...string) string {
 		return p.Status.Phase == "Running" && ip != "", p.Status.Phase
 	})
 	return ip
+}
+
+// deleteAtCleanup deletes the pod when the test ends. Not with kubectl():
+// the test's context is cancelled before cleanups run, which would kill
+// the delete before it is sent.
+func deleteAtCleanup(t *testing.T, ns, name string) {
+	t.Cleanup(func() {
+		out, err := exec.Command("kubectl", "--kubeconfig", adminConfig, "delete", "pod", "-n", ns, name, "--wait=false").CombinedOutput()
+		if err != nil {
+			t.Errorf("delete %s/%s: %v\n%s", ns, name, err, out)
+		}
+	})
 }
 
 // traceHead is the first line of `-o json`.
