@@ -112,13 +112,15 @@ type proc struct {
 	gaps     uint64
 	noise    []string
 	readDone chan struct{}
+	// lineBytes is the length of each line read, by sequence number.
+	lineBytes map[uint64]int
 }
 
 // start runs the agent with args; withStdin gives it a pipe as stdin
 // (closed by the test or at cleanup), else stdin is /dev/null.
 func start(t *testing.T, withStdin bool, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, hello: make(chan struct{}), done: make(chan struct{}), readDone: make(chan struct{})}
+	p := &proc{t: t, hello: make(chan struct{}), done: make(chan struct{}), readDone: make(chan struct{}), lineBytes: map[uint64]int{}}
 	p.cmd = exec.Command(agentBin, args...)
 	p.cmd.Stderr = &p.stderr
 	out, err := p.cmd.StdoutPipe()
@@ -158,6 +160,7 @@ func start(t *testing.T, withStdin bool, args ...string) *proc {
 				return
 			}
 			p.lines = append(p.lines, e)
+			p.lineBytes[e.Seq] = r.LineBytes
 			p.mu.Unlock()
 			if e.Kind == wire.KindHello {
 				once.Do(func() { close(p.hello) })
@@ -414,7 +417,8 @@ func TestControlStdin(t *testing.T) {
 func TestNoDropsUnderPing(t *testing.T) {
 	l := newLab(t)
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
-	p := start(t, true, nodeAgent(node(t, l), "--deadline", "60s", "--control", "stdin")...)
+	// No budget: every frame of 300 echoes is to be streamed.
+	p := start(t, true, nodeAgent(node(t, l), "--deadline", "60s", "--control", "stdin", "--budget", "0")...)
 	p.waitHello()
 	const echoes = 300
 	t0 := time.Now()

@@ -60,6 +60,7 @@ func run() error {
 	fs.IntVar(&cfg.Snaplen, "snaplen", agent.DefaultSnaplen, "bytes kept per frame (headers only by default)")
 	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
+	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
 	fs.StringVar(&cfg.Control, "control", "none", "none: probe right after hello; stdin: write nothing until a first line (\"start\"), then read \"probe\"/\"stop\" lines; stop at end of input")
 	fs.StringVar(&probeArg, "probe", "", "send probes: icmp, tcp or udp (empty: observe only)")
@@ -84,6 +85,12 @@ func run() error {
 	}
 	if cfg.Role != wire.RolePod && cfg.Role != wire.RoleNode {
 		return fmt.Errorf("--role %q: want pod or node", cfg.Role)
+	}
+	switch {
+	case cfg.Budget < 0:
+		return fmt.Errorf("--budget %d: want bytes per second, or 0 for no limit", cfg.Budget)
+	case cfg.Budget == 0:
+		cfg.Budget = -1 // no limit
 	}
 	if payload {
 		cfg.Snaplen = agent.PayloadSnaplen

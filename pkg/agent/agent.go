@@ -81,6 +81,10 @@ type Config struct {
 	SummarizeAbove  int
 	SummaryInterval time.Duration
 	SummaryRecords  int
+	// Budget is the bytes per second of packet and change lines the agent
+	// streams (wire.DefaultBudget when zero, no limit when negative);
+	// lines over it are cut and counted in the stats line.
+	Budget int64
 }
 
 // Why the agent stopped.
@@ -109,6 +113,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stop(nil)
 
 	w := wire.NewWriter(cfg.Out, cfg.ID)
+	switch {
+	case cfg.Budget == 0:
+		w.SetBudget(wire.DefaultBudget)
+	case cfg.Budget > 0:
+		w.SetBudget(cfg.Budget)
+	}
 	if cfg.Control == "stdin" {
 		// The reader may attach after the agent started (a container's
 		// stdout through the API server): keep everything until it says
@@ -231,8 +241,9 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			p := dec.Decode(decode.Input{TS: f.TS, Ifindex: f.Ifindex, Iface: names.get(f.Ifindex),
 				PktType: f.PktType, Len: f.Len, VLAN: f.VLAN, Data: f.Data})
-			_ = w.Emit(p)
-			emitted++
+			if w.Emit(p) == nil {
+				emitted++
+			}
 		}
 		lastFlush := time.Now()
 		for {
@@ -315,8 +326,9 @@ func Run(ctx context.Context, cfg Config) error {
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
+		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
-			Summarized: summarized, SummarizedBytes: summarizedBytes})
+			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
@@ -65,10 +66,14 @@ type TraceOptions struct {
 	// summaries every interval instead of packet lines.
 	SummarizeAbove  int
 	SummaryInterval time.Duration
+	// Budget is the bytes per second each agent may stream, as a quantity
+	// ("128Ki", "1Mi"; "0": no limit).
+	Budget string
 
 	genericiooptions.IOStreams
 
-	probe *wire.ProbeSpec
+	probe  *wire.ProbeSpec
+	budget int64 // Budget in bytes per second; -1: no limit
 }
 
 // AddFlags registers the shared flags.
@@ -90,6 +95,8 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
 	f.IntVar(&o.SummarizeAbove, "summarize-above", DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
 	f.DurationVar(&o.SummaryInterval, "summary-interval", time.Second, "with --passive: how often a summarizing agent reports its per-flow counts")
+	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
+		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 }
 
@@ -121,6 +128,9 @@ func (o *TraceOptions) Validate() error {
 			return err
 		}
 	}
+	if err := o.parseBudget(); err != nil {
+		return err
+	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
 	}
@@ -135,6 +145,33 @@ func (o *TraceOptions) Validate() error {
 	}
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
+	}
+	return nil
+}
+
+// minBudget is the smallest budget accepted: below it not even the lines
+// of one probe's hops would pass.
+const minBudget = 4 << 10
+
+func (o *TraceOptions) parseBudget() error {
+	if o.Budget == "" {
+		o.budget = wire.DefaultBudget
+		return nil
+	}
+	q, err := resource.ParseQuantity(o.Budget)
+	if err != nil {
+		return fmt.Errorf("--budget %q: want bytes per second such as 128Ki or 1Mi, or 0 for no limit", o.Budget)
+	}
+	n, ok := q.AsInt64()
+	switch {
+	case !ok || n < 0:
+		return fmt.Errorf("--budget %q: want bytes per second such as 128Ki or 1Mi, or 0 for no limit", o.Budget)
+	case n == 0:
+		o.budget = -1
+	case n < minBudget:
+		return fmt.Errorf("--budget %q is below %d bytes per second, too little for one probe's hops: raise it, or 0 for no limit", o.Budget, minBudget)
+	default:
+		o.budget = n
 	}
 	return nil
 }
@@ -182,6 +219,10 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 	if o.Passive {
 		s.SummarizeAbove, s.SummaryInterval = o.SummarizeAbove, o.SummaryInterval
 	}
+	if o.budget == 0 {
+		_ = o.parseBudget() // options not validated (tests): the flag's default
+	}
+	s.Budget = o.budget
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

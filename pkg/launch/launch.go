@@ -37,6 +37,10 @@ type Spec struct {
 	// packet lines (passive traces).
 	SummarizeAbove  int
 	SummaryInterval time.Duration
+	// Budget is the bytes per second the agent streams (packet and change
+	// lines): 0 leaves the agent's default (wire.DefaultBudget), negative
+	// means no limit.
+	Budget int64
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -73,6 +77,12 @@ func (s Spec) Args() []string {
 		if s.SummaryInterval > 0 {
 			a = append(a, "--summary-interval", s.SummaryInterval.String())
 		}
+	}
+	switch {
+	case s.Budget > 0:
+		a = append(a, "--budget", strconv.FormatInt(s.Budget, 10))
+	case s.Budget < 0:
+		a = append(a, "--budget", "0")
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),

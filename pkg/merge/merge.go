@@ -38,6 +38,8 @@ type Stream struct {
 	Display string // "pod-a", "node-1"
 	Gaps    uint64
 	Lines   []*wire.Envelope
+	// Intake is what the plugin received of the stream and set aside.
+	Intake Intake
 }
 
 // Obs is one packet observed at one interface, placed in its journey.
@@ -147,10 +149,13 @@ func Merge(s Session, streams []Stream) *Trace {
 	}
 	var packets []raw
 	for _, st := range streams {
-		a := &AgentInfo{ID: st.Agent, Name: st.Display, Gaps: st.Gaps}
+		a := &AgentInfo{ID: st.Agent, Name: st.Display, Gaps: st.Gaps, Intake: st.Intake}
 		byID[st.Agent] = a
 		t.Agents = append(t.Agents, a)
 		for _, e := range st.Lines {
+			if e == nil || !wire.HasPayload(e) {
+				continue
+			}
 			switch e.Kind {
 			case wire.KindHello:
 				a.Hello, a.Role, a.Node, a.NetNSID = e.Hello, e.Hello.Role, e.Hello.Node, e.Hello.NetNSID
@@ -190,6 +195,7 @@ func Merge(s Session, streams []Stream) *Trace {
 		for _, m := range a.Errors {
 			t.Warnings = append(t.Warnings, a.Name+": "+m)
 		}
+		t.Warnings = append(t.Warnings, a.cutWarnings()...)
 	}
 	g := buildGraph(t.Agents)
 	changes := t.Changes
@@ -245,6 +251,7 @@ func Merge(s Session, streams []Stream) *Trace {
 	t.Path, t.Shape = expectedPath(g, t, s)
 	summarize(t, g, s)
 	t.Verdict = verdict(t, g, s)
+	cutEvidence(t)
 	for _, j := range t.Journeys {
 		for _, o := range j.Obs {
 			if o.NonMonotonic {

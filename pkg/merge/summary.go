@@ -201,9 +201,9 @@ func (sm *Summarized) Text(start time.Time) string {
 		every = " every " + FormatDuration(sm.Interval)
 	}
 	msg := fmt.Sprintf("%s summarized from %s%s on (over %d frames/s): %d frames, %s, in %d flow records, %d summaries%s; those frames are counted per flow and hop, not shown one by one, not in --pcap",
-		sm.Agent.Name, sign, FormatDuration(since), sm.Above, sm.Packets, FormatBytes(sm.Bytes), sm.Records, sm.Summaries, every)
+		sm.Agent.Name, sign, FormatDuration(since), sm.Above, sm.Packets, FormatBytes(int64(sm.Bytes)), sm.Records, sm.Summaries, every)
 	if sm.OtherPackets > 0 {
-		msg += fmt.Sprintf("; %d frames (%s) of %d smaller flow records summed as \"other\"", sm.OtherPackets, FormatBytes(sm.OtherBytes), sm.OtherRecords)
+		msg += fmt.Sprintf("; %d frames (%s) of %d smaller flow records summed as \"other\"", sm.OtherPackets, FormatBytes(int64(sm.OtherBytes)), sm.OtherRecords)
 		if sm.Untracked > 0 {
 			msg += fmt.Sprintf(", %d of them found the flow table full", sm.Untracked)
 		}
@@ -272,17 +272,4 @@ func unionFlags(a, b string) string {
 		}
 	}
 	return strings.Join(out, ",")
-}
-
-// FormatBytes prints a byte count for humans (decimal units).
-func FormatBytes(n uint64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -53,6 +53,9 @@ type AgentInfo struct {
 	// Summaries are the per-flow counts it wrote instead of packet lines
 	// once its capture went over its threshold.
 	Summaries []*wire.Summary
+	// Intake is what the plugin received of the agent's stream and set
+	// aside.
+	Intake Intake
 }
 
 // clockDomain is the clock an agent's timestamps come from: its node's.

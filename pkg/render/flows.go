@@ -61,7 +61,7 @@ func writeFlows(b *strings.Builder, t *merge.Trace, c *colorer, pad func(string,
 				frames = "frame "
 			}
 			line := fmt.Sprintf("      %s  %s  %-3s %10d %s  %9s  %s … %s", c.place.Sprint(pad(Safe(h.Agent.Name), wPlace)), pad(Safe(h.If.Label()), wIf),
-				h.Dir, h.Packets, frames, merge.FormatBytes(h.Bytes), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
+				h.Dir, h.Packets, frames, merge.FormatBytes(int64(h.Bytes)), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
 			if len(extra) > 0 {
 				line += "  " + strings.Join(extra, "  ")
 			}

@@ -23,6 +23,9 @@ type jsonTrace struct {
 	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
 	Agents     []jsonAgent           `json:"agents"`
 	Notes      []string              `json:"notes,omitempty"`
+	// ReceivedBytes is what the plugin received from every agent (in a
+	// cluster, through the API server).
+	ReceivedBytes int64 `json:"receivedBytes"`
 }
 
 type jsonAgent struct {
@@ -33,6 +36,31 @@ type jsonAgent struct {
 	Bye   string       `json:"bye,omitempty"`
 	Gaps  uint64       `json:"gaps,omitempty"`
 	Stats []wire.Stats `json:"stats,omitempty"`
+	// ReceivedBytes is what the plugin received of the agent's stream.
+	ReceivedBytes int64    `json:"receivedBytes"`
+	Cut           *jsonCut `json:"cut,omitempty"`
+}
+
+// jsonCut is what was cut from one agent's stream, and by whom.
+type jsonCut struct {
+	Budget        int64  `json:"budget,omitempty"`       // the agent's byte budget, bytes per second
+	BudgetLines   uint64 `json:"budgetLines,omitempty"`  // packet and change lines its budget cut
+	BudgetBytes   uint64 `json:"budgetBytes,omitempty"`  // their encoded size
+	PluginLines   uint64 `json:"pluginLines,omitempty"`  // lines the plugin set aside over its per-agent bound
+	PluginBytes   uint64 `json:"pluginBytes,omitempty"`  //
+	InvalidLines  uint64 `json:"invalidLines,omitempty"` // lines skipped as invalid
+	InvalidReason string `json:"invalidReason,omitempty"`
+	ClampedLines  uint64 `json:"clampedLines,omitempty"` // lines whose over-long fields were shortened
+}
+
+func agentCut(a *merge.AgentInfo) *jsonCut {
+	budget, lines, bytes := a.BudgetCut()
+	in := a.Intake
+	if lines == 0 && in.CutLines == 0 && in.Invalid == 0 && in.Clamped == 0 {
+		return nil
+	}
+	return &jsonCut{Budget: budget, BudgetLines: lines, BudgetBytes: bytes, PluginLines: in.CutLines, PluginBytes: in.CutBytes,
+		InvalidLines: in.Invalid, InvalidReason: in.InvalidReason, ClampedLines: in.Clamped}
 }
 
 type jsonHop struct {
@@ -124,7 +152,9 @@ func JSON(w io.Writer, t *merge.Trace, h Header) error {
 	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
 		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks}
 	for _, a := range t.Agents {
-		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats})
+		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
+			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)})
+		head.ReceivedBytes += a.Intake.ReceivedBytes
 	}
 	if err := enc.Encode(head); err != nil {
 		return err

@@ -30,6 +30,8 @@ type recAgent struct {
 	Display string `json:"display"`
 	Gaps    uint64 `json:"gaps,omitempty"`
 	File    string `json:"file"`
+	// Intake is what the plugin received and set aside during the run.
+	Intake *merge.Intake `json:"intake,omitempty"`
 }
 
 // Save writes a recording of the result into dir (created if missing).
@@ -40,7 +42,8 @@ func Save(dir string, s merge.Session, r *Result, notes []string) error {
 	h := recordingHeader{Session: s, ArmedNs: r.Armed, Notes: notes}
 	for i, st := range r.Streams {
 		file := fmt.Sprintf("%02d-%s.jsonl", i+1, safeName(st.Agent))
-		h.Agents = append(h.Agents, recAgent{ID: st.Agent, Display: st.Display, Gaps: st.Gaps, File: file})
+		in := st.Intake
+		h.Agents = append(h.Agents, recAgent{ID: st.Agent, Display: st.Display, Gaps: st.Gaps, File: file, Intake: &in})
 		f, err := os.Create(filepath.Join(dir, file))
 		if err != nil {
 			return err
@@ -79,6 +82,8 @@ func Load(dir string) (s merge.Session, streams []merge.Stream, armed time.Durat
 			return s, nil, 0, nil, err
 		}
 		st := merge.Stream{Agent: a.ID, Display: a.Display, Gaps: a.Gaps}
+		// A recording is read within the same bounds as a live stream.
+		var k keeper
 		rd := wire.NewReader(f)
 		for {
 			e, err := rd.Next()
@@ -89,7 +94,21 @@ func Load(dir string) (s merge.Session, streams []merge.Stream, armed time.Durat
 				}
 				return s, nil, 0, nil, fmt.Errorf("%s: %w", a.File, err)
 			}
-			st.Lines = append(st.Lines, e)
+			if k.keep(e, rd.LineBytes) {
+				st.Lines = append(st.Lines, e)
+			}
+		}
+		k.note(rd)
+		st.Intake = k.in
+		if a.Intake != nil { // what the live run received and set aside
+			st.Intake = *a.Intake
+			st.Intake.CutLines += k.in.CutLines
+			st.Intake.CutBytes += k.in.CutBytes
+			st.Intake.Invalid += k.in.Invalid
+			st.Intake.Clamped += k.in.Clamped
+			if st.Intake.InvalidReason == "" {
+				st.Intake.InvalidReason = k.in.InvalidReason
+			}
 		}
 		streams = append(streams, st)
 	}

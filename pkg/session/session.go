@@ -48,6 +48,7 @@ type running struct {
 	mu    sync.Mutex
 	lines []*wire.Envelope
 	gaps  uint64
+	kept  keeper
 	hello chan struct{}
 	bye   chan struct{} // closed when the stream ends
 	done  bool          // saw the probe's last outcome
@@ -116,7 +117,9 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		select {
 		case <-r.hello:
 		case <-r.bye:
-			return nil, r.failure("exited before it was armed")
+			if !closed(r.hello) { // both may be ready: a short stream said hello and ended
+				return nil, r.failure("exited before it was armed")
+			}
 		case <-armCtx.Done():
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -153,7 +156,9 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		select {
 		case <-probeDone:
 		case <-prober.bye:
-			return nil, prober.failure("exited during the probe")
+			if !closed(probeDone) {
+				return nil, prober.failure("exited during the probe")
+			}
 		case <-time.After(limit):
 			progress("podtrace: the probe did not finish within %s", limit)
 		case <-ctx.Done():
@@ -181,12 +186,13 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	var streams []merge.Stream
 	for _, r := range rs {
 		r.mu.Lock()
-		streams = append(streams, merge.Stream{Agent: r.spec.ID, Display: r.spec.ID, Gaps: r.gaps, Lines: r.lines})
+		streams = append(streams, merge.Stream{Agent: r.spec.ID, Display: r.spec.ID, Gaps: r.gaps, Lines: r.lines, Intake: r.kept.in})
 		if r.err != nil {
 			streams[len(streams)-1].Lines = append(streams[len(streams)-1].Lines, &wire.Envelope{Kind: wire.KindError, Error: &wire.Error{Msg: "stream: " + r.err.Error()}})
 		}
 		r.mu.Unlock()
 	}
+	progress("%s", ReceivedLine(streams))
 	t := merge.Merge(p.Session, streams)
 	return &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}, nil
 }
@@ -198,15 +204,19 @@ func (r *running) read(probeDone func()) {
 	for {
 		e, err := rd.Next()
 		if err != nil {
+			r.mu.Lock()
+			r.kept.note(rd)
 			if err != io.EOF {
-				r.mu.Lock()
 				r.err = err
-				r.mu.Unlock()
 			}
+			r.mu.Unlock()
 			return
 		}
 		r.mu.Lock()
-		r.lines = append(r.lines, e)
+		if r.kept.keep(e, rd.LineBytes) {
+			r.lines = append(r.lines, e)
+		}
+		r.kept.note(rd)
 		r.gaps = rd.Gaps
 		if e.Kind == wire.KindError && e.Error.Fatal {
 			r.fatal = e.Error.Msg
@@ -221,6 +231,17 @@ func (r *running) read(probeDone func()) {
 		case e.Kind == wire.KindBye:
 			// Keep reading to EOF so the launcher can reap it.
 		}
+	}
+}
+
+// closed reports whether c is closed (select picks at random among ready
+// cases: a stream that ended right after its news has both ready).
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -269,12 +269,18 @@ type Stats struct {
 	Drops    uint64 `json:"drops"`
 	Freezes  uint64 `json:"freezes,omitempty"`
 	Emitted  uint64 `json:"emitted"`            // packet lines written
-	Filtered uint64 `json:"filtered,omitempty"` // dropped in user space (e.g. over budget)
+	Filtered uint64 `json:"filtered,omitempty"` // read from the ring after the stop, not reported
 	// Summarized counts the frames counted in summary lines instead of
 	// written as packet lines, and SummarizedBytes their length on the
 	// wire.
 	Summarized      uint64 `json:"summarized,omitempty"`
 	SummarizedBytes uint64 `json:"summarizedBytes,omitempty"`
+	// Budget is the agent's byte budget in bytes per second (0: none);
+	// CutLines and CutBytes count the packet and change lines it did
+	// not write because the budget was spent, and their encoded size.
+	Budget   int64  `json:"budget,omitempty"`
+	CutLines uint64 `json:"cutLines,omitempty"`
+	CutBytes uint64 `json:"cutBytes,omitempty"`
 }
 
 // Summary is what an agent counted in one interval after its capture

@@ -59,7 +59,7 @@ func freshPod(t *testing.T, ns string) string {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("create %s: %v\n%s", name, err, out)
 	}
-	t.Cleanup(func() { kubectl(t, adminConfig, "delete", "pod", "-n", ns, name, "--wait=false") })
+	deleteAtCleanup(t, ns, name)
 	eventually(t, 60*time.Second, name+" running", func() (bool, string) {
 		var p pod
 		getJSON(t, adminConfig, &p, "get", "pod", "-n", ns, name)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// TestBudgetUnderFloodKeepsTheProbe runs the probing agent in pod-a while
+// pod-a floods pod-b with UDP (which the default filter matches): the
+// stream stays within its byte budget, says what it cut, and the probe's
+// echo requests and replies are in it.
+func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
+	const budget = 32 << 10
+	l := newLab(t)
+	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	stop := make(chan struct{})
+	sent := make(chan uint64, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		n, err := flood(a.NetNS, net.JoinHostPort(b.IP, "9"), stop)
+		if err != nil {
+			t.Errorf("flood: %v", err)
+		}
+		sent <- n
+	}()
+	defer func() {
+		close(stop)
+		t.Logf("flood sent %d datagrams", <-sent)
+	}()
+	time.Sleep(200 * time.Millisecond) // the flood runs before the capture is armed
+	const count = 5
+	p := start(t, false, "--netns", a.NetNS, "--role", "pod", "--id", "pod-a", "--hosts", a.IP+","+b.IP,
+		"--deadline", "3s", "--control", "none", "--budget", "32768",
+		"--probe", "icmp", "--dst", b.IP, "--count", "5", "--interval", "200ms", "--probe-id", "4711")
+	if code, _ := p.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())
+	}
+	lines := p.stream() // also: no sequence gaps, cut lines took no number
+	st := checkLifecycle(t, lines, "deadline")
+	var packetBytes, packets, requests, replies int
+	for _, e := range lines {
+		if e.Kind != wire.KindPacket {
+			continue
+		}
+		packets++
+		packetBytes += p.lineBytes[e.Seq]
+		if l4 := e.Packet.L4; l4 != nil && l4.ICMPID == 4711 {
+			switch l4.Type {
+			case "echo-request":
+				requests++
+			case "echo-reply":
+				replies++
+			}
+		}
+	}
+	ran := p.exited.Sub(p.started)
+	t.Logf("ran %v; stats %+v; %d packet lines, %d bytes; echo requests %d, replies %d", ran.Round(time.Millisecond), *st, packets, packetBytes, requests, replies)
+	if st.Budget != budget || st.CutLines == 0 || st.CutBytes == 0 {
+		t.Errorf("stats %+v: want budget %d and the lines it cut", *st, budget)
+	}
+	if st.Emitted != uint64(packets) {
+		t.Errorf("stats say %d packet lines emitted, the stream has %d", st.Emitted, packets)
+	}
+	// The bucket starts full (one second) and refills at the budget for as
+	// long as the agent ran.
+	if limit := budget * (1 + ran.Seconds()); float64(packetBytes) > limit {
+		t.Errorf("%d bytes of packet lines in %v: over the budget (%d/s, one second of burst: %.0f)", packetBytes, ran, budget, limit)
+	}
+	if requests != count || replies != count {
+		t.Errorf("echo requests %d, replies %d in the stream; want %d each beside the flood", requests, replies, count)
+	}
+}

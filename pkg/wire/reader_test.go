@@ -1,0 +1,100 @@
+package wire
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func readKinds(t *testing.T, in string) (*Reader, []*Envelope) {
+	t.Helper()
+	r := NewReader(strings.NewReader(in))
+	var out []*Envelope
+	for {
+		e, err := r.Next()
+		if err == io.EOF {
+			return r, out
+		}
+		if err != nil {
+			t.Fatalf("a hostile line must be skipped, not end the stream: %v", err)
+		}
+		out = append(out, e)
+	}
+}
+
+func TestReaderSkipsAndCountsLinesOverMaxLine(t *testing.T) {
+	long := `{"v":1,"seq":2,"agent":"a","kind":"error","error":{"msg":"` + strings.Repeat("x", MaxLine) + `"}}`
+	in := `{"v":1,"seq":1,"agent":"a","kind":"hello","hello":{"role":"pod"}}` + "\n" + long + "\n" +
+		`{"v":1,"seq":3,"agent":"a","kind":"bye","bye":{"reason":"stopped"}}` + "\n"
+	r, got := readKinds(t, in)
+	if len(got) != 2 || got[0].Kind != KindHello || got[1].Kind != KindBye {
+		t.Fatalf("got %d lines; want hello and bye around the skipped one", len(got))
+	}
+	if r.Skipped != 1 || !strings.Contains(r.Reason, "longer than 4 MiB") {
+		t.Errorf("skipped %d (%q); want 1, too long", r.Skipped, r.Reason)
+	}
+	if r.Bytes != int64(len(in)) {
+		t.Errorf("counted %d bytes; the stream has %d", r.Bytes, len(in))
+	}
+	if r.Gaps != 1 {
+		t.Errorf("gaps %d: the skipped line's number is missing from what was accepted", r.Gaps)
+	}
+}
+
+func TestReaderRejectsKindsWithoutTheirPayload(t *testing.T) {
+	var in strings.Builder
+	kinds := []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindStats, KindError, KindBye}
+	for i, k := range kinds {
+		in.WriteString(`{"v":1,"seq":` + string(rune('1'+i)) + `,"agent":"a","kind":"` + k + `"}` + "\n")
+	}
+	// The payload of another kind is no substitute.
+	in.WriteString(`{"v":1,"seq":9,"agent":"a","kind":"probe","hello":{"role":"pod"}}` + "\n")
+	r, got := readKinds(t, in.String())
+	if len(got) != 0 || r.Skipped != uint64(len(kinds)+1) {
+		t.Fatalf("accepted %d lines, skipped %d; want every payload-less line skipped", len(got), r.Skipped)
+	}
+	if !strings.Contains(r.Reason, `"hello" line without its "hello" payload`) {
+		t.Errorf("reason %q", r.Reason)
+	}
+}
+
+func TestReaderSkipsLinesThatAreNotJSON(t *testing.T) {
+	in := "{not json\n" + `{"v":1,"seq":1,"kind":"packet","packet":{"iface":3}}` + "\n" + // wrong type
+		`{"v":1,"seq":2,"agent":"a","kind":"bye","bye":{"reason":"stopped"}}` + "\n"
+	r, got := readKinds(t, in)
+	if len(got) != 1 || got[0].Kind != KindBye || r.Skipped != 2 || !strings.HasPrefix(r.Reason, "not JSON") {
+		t.Fatalf("got %d lines, skipped %d (%q)", len(got), r.Skipped, r.Reason)
+	}
+}
+
+func TestReaderCapsStringsAndLists(t *testing.T) {
+	huge := strings.Repeat("é", 50000) // 100 KB, two bytes a rune
+	routes := strings.TrimSuffix(strings.Repeat(`{"dst":"10.0.0.0/8"},`, MaxList+100), ",")
+	in := `{"v":1,"seq":1,"agent":"` + huge + `","kind":"packet","packet":{"iface":"` + huge + `","summary":"` + huge + `"},"hello":{"role":"pod"}}` + "\n" +
+		`{"v":1,"seq":2,"agent":"a","kind":"topology","topology":{"when":"before","routes":[` + routes + `]}}` + "\n" +
+		`{"v":1,"seq":3,"agent":"a","kind":"error","error":{"msg":"` + huge + `"}}` + "\n" +
+		`{"v":1,"seq":4,"agent":"a","kind":"future-kind","stats":{"socket":"all"}}` + "\n"
+	r, got := readKinds(t, in)
+	if len(got) != 4 || r.Clamped != 3 {
+		t.Fatalf("got %d lines, %d clamped; want 4 and 3", len(got), r.Clamped)
+	}
+	p := got[0].Packet
+	for _, s := range []string{got[0].Agent, p.Iface, p.Summary} {
+		if len(s) > MaxString || !utf8.ValidString(s) || !strings.HasSuffix(s, "…") {
+			t.Errorf("a string of %d bytes (valid UTF-8 %v) passed; want at most %d, cut at a rune, marked", len(s), utf8.ValidString(s), MaxString)
+		}
+	}
+	if got[0].Hello != nil {
+		t.Error("a packet line kept a hello payload")
+	}
+	if n := len(got[1].Topology.Routes); n != MaxList {
+		t.Errorf("%d routes kept; want %d", n, MaxList)
+	}
+	if n := len(got[2].Error.Msg); n > MaxText {
+		t.Errorf("error message of %d bytes", n)
+	}
+	if got[3].Kind != "future-kind" || got[3].Stats != nil {
+		t.Errorf("a kind this build does not know: %+v", got[3])
+	}
+}

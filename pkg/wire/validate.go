@@ -1,0 +1,267 @@
+package wire
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// Limits a reader holds a decoded line to. They are far above anything an
+// agent writes (an interface name has 15 bytes, a summary line ~100) and
+// keep what a broken or hostile stream can make the plugin hold and print
+// bounded.
+const (
+	MaxString   = 1024      // any string field, unless named below
+	MaxText     = 16 << 10  // a capture filter, an error message, a probe's detail
+	MaxList     = 32 << 10  // links, addresses, FDB, neighbour and route entries of one line
+	MaxSmallLst = 256       // warnings, capabilities, a link's addresses, promiscuous bridges
+	MaxFrame    = 256 << 10 // captured bytes of one frame (snaplen is at most 64 KiB)
+)
+
+// Sanitize checks a decoded line and holds it to the limits above: a known
+// kind must carry its payload (an error names what is missing; the line is
+// to be skipped), payloads of other kinds are dropped, strings are cut (at
+// a rune boundary, marked with "…") and lists shortened. It reports
+// whether it changed anything. Lines of kinds this build does not know
+// pass without the payloads of the kinds it knows.
+func Sanitize(e *Envelope) (clamped bool, err error) {
+	c := clamp{}
+	e.Agent = c.str(e.Agent, MaxString)
+	e.Kind = c.str(e.Kind, 64)
+	switch e.Kind {
+	case KindHello:
+		if e.Hello == nil {
+			return false, errMissing(e.Kind)
+		}
+		c.hello(e.Hello)
+	case KindTopology:
+		if e.Topology == nil {
+			return false, errMissing(e.Kind)
+		}
+		c.topology(e.Topology)
+	case KindPacket:
+		if e.Packet == nil {
+			return false, errMissing(e.Kind)
+		}
+		c.packet(e.Packet)
+	case KindChange:
+		if e.Change == nil {
+			return false, errMissing(e.Kind)
+		}
+		c.change(e.Change)
+	case KindProbe:
+		if e.Probe == nil {
+			return false, errMissing(e.Kind)
+		}
+		p := e.Probe
+		p.ID, p.Event, p.Detail = c.str(p.ID, MaxString), c.str(p.Event, MaxString), c.str(p.Detail, MaxText)
+	case KindStats:
+		if e.Stats == nil {
+			return false, errMissing(e.Kind)
+		}
+		e.Stats.Socket = c.str(e.Stats.Socket, MaxString)
+	case KindError:
+		if e.Error == nil {
+			return false, errMissing(e.Kind)
+		}
+		e.Error.Msg = c.str(e.Error.Msg, MaxText)
+	case KindBye:
+		if e.Bye == nil {
+			return false, errMissing(e.Kind)
+		}
+		e.Bye.Reason = c.str(e.Bye.Reason, MaxString)
+	}
+	// Payloads that do not match the kind are dropped (fields added to
+	// Envelope for new kinds are left alone: their kind checks them).
+	if e.Kind != KindHello {
+		e.Hello = nil
+	}
+	if e.Kind != KindTopology {
+		e.Topology = nil
+	}
+	if e.Kind != KindPacket {
+		e.Packet = nil
+	}
+	if e.Kind != KindChange {
+		e.Change = nil
+	}
+	if e.Kind != KindProbe {
+		e.Probe = nil
+	}
+	if e.Kind != KindStats {
+		e.Stats = nil
+	}
+	if e.Kind != KindError {
+		e.Error = nil
+	}
+	if e.Kind != KindBye {
+		e.Bye = nil
+	}
+	return c.changed, nil
+}
+
+func errMissing(kind string) error {
+	return fmt.Errorf("a %q line without its %q payload", kind, kind)
+}
+
+type clamp struct{ changed bool }
+
+// str cuts s to at most n bytes at a rune boundary, marked with "…".
+func (c *clamp) str(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	c.changed = true
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func (c *clamp) strs(l []string, max, each int) []string {
+	l = bound(c, l, max)
+	for i := range l {
+		l[i] = c.str(l[i], each)
+	}
+	return l
+}
+
+// bound shortens a list to n entries.
+func bound[T any](c *clamp, l []T, n int) []T {
+	if len(l) > n {
+		c.changed = true
+		return l[:n:n]
+	}
+	return l
+}
+
+func (c *clamp) hello(h *Hello) {
+	for _, p := range []*string{&h.Role, &h.Node, &h.Name, &h.NetNS, &h.Hostname, &h.Version, &h.Clock} {
+		*p = c.str(*p, MaxString)
+	}
+	h.Filter = c.str(h.Filter, MaxText)
+	h.Promisc = c.strs(h.Promisc, MaxSmallLst, MaxString)
+	h.Caps = c.strs(h.Caps, MaxSmallLst, MaxString)
+	h.Warnings = c.strs(h.Warnings, MaxSmallLst, MaxText)
+	h.Links = c.links(h.Links)
+	h.Addresses = bound(c, h.Addresses, MaxList)
+	for i := range h.Addresses {
+		h.Addresses[i].CIDR = c.str(h.Addresses[i].CIDR, MaxString)
+	}
+	if p := h.Probe; p != nil {
+		p.Proto, p.Dst = c.str(p.Proto, MaxString), c.str(p.Dst, MaxString)
+	}
+}
+
+func (c *clamp) links(l []Link) []Link {
+	l = bound(c, l, MaxList)
+	for i := range l {
+		c.link(&l[i])
+	}
+	return l
+}
+
+func (c *clamp) link(l *Link) {
+	for _, p := range []*string{&l.Name, &l.Kind, &l.MAC, &l.State, &l.Local, &l.Remote} {
+		*p = c.str(*p, MaxString)
+	}
+	l.Addrs = c.strs(l.Addrs, MaxSmallLst, MaxString)
+}
+
+func (c *clamp) topology(t *Topology) {
+	t.When = c.str(t.When, MaxString)
+	t.Links = c.links(t.Links)
+	t.FDB = bound(c, t.FDB, MaxList)
+	for i := range t.FDB {
+		c.fdb(&t.FDB[i])
+	}
+	t.Neigh = bound(c, t.Neigh, MaxList)
+	for i := range t.Neigh {
+		c.neigh(&t.Neigh[i])
+	}
+	t.Routes = bound(c, t.Routes, MaxList)
+	for i := range t.Routes {
+		r := &t.Routes[i]
+		for _, p := range []*string{&r.Dst, &r.Gateway, &r.Dev, &r.Src, &r.Scope, &r.Protocol} {
+			*p = c.str(*p, MaxString)
+		}
+	}
+}
+
+func (c *clamp) fdb(f *FDB) {
+	for _, p := range []*string{&f.Bridge, &f.Port, &f.MAC, &f.Dst, &f.Flags} {
+		*p = c.str(*p, MaxString)
+	}
+}
+
+func (c *clamp) neigh(n *Neigh) {
+	for _, p := range []*string{&n.Dev, &n.IP, &n.MAC, &n.State} {
+		*p = c.str(*p, MaxString)
+	}
+}
+
+func (c *clamp) change(ch *Change) {
+	ch.What, ch.Action, ch.Was = c.str(ch.What, MaxString), c.str(ch.Action, MaxString), c.str(ch.Was, MaxString)
+	if ch.Neigh != nil {
+		c.neigh(ch.Neigh)
+	}
+	if ch.FDB != nil {
+		c.fdb(ch.FDB)
+	}
+	if ch.Link != nil {
+		c.link(ch.Link)
+	}
+}
+
+func (c *clamp) packet(p *Packet) {
+	for _, s := range []*string{&p.Iface, &p.Dir, &p.PktType, &p.Summary, &p.FP, &p.ProbeID} {
+		*s = c.str(*s, MaxString)
+	}
+	p.Frame = bound(c, p.Frame, MaxFrame)
+	if x := p.Eth; x != nil {
+		x.Src, x.Dst, x.Type = c.str(x.Src, MaxString), c.str(x.Dst, MaxString), c.str(x.Type, MaxString)
+	}
+	if x := p.ARP; x != nil {
+		for _, s := range []*string{&x.Op, &x.SenderMAC, &x.SenderIP, &x.TargetMAC, &x.TargetIP} {
+			*s = c.str(*s, MaxString)
+		}
+	}
+	if x := p.IP; x != nil {
+		x.Src, x.Dst, x.Proto = c.str(x.Src, MaxString), c.str(x.Dst, MaxString), c.str(x.Proto, MaxString)
+	}
+	if x := p.Encap; x != nil {
+		for _, s := range []*string{&x.Type, &x.OuterSrc, &x.OuterDst, &x.OuterMAC} {
+			*s = c.str(*s, MaxString)
+		}
+	}
+	if x := p.L4; x != nil {
+		for _, s := range []*string{&x.Proto, &x.Flags, &x.Type, &x.Target} {
+			*s = c.str(*s, MaxString)
+		}
+	}
+}
+
+// HasPayload reports whether a line of a known kind carries its payload;
+// lines of other kinds report true. Readers drop lines without (Sanitize);
+// code that builds envelopes by hand checks with it.
+func HasPayload(e *Envelope) bool {
+	switch e.Kind {
+	case KindHello:
+		return e.Hello != nil
+	case KindTopology:
+		return e.Topology != nil
+	case KindPacket:
+		return e.Packet != nil
+	case KindChange:
+		return e.Change != nil
+	case KindProbe:
+		return e.Probe != nil
+	case KindStats:
+		return e.Stats != nil
+	case KindError:
+		return e.Error != nil
+	case KindBye:
+		return e.Bye != nil
+	}
+	return true
+}
