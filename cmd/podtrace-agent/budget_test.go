@@ -10,7 +10,8 @@ import (
 )
 
 // TestBudgetUnderFloodKeepsTheProbe runs the probing agent in pod-a while
-// pod-a floods pod-b with UDP (which the default filter matches): the
+// pod-a floods pod-b with UDP, with a --filter that admits the flood (the
+// default, probe-scoped filter would keep it out in the kernel): the
 // stream stays within its byte budget, says what it cut, and the probe's
 // echo requests and replies are in it.
 func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
@@ -34,7 +35,7 @@ func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // the flood runs before the capture is armed
 	const count = 5
 	p := start(t, false, "--netns", a.NetNS, "--role", "pod", "--id", "pod-a", "--hosts", a.IP+","+b.IP,
-		"--deadline", "3s", "--control", "none", "--budget", "32768",
+		"--deadline", "3s", "--control", "none", "--budget", "32768", "--filter", "host "+a.IP+" and host "+b.IP,
 		"--probe", "icmp", "--dst", b.IP, "--count", "5", "--interval", "200ms", "--probe-id", "4711")
 	if code, _ := p.wait(10 * time.Second); code != 0 {
 		t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())

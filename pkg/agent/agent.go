@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Capture loop.
 	var capWG sync.WaitGroup
-	var emitted, unreported uint64
+	var emitted, unreported, cutPackets uint64
 	// Once told to stop, the agent reports frames for maxDrain more, then
 	// stops even in the middle of a Read: one pass over a full ring under
 	// a slow reader would otherwise take seconds.
@@ -241,8 +241,11 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			p := dec.Decode(decode.Input{TS: f.TS, Ifindex: f.Ifindex, Iface: names.get(f.Ifindex),
 				PktType: f.PktType, Len: f.Len, VLAN: f.VLAN, Data: f.Data})
-			if w.Emit(p) == nil {
+			switch err := w.Emit(p); {
+			case err == nil:
 				emitted++
+			case errors.Is(err, wire.ErrOverBudget):
+				cutPackets++
 			}
 		}
 		lastFlush := time.Now()
@@ -328,7 +331,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err == nil {
 		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
-			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes})
+			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)

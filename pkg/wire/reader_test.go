@@ -44,7 +44,7 @@ func TestReaderSkipsAndCountsLinesOverMaxLine(t *testing.T) {
 
 func TestReaderRejectsKindsWithoutTheirPayload(t *testing.T) {
 	var in strings.Builder
-	kinds := []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindStats, KindError, KindBye}
+	kinds := []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindStats, KindError, KindBye, KindSummary}
 	for i, k := range kinds {
 		in.WriteString(`{"v":1,"seq":` + string(rune('1'+i)) + `,"agent":"a","kind":"` + k + `"}` + "\n")
 	}

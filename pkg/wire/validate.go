@@ -69,6 +69,11 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 			return false, errMissing(e.Kind)
 		}
 		e.Bye.Reason = c.str(e.Bye.Reason, MaxString)
+	case KindSummary:
+		if e.Summary == nil {
+			return false, errMissing(e.Kind)
+		}
+		c.summary(e.Summary)
 	}
 	// Payloads that do not match the kind are dropped (fields added to
 	// Envelope for new kinds are left alone: their kind checks them).
@@ -95,6 +100,9 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 	}
 	if e.Kind != KindBye {
 		e.Bye = nil
+	}
+	if e.Kind != KindSummary {
+		e.Summary = nil
 	}
 	return c.changed, nil
 }
@@ -241,6 +249,20 @@ func (c *clamp) packet(p *Packet) {
 	}
 }
 
+// maxSummaryRecords bounds the flow records of one summary line (agents
+// write at most --summary-records, 64 by default).
+const maxSummaryRecords = 4096
+
+func (c *clamp) summary(s *Summary) {
+	s.Records = bound(c, s.Records, maxSummaryRecords)
+	for i := range s.Records {
+		r := &s.Records[i]
+		for _, p := range []*string{&r.EtherType, &r.Src, &r.Dst, &r.Proto, &r.ICMP, &r.Iface, &r.Dir, &r.Encap, &r.Flags} {
+			*p = c.str(*p, MaxString)
+		}
+	}
+}
+
 // HasPayload reports whether a line of a known kind carries its payload;
 // lines of other kinds report true. Readers drop lines without (Sanitize);
 // code that builds envelopes by hand checks with it.
@@ -262,6 +284,8 @@ func HasPayload(e *Envelope) bool {
 		return e.Error != nil
 	case KindBye:
 		return e.Bye != nil
+	case KindSummary:
+		return e.Summary != nil
 	}
 	return true
 }

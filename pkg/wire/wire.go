@@ -281,6 +281,8 @@ type Stats struct {
 	Budget   int64  `json:"budget,omitempty"`
 	CutLines uint64 `json:"cutLines,omitempty"`
 	CutBytes uint64 `json:"cutBytes,omitempty"`
+	// CutPackets counts the frames among CutLines: packet lines cut.
+	CutPackets uint64 `json:"cutPackets,omitempty"`
 }
 
 // Summary is what an agent counted in one interval after its capture
