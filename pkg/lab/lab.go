@@ -38,6 +38,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -93,6 +94,7 @@ type Lab struct {
 
 	mu   sync.Mutex
 	made []string // namespaces this lab created, in order
+	lock *os.File // held while the lab exists in this process (see inUse)
 }
 
 // Pod returns the pod of that name ("pod-a").
@@ -159,8 +161,12 @@ func Build(ctx context.Context, o Options) (*Lab, error) {
 	if err := ensureNetNSDir(); err != nil {
 		return nil, fmt.Errorf("lab: %w", err)
 	}
+	lock, err := holdLock(o.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
 	// Capacity so that *Node pointers taken while building stay valid.
-	l := &Lab{Prefix: o.Prefix, Topology: o.Topology, Nodes: make([]Node, 0, 4)}
+	l := &Lab{Prefix: o.Prefix, Topology: o.Topology, Nodes: make([]Node, 0, 4), lock: lock}
 	b := &builder{ctx: ctx, lab: l, progress: o.Progress}
 	if err := build(b); err != nil {
 		if terr := l.Teardown(); terr != nil {
@@ -203,7 +209,47 @@ func (l *Lab) Teardown() error {
 		}
 	}
 	l.made = kept
+	if len(kept) == 0 && l.lock != nil {
+		_ = os.Remove(l.lock.Name())
+		_ = l.lock.Close()
+		l.lock = nil
+	}
 	return errors.Join(errs...)
+}
+
+// LockDir holds one lock file per lab that exists in a running process: a
+// lab kept with --keep outlives its process and its lock.
+const LockDir = "/run/podtrace-lab"
+
+// holdLock takes the lab's lock, or says that another process uses the
+// prefix.
+func holdLock(prefix string) (*os.File, error) {
+	if err := os.MkdirAll(LockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", LockDir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(LockDir, prefix+".lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("prefix %q is in use by another running lab", prefix)
+	}
+	return f, nil
+}
+
+// inUse reports whether a running process holds the lab's lock.
+func inUse(prefix string) bool {
+	f, err := os.Open(filepath.Join(LockDir, prefix+".lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return true
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
 }
 
 // deleteLinks deletes every link but loopback in a namespace.
@@ -258,7 +304,8 @@ func matchPrefix(name, prefix string) bool {
 
 // Purge removes the namespaces Leftovers(prefix) lists (links inside them
 // go with them) and returns their names: cleanup after a lab whose process
-// died or that was kept.
+// died or that was kept. With an empty prefix it leaves alone the labs that
+// a running process still holds (a test's, a trace's in progress).
 func Purge(prefix string) ([]string, error) {
 	names, err := Leftovers(prefix)
 	if err != nil {
@@ -267,6 +314,9 @@ func Purge(prefix string) ([]string, error) {
 	var errs []error
 	var done []string
 	for _, n := range names {
+		if prefix == "" && inUse(n[:strings.IndexByte(n, '-')]) {
+			continue // a lab a running process (a test, a trace) is using
+		}
 		if err := deleteNS(n); err != nil {
 			errs = append(errs, err)
 			continue

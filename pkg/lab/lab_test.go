@@ -263,3 +263,47 @@ func TestRouted(t *testing.T) {
 	}
 	assertGone(t, l)
 }
+
+// A cleanup of every lab (`lab --cleanup`) leaves alone the labs that a
+// running process holds, and removes a lab once no process holds it (as
+// after `lab --keep` exits).
+func TestPurgeAllSparesLabsInUse(t *testing.T) {
+	l := build(t, "bridge")
+	if _, err := Purge(""); err != nil {
+		t.Fatal(err)
+	}
+	left, err := Leftovers(l.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != len(l.made) {
+		t.Fatalf("a cleanup of every lab removed a lab in use: %d of its %d namespaces left", len(left), len(l.made))
+	}
+	// The holder lets go, as a process that kept its lab and exited.
+	l.mu.Lock()
+	_ = l.lock.Close()
+	l.lock = nil
+	l.mu.Unlock()
+	removed, err := Purge("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range left {
+		if !contains(removed, n) {
+			t.Errorf("%s was not removed once its lab was let go (removed %v)", n, removed)
+		}
+	}
+	if left, _ := Leftovers(l.Prefix); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	_ = os.Remove(LockDir + "/" + l.Prefix + ".lock")
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
