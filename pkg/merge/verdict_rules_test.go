@@ -12,6 +12,8 @@ package merge_test
 //	routed-delivered: pod-a eth0 ─ calicd8088b384c ─ calia03944835d9 ─ pod-b eth0 (node1,
 //	                  proxy ARP for 169.254.1.1 on the cali veths, no bridge)
 //	arp-unanswered:   pod-a asks who-has 10.244.0.99, flooded by cni0, nobody answers
+//	bridge-two-probes (testdata/recordings): two echoes, pod-a eth0 ─ vetha6050cf2 ─ cni0
+//	                  ─ veth646135b7 ─ pod-b eth0 (node1)
 
 import (
 	"strings"
@@ -27,7 +29,11 @@ const recordings = "../render/testdata/recordings/"
 
 func load(t *testing.T, name string) (merge.Session, []merge.Stream) {
 	t.Helper()
-	s, streams, _, _, err := session.Load(recordings + name)
+	dir := recordings + name
+	if name == "bridge-two-probes" { // recorded for these tests: kubectl podtrace lab --count 2 --save DIR
+		dir = "testdata/recordings/" + name
+	}
+	s, streams, _, _, err := session.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,15 +70,20 @@ func without(streams []merge.Stream, sel func(*wire.Packet) bool, points ...at) 
 	return out
 }
 
-// withOutcome replaces the source agent's probe outcome by event, as the
+// withOutcome replaces the source agent's probe outcomes by event, as the
 // agent writes it when no answer came back.
 func withOutcome(streams []merge.Stream, event, detail string) []merge.Stream {
+	return withOutcomeOf(streams, "", event, detail)
+}
+
+// withOutcomeOf replaces the outcome of probe id ("" = every probe).
+func withOutcomeOf(streams []merge.Stream, id, event, detail string) []merge.Stream {
 	out := make([]merge.Stream, len(streams))
 	for i, st := range streams {
 		out[i] = st
 		out[i].Lines = nil
 		for _, e := range st.Lines {
-			if e.Kind == wire.KindProbe && e.Probe.Event != "sent" {
+			if e.Kind == wire.KindProbe && e.Probe.Event != "sent" && (id == "" || e.Probe.ID == id) {
 				c, p := *e, *e.Probe
 				p.Event, p.Detail, p.RTT = event, detail, 0
 				c.Probe = &p
@@ -357,5 +368,29 @@ func TestVerdictRoutedProxyARP(t *testing.T) {
 		if h.Role == "bridge" {
 			t.Errorf("a bridge on a routed path: %+v", h)
 		}
+	}
+}
+
+// Partial: of two probes the first is delivered and the second dies
+// between the bridge and pod-b's port; the verdict says how many made it
+// and why the first lost one was lost.
+func TestVerdictPartial(t *testing.T) {
+	s, streams := load(t, "bridge-two-probes")
+	seq2 := func(p *wire.Packet) bool { return p.L4 != nil && p.L4.ICMPSeq == 2 && (isRequest(p) || isReply(p)) }
+	streams = without(streams, func(p *wire.Packet) bool { return seq2(p) && isRequest(p) }, at{"node1", "veth646135b7"}, at{"pod-b", "eth0"})
+	streams = without(streams, func(p *wire.Packet) bool { return seq2(p) && isReply(p) },
+		at{"pod-b", "eth0"}, at{"node1", "veth646135b7"}, at{"node1", "cni0"}, at{"node1", "vetha6050cf2"}, at{"pod-a", "eth0"})
+	streams = withOutcomeOf(streams, "icmp/2", "timeout", "no reply within 1s")
+	tr := merge.Merge(s, streams)
+	check(t, tr, want{result: "partial", lastSeen: "node1 cni0", notSeen: "node1 veth646135b7", reason: []string{
+		"1 of 2 probes delivered; the first lost one: the bridge cni0 did not forward it to pod-b's port veth646135b7",
+	}})
+	if v := tr.Verdict; v.Sent != 2 || v.Delivered != 1 {
+		t.Errorf("sent %d, delivered %d; want 2, 1", v.Sent, v.Delivered)
+	}
+	// Both delivered: the same recording untouched.
+	s, streams = load(t, "bridge-two-probes")
+	if v := merge.Merge(s, streams).Verdict; v.Result != "delivered" || v.Sent != 2 || v.Delivered != 2 || v.Answered != 2 {
+		t.Errorf("untouched: %+v; want delivered 2 of 2, both answered", v)
 	}
 }
