@@ -34,8 +34,8 @@ func openPTY(t *testing.T) *os.File {
 }
 
 // TestUseColorDecidesOnce: --color always/never win over everything; auto
-// colors a terminal, and only a terminal, unless NO_COLOR is set (to
-// anything) or TERM is dumb. Each case starts from the same environment
+// colors a terminal, and only a terminal, unless NO_COLOR is set to a
+// non-empty value (no-color.org) or TERM is dumb. Each case starts from the same environment
 // (TERM=xterm-256color, NO_COLOR unset), so that a case can only pass for
 // its own reason.
 func TestUseColorDecidesOnce(t *testing.T) {
@@ -58,7 +58,7 @@ func TestUseColorDecidesOnce(t *testing.T) {
 		{"auto", "tty", unset, "xterm-256color", true, "a terminal"},
 		{"", "tty", unset, "xterm-256color", true, "a terminal (auto is the default)"},
 		{"auto", "tty", "1", "xterm-256color", false, "NO_COLOR"},
-		{"auto", "tty", "", "xterm-256color", false, "NO_COLOR set, even empty"},
+		{"auto", "tty", "", "xterm-256color", true, "NO_COLOR empty counts as unset (no-color.org)"},
 		{"auto", "tty", unset, "dumb", false, "TERM=dumb"},
 		{"auto", "buffer", unset, "xterm-256color", false, "not a file"},
 		{"auto", "file", unset, "xterm-256color", false, "a file that is not a terminal"},
