@@ -12,8 +12,11 @@ package merge_test
 //	routed-delivered: pod-a eth0 ─ calicd8088b384c ─ calia03944835d9 ─ pod-b eth0 (node1,
 //	                  proxy ARP for 169.254.1.1 on the cali veths, no bridge)
 //	arp-unanswered:   pod-a asks who-has 10.244.0.99, flooded by cni0, nobody answers
-//	bridge-two-probes (testdata/recordings): two echoes, pod-a eth0 ─ vetha6050cf2 ─ cni0
-//	                  ─ veth646135b7 ─ pod-b eth0 (node1)
+//	bridge-two-probes (testdata/recordings, kubectl podtrace lab --count 2 --save DIR):
+//	                  two echoes, pod-a eth0 ─ vetha6050cf2 ─ cni0 ─ veth646135b7 ─ pod-b eth0
+//	bridge-hairpin (testdata/recordings, a kept lab, hairpin on pod-a's port, then
+//	                  kubectl podtrace local --save DIR): pt617f-pod-a eth0 ─ vetha5892a0b ─ cni0
+//	                  ─ veth7478e699 ─ pt617f-pod-b eth0; pod-c's port veth35e15ae3
 
 import (
 	"strings"
@@ -30,7 +33,7 @@ const recordings = "../render/testdata/recordings/"
 func load(t *testing.T, name string) (merge.Session, []merge.Stream) {
 	t.Helper()
 	dir := recordings + name
-	if name == "bridge-two-probes" { // recorded for these tests: kubectl podtrace lab --count 2 --save DIR
+	if name == "bridge-two-probes" || name == "bridge-hairpin" { // recorded for these tests (see the top of this file)
 		dir = "testdata/recordings/" + name
 	}
 	s, streams, _, _, err := session.Load(dir)
@@ -392,5 +395,52 @@ func TestVerdictPartial(t *testing.T) {
 	s, streams = load(t, "bridge-two-probes")
 	if v := merge.Merge(s, streams).Verdict; v.Result != "delivered" || v.Sent != 2 || v.Delivered != 2 || v.Answered != 2 {
 		t.Errorf("untouched: %+v; want delivered 2 of 2, both answered", v)
+	}
+}
+
+// Hairpin: pod-a's bridge port floods pod-a's own ARP broadcast back out of
+// the port it came in, and pod-a sees its own frame come back. The merge
+// places both after the bridge, in that order, and says why.
+func TestHairpinBroadcastIsPlacedAfterTheBridge(t *testing.T) {
+	s, streams := load(t, "bridge-hairpin")
+	tr := merge.Merge(s, streams)
+	var who *merge.Journey
+	for _, j := range tr.Journeys {
+		if p := j.Obs[0].P; p.ARP != nil && p.ARP.Op == "who-has" && p.ARP.SenderIP == s.Src.IP {
+			who = j
+			break
+		}
+	}
+	if who == nil {
+		t.Fatal("no who-has from pod-a")
+	}
+	var order []string
+	for _, o := range who.Obs {
+		order = append(order, o.Agent.Name+" "+o.If.Name+" "+o.P.Dir)
+	}
+	t.Logf("who-has journey: %s", strings.Join(order, ", "))
+	pos := func(agent, iface, dir string) int {
+		for i, o := range who.Obs {
+			if o.Agent.Name == agent && o.If.Name == iface && o.P.Dir == dir {
+				return i
+			}
+		}
+		t.Fatalf("who-has not seen at %s %s %s", agent, iface, dir)
+		return -1
+	}
+	sent, entered, bridge := pos("pt617f-pod-a", "eth0", "out"), pos("pt617f-node1", "vetha5892a0b", "in"), pos("pt617f-node1", "cni0", "in")
+	back, reflected := pos("pt617f-node1", "vetha5892a0b", "out"), pos("pt617f-pod-a", "eth0", "in")
+	toB, toC := pos("pt617f-node1", "veth7478e699", "out"), pos("pt617f-node1", "veth35e15ae3", "out")
+	if !(sent < entered && entered < bridge && bridge < back && back < reflected && bridge < toB && bridge < toC) {
+		t.Errorf("order: sent %d, entered %d, bridge %d, back out %d, reflected %d, to pod-b %d, to pod-c %d", sent, entered, bridge, back, reflected, toB, toC)
+	}
+	if n := who.Obs[back].Note; n != "hairpin: flooded back out of the port it came in" {
+		t.Errorf("note at the hairpin port: %q", n)
+	}
+	if n := who.Obs[reflected].Note; n != "its own frame, reflected by the bridge (hairpin)" {
+		t.Errorf("note at pod-a: %q", n)
+	}
+	if tr.Verdict.Result != "delivered" {
+		t.Errorf("verdict %+v", tr.Verdict)
 	}
 }
