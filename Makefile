@@ -11,7 +11,10 @@ LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.
 PLATFORMS       ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 AGENT_PLATFORMS ?= linux/amd64 linux/arm64
 
-.PHONY: all build agent plugin test demo lint vet fmt bench measure clean dist image
+# Recipes use bash: the test pipelines need pipefail.
+SHELL := /bin/bash
+
+.PHONY: all build agent plugin test race demo lint vet fmt bench measure clean dist image
 all: build
 
 build: plugin agent
@@ -26,16 +29,35 @@ agent:
 demo: build
 	./$(BIN)/kubectl-podtrace lab
 
-# Unit tests and the real-kernel tests (network namespaces, veth, bridges, AF_PACKET).
-# Run as root: kernel tests fail rather than skip when PODTRACE_REQUIRE_ROOT=1.
+# Unit tests and the real-kernel tests (network namespaces, veth, bridges, AF_PACKET),
+# then the concurrent packages again under the race detector (make race).
+# Run as root: with PODTRACE_REQUIRE_ROOT=1 a test that lacks a privilege or a tool
+# fails rather than skips, and hack/testsummary fails the run on any skipped test
+# that hack/testsummary/allowed-skips.txt does not name (the list is empty).
+# TESTFLAGS=-count=3 runs every test three times.
+TESTFLAGS ?= -count=1
+TESTENV   := PODTRACE_REQUIRE_ROOT=1
+SUMMARY   := $(GO) run ./hack/testsummary -allow hack/testsummary/allowed-skips.txt
 test: lint build
-	PODTRACE_REQUIRE_ROOT=1 PODTRACE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -p 1 -timeout 20m ./...
+	set -o pipefail; $(TESTENV) PODTRACE_BIN=$(CURDIR)/$(BIN) $(GO) test -json $(TESTFLAGS) -p 1 -timeout 40m ./... | $(SUMMARY)
+	$(MAKE) --no-print-directory race
+
+# The race detector on the packages that run goroutines: the session and the local
+# launcher (driven in-process by the cli kernel tests), the agent (a -race build of
+# the binary the agent and cli tests start), the stream reader, the capture ring, the
+# netlink watcher. Needs cgo (gcc).
+RACE_PKGS ?= ./pkg/session/ ./pkg/wire/ ./pkg/capture/ ./pkg/netsnap/ ./cmd/podtrace-agent/ ./pkg/cli/
+race:
+	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/race/podtrace-agent ./cmd/podtrace-agent
+	set -o pipefail; $(TESTENV) PODTRACE_BIN=$(CURDIR)/$(BIN)/race CGO_ENABLED=1 $(GO) test -race -json $(TESTFLAGS) -p 1 -timeout 40m $(RACE_PKGS) | $(SUMMARY)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	@# the agent never imports Kubernetes or the CLI; merge and render no launcher, lab or Kubernetes
+	GO=$(GO) $(GO) run ./hack/depcheck
 	@# the plugin is released for macOS and Windows too: it must keep compiling off Linux
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/kubectl-podtrace/
 

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -184,6 +185,11 @@ func start(t *testing.T, withStdin bool, args ...string) *proc {
 	return p
 }
 
+// hang bounds every wait of these tests: they wait for events (hello, a
+// line, the exit), and only an agent that hangs takes this long, however
+// loaded the machine. How fast the agent is is a figure (make measure).
+const hang = 2 * time.Minute
+
 // waitHello waits until the agent armed its capture.
 func (p *proc) waitHello() {
 	p.t.Helper()
@@ -191,22 +197,47 @@ func (p *proc) waitHello() {
 	case <-p.hello:
 	case <-p.done:
 		p.t.Fatalf("agent exited before hello: %v\nstderr: %s", p.waitErr, p.stderr.String())
-	case <-time.After(10 * time.Second):
-		p.t.Fatalf("no hello within 10s\nstderr: %s", p.stderr.String())
+	case <-time.After(hang):
+		p.t.Fatalf("no hello within %v\nstderr: %s", hang, p.stderr.String())
 	}
 }
 
-// wait waits for the agent to exit, failing the test unless it did within
-// d of its start, and returns its exit code and how long it ran.
-func (p *proc) wait(d time.Duration) (int, time.Duration) {
+// count returns how many lines written so far satisfy ok.
+func (p *proc) count(ok func(*wire.Envelope) bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, e := range p.lines {
+		if ok(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitLines waits until the agent wrote at least n lines that satisfy ok.
+func (p *proc) waitLines(what string, n int, ok func(*wire.Envelope) bool) {
+	p.t.Helper()
+	for end := time.Now().Add(hang); p.count(ok) < n; time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-p.done:
+			p.t.Fatalf("agent exited before writing %d lines of %s (%d)\nstderr: %s", n, what, p.count(ok), p.stderr.String())
+		default:
+		}
+		if time.Now().After(end) {
+			p.t.Fatalf("agent wrote %d lines of %s in %v, want %d", p.count(ok), what, hang, n)
+		}
+	}
+}
+
+// wait waits for the agent to exit and returns its exit code and how long
+// it ran. Only a hang fails it: an agent still running after hang.
+func (p *proc) wait() (int, time.Duration) {
 	p.t.Helper()
 	select {
 	case <-p.done:
-	case <-time.After(time.Until(p.started.Add(d))):
-		p.t.Fatalf("agent still running %v after it was started (limit %v)", time.Since(p.started).Round(time.Millisecond), d)
-	}
-	if took := p.exited.Sub(p.started); took > d {
-		p.t.Fatalf("agent ran %v (limit %v)", took.Round(time.Millisecond), d)
+	case <-time.After(hang):
+		p.t.Fatalf("agent still running %v after it was started: it hangs", time.Since(p.started).Round(time.Millisecond))
 	}
 	code := 0
 	var ee *exec.ExitError
@@ -281,54 +312,100 @@ func nodeAgent(n lab.Node, extra ...string) []string {
 		"--hosts", "10.244.0.2,10.244.0.3"}, extra...)
 }
 
+// TestDeadline: an agent nobody stops ends on its own at its deadline, not
+// before, and says so (bye deadline). That it ends soon after the deadline
+// is a figure: only a hang fails here.
 func TestDeadline(t *testing.T) {
 	l := newLab(t)
-	p := start(t, false, nodeAgent(node(t, l), "--deadline", "2s", "--control", "none")...)
-	code, took := p.wait(4 * time.Second)
+	const deadline = 2 * time.Second
+	p := start(t, false, nodeAgent(node(t, l), "--deadline", deadline.String(), "--control", "none")...)
+	code, took := p.wait()
 	t.Logf("exited %d after %v", code, took.Round(time.Millisecond))
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0\nstderr: %s", code, p.stderr.String())
+	}
+	if took < deadline {
+		t.Errorf("agent exited after %v, before its deadline of %v", took, deadline)
 	}
 	checkLifecycle(t, p.stream(), "deadline")
 }
 
 // TestDeadlineUnderFlood checks that a busy ring does not keep the agent
-// past its deadline: pod-a floods pod-b (which the filter matches) for
-// longer than the deadline.
+// past its deadline: pod-a floods pod-b (traffic the filter matches) from
+// before the first flooded frame reaches the agent until after the agent
+// exited, and the agent still ends with bye deadline. The test checks the
+// flood did reach the agent: its frames are in the stream and in the
+// kernel's counters.
 func TestDeadlineUnderFlood(t *testing.T) {
 	l := newLab(t)
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
-	p := start(t, false, nodeAgent(node(t, l), "--deadline", "2s")...)
+	const deadline = 3 * time.Second
+	p := start(t, false, nodeAgent(node(t, l), "--deadline", deadline.String())...)
 	p.waitHello()
+	const port = 9
+	isFlood := func(e *wire.Envelope) bool {
+		return e.Kind == wire.KindPacket && e.Packet.L4 != nil && e.Packet.L4.Proto == "udp" && e.Packet.L4.DstPort == port
+	}
 	stop := make(chan struct{})
 	sent := make(chan uint64, 1)
+	var sending atomic.Uint64
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		n, err := flood(a.NetNS, net.JoinHostPort(b.IP, "9"), stop)
+		n, err := flood(a.NetNS, net.JoinHostPort(b.IP, strconv.Itoa(port)), stop, &sending)
 		if err != nil {
 			t.Errorf("flood: %v", err)
 		}
 		sent <- n
 	}()
-	select {
-	case <-p.done:
-	case <-time.After(6 * time.Second):
-	}
+	// The flood is on the agent's ring before the deadline could pass
+	// (unless the machine is so loaded that the agent is gone already:
+	// then the stream below says whether any flooded frame made it).
+	func() {
+		for end := time.Now().Add(hang); p.count(isFlood) == 0 && time.Now().Before(end); {
+			select {
+			case <-p.done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	atFirst := sending.Load()
+	code, took := p.wait()
+	afterExit := sending.Load()
 	close(stop)
-	t.Logf("flood sent %d datagrams", <-sent)
-	code, took := p.wait(4 * time.Second)
-	t.Logf("exited %d after %v", code, took.Round(time.Millisecond))
+	total := <-sent
+	t.Logf("exited %d after %v; flood sent %d datagrams (%d when the first reached the stream, %d when the agent had exited)",
+		code, took.Round(time.Millisecond), total, atFirst, afterExit)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())
 	}
-	st := checkLifecycle(t, p.stream(), "deadline")
-	t.Logf("stats %+v", *st)
+	if took < deadline {
+		t.Errorf("agent exited after %v, before its deadline of %v", took, deadline)
+	}
+	lines := p.stream()
+	st := checkLifecycle(t, lines, "deadline")
+	flooded := 0
+	for _, e := range lines {
+		if isFlood(e) {
+			flooded++
+		}
+	}
+	t.Logf("stats %+v; flooded datagrams in the stream: %d", *st, flooded)
+	if flooded == 0 {
+		t.Fatalf("no flooded datagram (udp to port %d) in the stream: the flood never reached the agent", port)
+	}
+	if st.Packets+st.Drops < uint64(flooded) {
+		t.Errorf("the kernel counted %d packets and %d drops, fewer than the %d flooded datagrams in the stream", st.Packets, st.Drops, flooded)
+	}
+	if afterExit <= atFirst {
+		t.Errorf("the flood sent nothing between its first frame in the stream and the agent's exit (%d, %d): the agent did not run under flood", atFirst, afterExit)
+	}
 }
 
 // flood sends 64-byte datagrams from inside the namespace to dst until
-// stop is closed. The caller's goroutine must have locked its OS thread
-// and never unlock it.
-func flood(nsName, dst string, stop <-chan struct{}) (uint64, error) {
+// stop is closed, counting them in sent as it goes. The caller's goroutine
+// must have locked its OS thread and never unlock it.
+func flood(nsName, dst string, stop <-chan struct{}, sent *atomic.Uint64) (uint64, error) {
 	h, err := netns.GetFromName(nsName)
 	if err != nil {
 		return 0, err
@@ -357,6 +434,7 @@ func flood(nsName, dst string, stop <-chan struct{}) (uint64, error) {
 		for range 256 {
 			if _, err := c.WriteToUDP(buf, to); err == nil {
 				n++
+				sent.Store(n)
 			}
 		}
 	}
@@ -372,7 +450,7 @@ func TestSignals(t *testing.T) {
 			if err := p.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			code, _ := p.wait(time.Since(p.started) + 2*time.Second)
+			code, _ := p.wait()
 			t.Logf("exited %d %v after %s", code, p.exited.Sub(sent).Round(time.Millisecond), sig)
 			if code != 0 {
 				t.Fatalf("exit code %d, want 0\nstderr: %s", code, p.stderr.String())
@@ -402,7 +480,7 @@ func TestControlStdin(t *testing.T) {
 			if err := tc.stop(p.stdin); err != nil {
 				t.Fatal(err)
 			}
-			code, _ := p.wait(time.Since(p.started) + 2*time.Second)
+			code, _ := p.wait()
 			t.Logf("exited %d %v after %s", code, p.exited.Sub(sent).Round(time.Millisecond), tc.name)
 			if code != 0 {
 				t.Fatalf("exit code %d, want 0\nstderr: %s", code, p.stderr.String())
@@ -412,9 +490,13 @@ func TestControlStdin(t *testing.T) {
 	}
 }
 
-// TestNoDropsUnderPing captures a few hundred echoes between two pods at
-// the node and checks the kernel dropped none of them.
-func TestNoDropsUnderPing(t *testing.T) {
+// TestPingFramesStreamedOrCountedAsDropped captures a few hundred echoes
+// between two pods at the node and checks that every echo frame crossing
+// the node is either in the stream or counted as dropped (by the kernel or
+// by the agent's own budget), and that the stats say how many packet lines
+// were written. Whether a loaded machine drops any is a figure, not a
+// property: make measure reports drops under load.
+func TestPingFramesStreamedOrCountedAsDropped(t *testing.T) {
 	l := newLab(t)
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
 	// No budget: every frame of 300 echoes is to be streamed.
@@ -423,7 +505,7 @@ func TestNoDropsUnderPing(t *testing.T) {
 	const echoes = 300
 	t0 := time.Now()
 	for i := range echoes {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), hang)
 		_, err := lab.Ping(ctx, a.NetNS, b.IP)
 		cancel()
 		if err != nil {
@@ -432,7 +514,7 @@ func TestNoDropsUnderPing(t *testing.T) {
 	}
 	t.Logf("%d echoes %s -> %s in %v", echoes, a.Name, b.Name, time.Since(t0).Round(time.Millisecond))
 	_ = p.stdin.Close()
-	if code, _ := p.wait(time.Since(p.started) + 5*time.Second); code != 0 {
+	if code, _ := p.wait(); code != 0 {
 		t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())
 	}
 	lines := p.stream()
@@ -447,16 +529,15 @@ func TestNoDropsUnderPing(t *testing.T) {
 		}
 	}
 	t.Logf("stats %+v; packet lines %d, of them ICMP %d", *st, packets, echo)
-	if st.Drops != 0 {
-		t.Errorf("kernel dropped %d of %d packets", st.Drops, st.Packets)
-	}
 	if st.Emitted == 0 || st.Emitted != packets {
 		t.Errorf("stats say %d packets emitted, stream has %d packet lines", st.Emitted, packets)
 	}
 	// Each echo and reply crosses pod-a's host veth, the bridge and
-	// pod-b's host veth: at least 2 x 2 x echoes ICMP frames at the node.
-	if echo < 4*echoes {
-		t.Errorf("%d ICMP frames captured, want at least %d", echo, 4*echoes)
+	// pod-b's host veth: at least 2 x 2 x echoes ICMP frames at the node,
+	// each one streamed or counted as dropped.
+	if echo+st.Drops+st.Filtered < 4*echoes {
+		t.Errorf("%d ICMP frames streamed, %d drops counted by the kernel, %d by the agent: want at least %d frames accounted for",
+			echo, st.Drops, st.Filtered, 4*echoes)
 	}
 }
 
@@ -495,7 +576,7 @@ func TestLeavesPromiscuity(t *testing.T) {
 			} else {
 				_ = p.stdin.Close()
 			}
-			code, _ := p.wait(time.Since(p.started) + 5*time.Second)
+			code, _ := p.wait()
 			after := promiscuity(t, n.NetNS, n.Bridge)
 			t.Logf("%s promiscuity before %d, during %d, after %d (exit %d)", n.Bridge, before, during, after, code)
 			if after != before {
@@ -526,7 +607,7 @@ func TestBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := start(t, false, append(tc.args, "--deadline", "10s")...)
-			code, _ := p.wait(10 * time.Second)
+			code, _ := p.wait()
 			stderr := strings.TrimSpace(p.stderr.String())
 			t.Logf("exit %d, stderr: %s", code, stderr)
 			if code != 1 {
@@ -626,9 +707,11 @@ func TestSnaplen(t *testing.T) {
 			p := start(t, true, args...)
 			p.waitHello()
 			sendUDP(t, a.NetNS, net.JoinHostPort(b.IP, strconv.Itoa(port)), 3, size)
-			time.Sleep(200 * time.Millisecond)
+			p.waitLines("UDP datagrams to the port", 3, func(e *wire.Envelope) bool {
+				return e.Kind == wire.KindPacket && e.Packet.L4 != nil && e.Packet.L4.Proto == "udp" && e.Packet.L4.DstPort == port
+			})
 			_ = p.stdin.Close()
-			if code, _ := p.wait(time.Since(p.started) + 5*time.Second); code != 0 {
+			if code, _ := p.wait(); code != 0 {
 				t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())
 			}
 			lines := p.stream()

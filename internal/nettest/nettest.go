@@ -31,6 +31,23 @@ func RequireRoot(t testing.TB) {
 	t.Skip("needs root: network namespaces, veth and AF_PACKET")
 }
 
+// RequireTool returns the path of a program a test needs on PATH. Under
+// PODTRACE_REQUIRE_ROOT=1 (as `make test` runs) a missing tool fails the
+// test, like a missing privilege; elsewhere the test is skipped. hint says
+// how to install it.
+func RequireTool(t testing.TB, name, hint string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("PODTRACE_REQUIRE_ROOT") == "1" {
+		t.Fatalf("this test needs %s on PATH (%s): %v", name, hint, err)
+	}
+	t.Skipf("needs %s on PATH (%s)", name, hint)
+	return ""
+}
+
 // Prefix returns a short unique prefix ("pt" + 4 hex digits) for names of
 // namespaces and links a test creates.
 func Prefix() string {

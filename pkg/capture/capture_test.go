@@ -20,10 +20,13 @@ var pktTypeName = map[uint8]string{
 // Every datagram sent across a veth pair is seen once on each side, with
 // the side's ifindex, OUTGOING on the sender and HOST on the receiver,
 // in order with non-decreasing timestamps, truncated to Snaplen in the
-// kernel, and without drops.
+// kernel, and without drops. The datagrams go out in rounds of fewer
+// frames than the ring has blocks, each round read on both sides before
+// the next is sent: the ring can never fill, however slowly a loaded
+// machine retires blocks, so a drop is a bug and not a figure.
 func TestVethBothSides(t *testing.T) {
 	nsA, nsB, a, b := pair(t)
-	const port, n, size, snap = 9000, 2000, 100, 64
+	const port, n, round, size, snap = 9000, 2048, 32, 100, 64
 	cfg := func(ifi int) Config {
 		return Config{Ifindex: ifi, Filter: udpPortFilter(t, port), Snaplen: snap}
 	}
@@ -32,18 +35,33 @@ func TestVethBothSides(t *testing.T) {
 	listenUDP(t, nsB, "10.200.0.2:9000")
 	c := dialUDP(t, nsA, "10.200.0.2:9000")
 
-	start := time.Now()
-	sendSeq(t, c, n, size)
-	for _, side := range []struct {
+	sides := []struct {
 		name    string
 		h       *Handle
 		ifindex int
 		pkttype uint8
-	}{{"sender " + a, ha, ia, unix.PACKET_OUTGOING}, {"receiver " + b, hb, ib, unix.PACKET_HOST}} {
-		got := collect(t, side.h, n, 5*time.Second)
-		if len(got) != n {
-			t.Fatalf("%s: captured %d frames, want %d", side.name, len(got), n)
+		got     []seen
+	}{{"sender " + a, ha, ia, unix.PACKET_OUTGOING, nil}, {"receiver " + b, hb, ib, unix.PACKET_HOST, nil}}
+	start := time.Now()
+	buf := make([]byte, size)
+	for i := 0; i < n; i += round {
+		for j := i; j < i+round; j++ {
+			buf[0], buf[1], buf[2], buf[3] = byte(j>>24), byte(j>>16), byte(j>>8), byte(j)
+			if _, err := c.Write(buf); err != nil {
+				t.Fatalf("send %d: %v", j, err)
+			}
 		}
+		for k := range sides {
+			s := &sides[k]
+			// A generous bound: only a capture that lost frames takes it.
+			s.got = append(s.got, collect(t, s.h, i+round-len(s.got), time.Minute)...)
+			if len(s.got) != i+round {
+				t.Fatalf("%s: captured %d frames of the first %d sent", s.name, len(s.got), i+round)
+			}
+		}
+	}
+	for _, side := range sides {
+		got := side.got
 		var prev time.Time
 		for i, f := range got {
 			if f.Ifindex != side.ifindex || f.PktType != side.pkttype || f.seq != i {
@@ -81,7 +99,7 @@ func TestFilterRunsInKernel(t *testing.T) {
 	listenUDP(t, nsB, "10.200.0.2:9000")
 	sendSeq(t, dialUDP(t, nsA, "10.200.0.2:9000"), 500, 100)
 
-	if got := collect(t, all, 500, 5*time.Second); len(got) < 500 {
+	if got := collect(t, all, 500, time.Minute); len(got) < 500 {
 		t.Fatalf("unfiltered socket saw %d frames, want >= 500", len(got))
 	}
 	n, err := none.Read(100*time.Millisecond, func(Frame) {})
@@ -118,7 +136,7 @@ func TestAllInterfaces(t *testing.T) {
 	sendSeq(t, dialUDP(t, nsA, "10.200.2.2:9000"), 100, 64)
 	sendSeq(t, dialUDP(t, nsA, "127.0.0.1:9000"), 100, 64)
 
-	got := collect(t, h, 400, 5*time.Second)
+	got := collect(t, h, 400, time.Minute)
 	count := map[int]map[string]int{}
 	for _, f := range got {
 		if count[f.Ifindex] == nil {
@@ -171,7 +189,7 @@ func TestPromiscBridge(t *testing.T) {
 	t.Cleanup(func() { _ = h.Close() })
 	during := promiscuity(t, nsB, br)
 	sendSeq(t, c, 100, 64)
-	got := collect(t, h, 100, 5*time.Second)
+	got := collect(t, h, 100, time.Minute)
 	types := map[string]int{}
 	for _, f := range got {
 		types[pktTypeName[f.PktType]]++
@@ -221,8 +239,8 @@ func TestCloseUnblocksRead(t *testing.T) {
 			t.Fatalf("pending Read returned %v, want ErrClosed", err)
 		}
 		t.Logf("pending Read returned %q %v after Close was called (Close itself took %v)", err, returned.Sub(t0), time.Since(t0))
-	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked 5s after Close")
+	case <-time.After(time.Minute): // only a hang takes this long
+		t.Fatal("Read still blocked a minute after Close")
 	}
 	if _, err := h.Read(0, func(Frame) {}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Read after Close: %v", err)

@@ -54,13 +54,14 @@ func openIn(t testing.TB, ns string, cfg Config) *Handle {
 	return h
 }
 
-var ifindexRE = regexp.MustCompile(`^(\d+):`)
-
-// ifindex returns the index of link name in namespace ns.
+// ifindex returns the index of link name in namespace ns. The link's own
+// line is looked for: ip may put "Error: Peer netns reference is invalid."
+// before it while the peer namespace's id is being assigned (seen with
+// go test -count=3).
 func ifindex(t testing.TB, ns, name string) int {
 	t.Helper()
 	out := nettest.Run(t, "ip", "-n", ns, "-o", "link", "show", "dev", name)
-	m := ifindexRE.FindStringSubmatch(out)
+	m := regexp.MustCompile(`(?m)^(\d+): ` + regexp.QuoteMeta(name) + `[@:]`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no ifindex in %q", out)
 	}

@@ -146,8 +146,11 @@ func TestLabVXLANCrossNodeDeliveredThroughTheOverlay(t *testing.T) {
 	}
 	c := head.Clocks[0]
 	t.Logf("clock offset node2 − node1: %v ± %v", time.Duration(c.Offset), time.Duration(c.Bound))
-	if d := time.Duration(max(c.Offset, -c.Offset)); d > time.Duration(c.Bound)+50*time.Microsecond || d > time.Millisecond {
-		t.Errorf("offset %v ± %v between two namespaces of one machine; want ≈0 within its bound", time.Duration(c.Offset), time.Duration(c.Bound))
+	// The true offset, 0, lies within the estimate's own error bound (a
+	// nanosecond of rounding aside), however loaded the machine: a fixed
+	// bound would measure the load, not the estimate.
+	if d := time.Duration(max(c.Offset, -c.Offset)); d > time.Duration(c.Bound)+time.Microsecond {
+		t.Errorf("offset %v ± %v between two namespaces of one machine; the true offset 0 must lie within the bound", time.Duration(c.Offset), time.Duration(c.Bound))
 	}
 	// Text: the hops read by role, cross-node deltas say they are estimates.
 	tx := podtrace(t, "lab", "--topology", "vxlan", "--color", "never")

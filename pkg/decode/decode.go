@@ -55,7 +55,6 @@ func newStack() *stack {
 type Decoder struct {
 	outer, inner *stack
 	vx           layers.VXLAN
-	gen          layers.Geneve
 	// KeepFrame copies the captured bytes into Packet.Frame.
 	KeepFrame bool
 	// Reuse makes Decode return a Packet that the Decoder owns and
@@ -234,16 +233,31 @@ func (d *Decoder) decap(s *stack) (typ string, vni uint32, inner []byte, ok bool
 	}
 	for _, port := range GenevePorts {
 		if dport == port {
-			if err := d.gen.DecodeFromBytes(payload, gopacket.NilDecodeFeedback); err != nil {
+			proto, vni, inner, ok := geneve(payload)
+			if !ok || proto != layers.EthernetTypeTransparentEthernetBridging {
 				return "", 0, nil, false
 			}
-			if d.gen.Protocol != layers.EthernetTypeTransparentEthernetBridging {
-				return "", 0, nil, false
-			}
-			return "geneve", d.gen.VNI, d.gen.Payload, true
+			return "geneve", vni, inner, true
 		}
 	}
 	return "", 0, nil, false
+}
+
+// geneve reads a Geneve header (RFC 8926): the protocol of the payload,
+// the VNI and the payload after the options. gopacket's Geneve decoder is
+// not used: it indexes past the end of some truncated headers (a panic in
+// the agent), and a reused one keeps every option it ever read.
+func geneve(b []byte) (proto layers.EthernetType, vni uint32, payload []byte, ok bool) {
+	if len(b) < 8 {
+		return 0, 0, nil, false
+	}
+	n := 8 + int(b[0]&0x3f)*4 // fixed header, then options in 4-byte words
+	if len(b) < n {
+		return 0, 0, nil, false
+	}
+	proto = layers.EthernetType(binary.BigEndian.Uint16(b[2:4]))
+	vni = uint32(b[4])<<16 | uint32(b[5])<<8 | uint32(b[6])
+	return proto, vni, b[n:], true
 }
 
 // describe fills p from the layers s found, in structures of blk; which

@@ -1,13 +1,10 @@
 package decode
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -15,10 +12,9 @@ import (
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/podtrace/kubectl-podtrace/internal/golden"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/golden.jsonl from the current decoder")
 
 // goldenFrames is a spread of frames: ARP, ICMP/ICMPv6 (echo, errors, NDP),
 // TCP with every flag combination seen in practice, UDP, VXLAN and Geneve,
@@ -177,31 +173,9 @@ func testGolden(t *testing.T, reuse bool) {
 		got.Write(b)
 		got.WriteByte('\n')
 	}
-	const file = "testdata/golden.jsonl"
-	if *update && !reuse {
-		if err := os.WriteFile(file, got.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs, ws := bufio.NewScanner(&got), bufio.NewScanner(bytes.NewReader(want))
-	gs.Buffer(nil, 1<<20)
-	ws.Buffer(nil, 1<<20)
-	for i := 1; ; i++ {
-		g, w := gs.Scan(), ws.Scan()
-		if !g || !w {
-			if g != w {
-				t.Fatalf("line %d: decoded %v lines, golden %v", i, g, w)
-			}
-			break
-		}
-		if !bytes.Equal(gs.Bytes(), ws.Bytes()) {
-			t.Errorf("frame %d:\n got  %s\n want %s", i, gs.Bytes(), ws.Bytes())
-		}
-	}
+	// Both decoders (fresh buffers and reused ones) must produce the one
+	// golden file.
+	golden.Check(t, "testdata/golden.jsonl", got.Bytes())
 }
 
 // TestFramesAreCopies: without Reuse, every Packet keeps its own copy of

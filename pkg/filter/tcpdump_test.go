@@ -12,6 +12,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/net/bpf"
+
+	"github.com/podtrace/kubectl-podtrace/internal/nettest"
 )
 
 // tcpdumpExprs are checked against tcpdump itself: the frames our program
@@ -190,11 +192,11 @@ func diff(a, b map[int]bool) []int {
 	return d
 }
 
+// needTcpdump fails the test under `make test` when tcpdump is missing:
+// it is the only check of which frames a program accepts.
 func needTcpdump(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("tcpdump not installed")
-	}
+	nettest.RequireTool(t, "tcpdump", "apt-get install -y tcpdump")
 }
 
 func TestAgainstTcpdump(t *testing.T) {

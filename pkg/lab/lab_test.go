@@ -49,7 +49,7 @@ func ping(t *testing.T, l *Lab, from, to string) {
 	if !ok {
 		t.Fatalf("no pod %s", to)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rtt, err := Ping(ctx, src.NetNS, dst.IP)
 	if err != nil {

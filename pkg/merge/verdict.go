@@ -623,6 +623,8 @@ func crossNodeReason(last *Obs, next *Iface) string {
 		port = fmt.Sprintf(" UDP %d", e.DstPort)
 	} else if next.Link.Port != 0 {
 		port = fmt.Sprintf(" UDP %d", next.Link.Port)
+	} else if l.Link.Port != 0 { // at encapsulation: the overlay device's port
+		port = fmt.Sprintf(" UDP %d", l.Link.Port)
 	}
 	switch {
 	case l.Agent != next.Agent && l.Agent.Role == wire.RoleNode && next.Agent.Role == wire.RoleNode && l.Role == "node NIC" && next.Role == "node NIC":

@@ -67,7 +67,7 @@ func pod(t *testing.T, l *lab.Lab, name string) lab.Pod {
 
 func ping(t *testing.T, from lab.Pod, to lab.Pod) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := lab.Ping(ctx, from.NetNS, to.IP); err != nil {
 		t.Fatal(err)
@@ -334,9 +334,10 @@ func (r *recorder) get() []wire.Change {
 	return append([]wire.Change(nil), r.cs...)
 }
 
-// waitFor polls until ok holds for the recorded changes or 3 s pass.
+// waitFor polls until ok holds for the recorded changes; only a change
+// that never comes takes the whole minute.
 func (r *recorder) waitFor(ok func([]wire.Change) bool) bool {
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if ok(r.get()) {
 			return true
 		}
@@ -354,7 +355,7 @@ func watch(t *testing.T, ctx context.Context, ns string, r *recorder) {
 	}
 	select {
 	case <-ready:
-	case <-time.After(3 * time.Second):
+	case <-time.After(time.Minute): // only a hang takes this long
 		t.Fatal("watch not ready")
 	}
 }

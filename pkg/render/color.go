@@ -15,8 +15,8 @@ import (
 )
 
 // UseColor decides once whether output to w is colored: mode "always" or
-// "never" wins; "auto" colors a terminal unless NO_COLOR is set or TERM is
-// "dumb".
+// "never" wins; "auto" colors a terminal unless NO_COLOR is set to a
+// non-empty value or TERM is "dumb".
 func UseColor(mode string, w io.Writer) (bool, error) {
 	switch mode {
 	case "always":
@@ -27,7 +27,7 @@ func UseColor(mode string, w io.Writer) (bool, error) {
 	default:
 		return false, fmt.Errorf("--color %q: want auto, always or never", mode)
 	}
-	if _, ok := os.LookupEnv("NO_COLOR"); ok {
+	if os.Getenv("NO_COLOR") != "" { // no-color.org: set and not empty
 		return false, nil
 	}
 	if os.Getenv("TERM") == "dumb" {

@@ -2,18 +2,13 @@ package render
 
 import (
 	"bytes"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
+	goldenfile "github.com/podtrace/kubectl-podtrace/internal/golden"
 	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files from the current output")
 
 // Recordings of real runs (testdata/recordings/NAME: the raw observation
 // streams a run saved with --save) replay through merge and render into
@@ -57,22 +52,7 @@ func TestGoldenTraces(t *testing.T) {
 
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./pkg/render -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
+	goldenfile.Check(t, path, got)
 }
 
 func stripANSI(b []byte) []byte {
@@ -101,30 +81,5 @@ func TestSafeEscapesControlCharacters(t *testing.T) {
 		if got := Safe(in); got != want {
 			t.Errorf("Safe(%q) = %q; want %q", in, got, want)
 		}
-	}
-}
-
-func TestUseColorDecidesOnce(t *testing.T) {
-	var buf bytes.Buffer
-	for _, c := range []struct {
-		mode string
-		env  map[string]string
-		want bool
-	}{
-		{"always", nil, true},
-		{"never", nil, false},
-		{"auto", nil, false}, // a buffer is not a terminal
-		{"always", map[string]string{"NO_COLOR": "1"}, true},
-	} {
-		for k, v := range c.env {
-			t.Setenv(k, v)
-		}
-		got, err := UseColor(c.mode, &buf)
-		if err != nil || got != c.want {
-			t.Errorf("UseColor(%q, %v) = %v, %v; want %v", c.mode, c.env, got, err, c.want)
-		}
-	}
-	if _, err := UseColor("sometimes", &buf); err == nil {
-		t.Error("an unknown --color value must be an error")
 	}
 }
