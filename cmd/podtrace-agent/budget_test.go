@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,9 +21,10 @@ func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
 	stop := make(chan struct{})
 	sent := make(chan uint64, 1)
+	var sending atomic.Uint64
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		n, err := flood(a.NetNS, net.JoinHostPort(b.IP, "9"), stop)
+		n, err := flood(a.NetNS, net.JoinHostPort(b.IP, "9"), stop, &sending)
 		if err != nil {
 			t.Errorf("flood: %v", err)
 		}
@@ -32,12 +34,17 @@ func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
 		close(stop)
 		t.Logf("flood sent %d datagrams", <-sent)
 	}()
-	time.Sleep(200 * time.Millisecond) // the flood runs before the capture is armed
+	// The flood runs before the capture is armed (bounded only against a hang).
+	for end := time.Now().Add(hang); sending.Load() < 1000; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the flood did not start: %d datagrams sent", sending.Load())
+		}
+	}
 	const count = 5
 	p := start(t, false, "--netns", a.NetNS, "--role", "pod", "--id", "pod-a", "--hosts", a.IP+","+b.IP,
 		"--deadline", "3s", "--control", "none", "--budget", "32768", "--filter", "host "+a.IP+" and host "+b.IP,
 		"--probe", "icmp", "--dst", b.IP, "--count", "5", "--interval", "200ms", "--probe-id", "4711")
-	if code, _ := p.wait(10 * time.Second); code != 0 {
+	if code, _ := p.wait(); code != 0 {
 		t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())
 	}
 	lines := p.stream() // also: no sequence gaps, cut lines took no number
