@@ -53,14 +53,24 @@ func NetNSInode() (uint64, error) {
 // neither can be read ProxyARP is left false. Captured is always false:
 // the agent sets it for the links it captures on.
 func Links() ([]wire.Link, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	h, err := netlink.NewHandle()
+	h, done, err := handle()
 	if err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+		return nil, err
 	}
-	defer h.Close()
+	defer done()
 	return links(h)
+}
+
+// handle opens a netlink handle in the calling thread's namespace and pins
+// the goroutine to that thread until done is called.
+func handle() (h *netlink.Handle, done func(), err error) {
+	runtime.LockOSThread()
+	h, err = netlink.NewHandle()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, nil, fmt.Errorf("netlink: %w", err)
+	}
+	return h, func() { h.Close(); runtime.UnlockOSThread() }, nil
 }
 
 func links(h *netlink.Handle) ([]wire.Link, error) {
@@ -238,13 +248,11 @@ func proxyARPSysctl(name string) bool {
 // multicast address list (flag "self", multicast MAC) are left out; the
 // bridge's local entries and all VXLAN FDB entries are kept.
 func Take(when string) (*wire.Topology, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	h, err := netlink.NewHandle()
+	h, done, err := handle()
 	if err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+		return nil, err
 	}
-	defer h.Close()
+	defer done()
 	ls, err := links(h)
 	if err != nil {
 		return nil, err

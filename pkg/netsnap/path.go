@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -22,13 +21,11 @@ const maxPathAddrs = 16
 // here) are skipped: an agent that cannot compute its path still captures
 // the endpoints' own address resolution.
 func PathAddrs(hosts []string) ([]string, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	h, err := netlink.NewHandle()
+	h, done, err := handle()
 	if err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+		return nil, err
 	}
-	defer h.Close()
+	defer done()
 	var out []string
 	seen := map[string]bool{}
 	for _, s := range hosts {
