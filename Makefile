@@ -43,12 +43,13 @@ test: lint build
 	$(MAKE) --no-print-directory race
 
 # The race detector on the packages that run goroutines: the session and the local
-# launcher (driven in-process by the cli kernel tests), the agent (a -race build of
-# the binary the agent and cli tests start), the stream reader, the capture ring, the
+# launcher (driven in-process by the cli kernel tests), the agent and the plugin (-race
+# builds of the binaries the agent and cli tests start), the stream reader, the capture ring, the
 # netlink watcher. Needs cgo (gcc).
 RACE_PKGS ?= ./pkg/session/ ./pkg/wire/ ./pkg/capture/ ./pkg/netsnap/ ./cmd/podtrace-agent/ ./pkg/cli/
 race:
 	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/race/podtrace-agent ./cmd/podtrace-agent
+	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/race/kubectl-podtrace ./cmd/kubectl-podtrace
 	set -o pipefail; $(TESTENV) PODTRACE_BIN=$(CURDIR)/$(BIN)/race CGO_ENABLED=1 $(GO) test -race -json $(TESTFLAGS) -p 1 -timeout 40m $(RACE_PKGS) | $(SUMMARY)
 
 lint:
