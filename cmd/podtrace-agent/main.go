@@ -57,7 +57,7 @@ func run() error {
 	fs.StringVar(&netns, "netns", "", "network namespace to run in: a name under /var/run/netns or a path such as /proc/PID/ns/net (default: the current one)")
 	fs.StringVar(&hosts, "hosts", "", "comma-separated IPs of the traced pods; the default capture filter follows their traffic")
 	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax (replaces the default filter)")
-	fs.IntVar(&cfg.Snaplen, "snaplen", agent.DefaultSnaplen, "bytes kept per frame (headers only by default)")
+	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes kept per frame (headers only by default)")
 	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
@@ -72,8 +72,8 @@ func run() error {
 	fs.DurationVar(&spec.Timeout, "probe-timeout", time.Second, "how long to wait for each probe's reply")
 	fs.IntVar(&spec.ID, "probe-id", 0, "ICMP echo id, or first TCP/UDP source port")
 	fs.IntVar(&cfg.SummarizeAbove, "summarize-above", 0, "above this many captured frames per second (sustained for a second), write per-flow summaries instead of one line per frame, until exit; 0: never (kubectl podtrace --passive gives 500)")
-	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", agent.DefaultSummaryInterval, "how often to write a summary once summarizing")
-	fs.IntVar(&cfg.SummaryRecords, "summary-records", agent.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")
+	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "how often to write a summary once summarizing")
+	fs.IntVar(&cfg.SummaryRecords, "summary-records", wire.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -93,7 +93,7 @@ func run() error {
 		cfg.Budget = -1 // no limit
 	}
 	if payload {
-		cfg.Snaplen = agent.PayloadSnaplen
+		cfg.Snaplen = wire.PayloadSnaplen
 	}
 	if cfg.SummarizeAbove < 0 || cfg.SummaryRecords < 1 || cfg.SummaryInterval < 10*time.Millisecond {
 		return fmt.Errorf("--summarize-above %d, --summary-records %d, --summary-interval %s: want >= 0, >= 1 and >= 10ms",

@@ -99,7 +99,8 @@ type Agent interface {
 	// Stream is the agent's observation stream; it ends when the agent
 	// exits.
 	Stream() io.Reader
-	// Send writes one control line ("probe", "stop") to the agent.
+	// Send writes one control line (wire.CmdStart, CmdProbe, CmdStop) to
+	// the agent.
 	Send(cmd string) error
 	// Stop makes sure the agent is gone: it asks, then insists.
 	Stop(ctx context.Context) error
@@ -112,13 +113,6 @@ type Agent interface {
 type Launcher interface {
 	Start(ctx context.Context, s Spec) (Agent, error)
 }
-
-// Control lines the plugin sends to an agent.
-const (
-	CmdStart = "start" // the reader is attached: write the stream
-	CmdProbe = "probe"
-	CmdStop  = "stop"
-)
 
 // TailBuffer keeps what an agent or its runtime wrote outside the stream
 // (stderr) for error messages: safe for concurrent use, at most 64 KiB.
