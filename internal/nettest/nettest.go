@@ -111,25 +111,6 @@ func ipIn(ns string, args ...string) []string {
 	return append([]string{"ip", "-n", ns}, args...)
 }
 
-// Leftovers lists namespaces whose name starts with prefix: tests assert
-// it is empty after they cleaned up.
-func Leftovers(prefix string) ([]string, error) {
-	entries, err := os.ReadDir("/var/run/netns")
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list network namespaces: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
-}
-
 // AgentBinary returns the podtrace-agent binary for tests: the one in
 // $PODTRACE_BIN (as `make test` builds it), else one built from pkgDir
 // (the cmd/podtrace-agent directory, relative to the test) into a
