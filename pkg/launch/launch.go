@@ -45,7 +45,8 @@ type Spec struct {
 
 // Args is the agent command line for a spec (without the binary and
 // without anything launcher-specific such as --netns). Every launcher runs
-// the agent with these arguments.
+// the agent with these arguments; the agent's tests parse them back for
+// every field (cmd/podtrace-agent, TestAgentParsesTheArgumentsLaunchersBuild).
 func (s Spec) Args() []string {
 	a := []string{"--role", s.Role, "--id", s.ID, "--control", "stdin",
 		"--deadline", s.Deadline.Round(time.Second).String()}

@@ -8,7 +8,7 @@ import (
 // This file holds what the agent and the plugin agree on besides the
 // stream's lines: the control lines the plugin writes to an agent, how a
 // probe is named and recognised, the reasons of a bye line, and the
-// defaults both sides assume. The agent's command line is in args.go.
+// defaults both sides assume.
 
 // Control lines the plugin writes to an agent started with --control
 // stdin, one a line.

@@ -4,9 +4,10 @@
 // (one JSON object per line, versioned by the "v" field, with a
 // per-agent sequence number so that the reader can report gaps; its
 // writer and bounded reader), the control lines the plugin writes to an
-// agent, how probes are named and recognised, the agent's command line
-// (built by launchers and parsed by the agent through the same code), and
-// the defaults both sides assume (snaplen, byte budget, summaries).
+// agent, how probes are named and recognised, and the defaults both sides
+// assume (snaplen, byte budget, summaries). The agent's command line is
+// built by launch.Spec.Args and parsed by the agent's main; a test there
+// parses what Args builds for every field of a Spec.
 //
 // The stream is documented for humans in docs/observation-stream.md
 // (tests hold its lists of kinds, bye reasons and control lines to the
