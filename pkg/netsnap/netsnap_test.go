@@ -70,7 +70,7 @@ func ping(t *testing.T, from lab.Pod, to lab.Pod) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := lab.Ping(ctx, from.NetNS, to.IP); err != nil {
+	if _, err := nettest.Ping(ctx, from.NetNS, to.IP); err != nil {
 		t.Fatal(err)
 	}
 }
