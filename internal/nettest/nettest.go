@@ -1,5 +1,6 @@
 // Package nettest is shared test support: real network namespaces and links on this
-// machine's kernel for the kernel tests (and a CPU-time benchmark metric).
+// machine's kernel for the kernel tests, a ping from inside a namespace (and a
+// CPU-time benchmark metric).
 // Namespaces are named with a unique prefix and removed when the test
 // ends, pass or fail.
 package nettest
