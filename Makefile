@@ -49,6 +49,7 @@ test: lint build
 RACE_PKGS ?= ./pkg/session/ ./pkg/wire/ ./pkg/capture/ ./pkg/netsnap/ ./cmd/podtrace-agent/ ./pkg/cli/
 race:
 	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/race/podtrace-agent ./cmd/podtrace-agent
+	CGO_ENABLED=1 $(GO) build -race -o $(BIN)/race/kubectl-podtrace ./cmd/kubectl-podtrace
 	set -o pipefail; $(TESTENV) PODTRACE_BIN=$(CURDIR)/$(BIN)/race CGO_ENABLED=1 $(GO) test -race -json $(TESTFLAGS) -p 1 -timeout 40m $(RACE_PKGS) | $(SUMMARY)
 
 lint:
