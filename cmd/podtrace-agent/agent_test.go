@@ -506,7 +506,7 @@ func TestPingFramesStreamedOrCountedAsDropped(t *testing.T) {
 	t0 := time.Now()
 	for i := range echoes {
 		ctx, cancel := context.WithTimeout(context.Background(), hang)
-		_, err := lab.Ping(ctx, a.NetNS, b.IP)
+		_, err := nettest.Ping(ctx, a.NetNS, b.IP)
 		cancel()
 		if err != nil {
 			t.Fatalf("echo %d: %v", i+1, err)

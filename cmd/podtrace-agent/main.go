@@ -40,6 +40,27 @@ func main() {
 }
 
 func run() error {
+	cfg, err := parseArgs(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.NetNS != "" && os.Getenv(enteredEnv) == "" {
+		return enterAndReexec(cfg.NetNS)
+	}
+	cfg.Stdin = os.Stdin
+	cfg.Out = os.Stdout
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+	return agent.Run(ctx, cfg)
+}
+
+// parseArgs maps the agent's command line (the arguments launchers build
+// with launch.Spec.Args, and --netns) onto an agent.Config. It returns
+// flag.ErrHelp after printing the help.
+func parseArgs(args []string) (agent.Config, error) {
 	var (
 		cfg      agent.Config
 		hosts    string
@@ -57,7 +78,7 @@ func run() error {
 	fs.StringVar(&netns, "netns", "", "network namespace to run in: a name under /var/run/netns or a path such as /proc/PID/ns/net (default: the current one)")
 	fs.StringVar(&hosts, "hosts", "", "comma-separated IPs of the traced pods; the default capture filter follows their traffic")
 	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax (replaces the default filter)")
-	fs.IntVar(&cfg.Snaplen, "snaplen", agent.DefaultSnaplen, "bytes kept per frame (headers only by default)")
+	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes kept per frame (headers only by default)")
 	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
@@ -72,48 +93,46 @@ func run() error {
 	fs.DurationVar(&spec.Timeout, "probe-timeout", time.Second, "how long to wait for each probe's reply")
 	fs.IntVar(&spec.ID, "probe-id", 0, "ICMP echo id, or first TCP/UDP source port")
 	fs.IntVar(&cfg.SummarizeAbove, "summarize-above", 0, "above this many captured frames per second (sustained for a second), write per-flow summaries instead of one line per frame, until exit; 0: never (kubectl podtrace --passive gives 500)")
-	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", agent.DefaultSummaryInterval, "how often to write a summary once summarizing")
-	fs.IntVar(&cfg.SummaryRecords, "summary-records", agent.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "how often to write a summary once summarizing")
+	fs.IntVar(&cfg.SummaryRecords, "summary-records", wire.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
 	}
 	if netns != "" && os.Getenv(enteredEnv) == "" {
-		return enterAndReexec(netns)
+		// The re-executed agent parses and checks the same arguments.
+		return agent.Config{NetNS: netns}, nil
 	}
 	if cfg.Role != wire.RolePod && cfg.Role != wire.RoleNode {
-		return fmt.Errorf("--role %q: want pod or node", cfg.Role)
+		return cfg, fmt.Errorf("--role %q: want pod or node", cfg.Role)
 	}
 	switch {
 	case cfg.Budget < 0:
-		return fmt.Errorf("--budget %d: want bytes per second, or 0 for no limit", cfg.Budget)
+		return cfg, fmt.Errorf("--budget %d: want bytes per second, or 0 for no limit", cfg.Budget)
 	case cfg.Budget == 0:
 		cfg.Budget = -1 // no limit
 	}
 	if payload {
-		cfg.Snaplen = agent.PayloadSnaplen
+		cfg.Snaplen = wire.PayloadSnaplen
 	}
 	if cfg.SummarizeAbove < 0 || cfg.SummaryRecords < 1 || cfg.SummaryInterval < 10*time.Millisecond {
-		return fmt.Errorf("--summarize-above %d, --summary-records %d, --summary-interval %s: want >= 0, >= 1 and >= 10ms",
+		return cfg, fmt.Errorf("--summarize-above %d, --summary-records %d, --summary-interval %s: want >= 0, >= 1 and >= 10ms",
 			cfg.SummarizeAbove, cfg.SummaryRecords, cfg.SummaryInterval)
 	}
 	if hosts != "" {
 		cfg.Hosts = strings.Split(hosts, ",")
 	}
 	if probeArg != "" && traceArg != "" {
-		return errors.New("--probe and --trace-probe exclude each other: the agent that sends a probe traces it")
+		return cfg, errors.New("--probe and --trace-probe exclude each other: the agent that sends a probe traces it")
 	}
 	if traceArg != "" {
 		if len(cfg.Hosts) != 2 {
-			return errors.New("--trace-probe needs --hosts SRC,DST")
+			return cfg, errors.New("--trace-probe needs --hosts SRC,DST")
 		}
 		if spec.ID == 0 {
-			return errors.New("--trace-probe needs --probe-id")
+			return cfg, errors.New("--trace-probe needs --probe-id")
 		}
 		if (traceArg == "tcp" || traceArg == "udp") && spec.Port == 0 {
-			return fmt.Errorf("--trace-probe %s needs --port", traceArg)
+			return cfg, fmt.Errorf("--trace-probe %s needs --port", traceArg)
 		}
 		m := spec
 		m.Proto, m.Dst = traceArg, cfg.Hosts[1]
@@ -122,10 +141,10 @@ func run() error {
 	if probeArg != "" {
 		spec.Proto = probeArg
 		if spec.Dst == "" {
-			return errors.New("--probe needs --dst")
+			return cfg, errors.New("--probe needs --dst")
 		}
 		if (spec.Proto == "tcp" || spec.Proto == "udp") && spec.Port == 0 {
-			return fmt.Errorf("--probe %s needs --port", spec.Proto)
+			return cfg, fmt.Errorf("--probe %s needs --port", spec.Proto)
 		}
 		if spec.ID == 0 {
 			spec.ID = 33000 + os.Getpid()%20000
@@ -137,11 +156,7 @@ func run() error {
 		cfg.ID = cfg.Role + "/" + h
 	}
 	cfg.NetNS = netns
-	cfg.Stdin = os.Stdin
-	cfg.Out = os.Stdout
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer cancel()
-	return agent.Run(ctx, cfg)
+	return cfg, nil
 }
 
 // enterAndReexec joins the network namespace and re-executes the agent, so

@@ -1,5 +1,6 @@
 // Package nettest is shared test support: real network namespaces and links on this
-// machine's kernel for the kernel tests (and a CPU-time benchmark metric).
+// machine's kernel for the kernel tests, a ping from inside a namespace (and a
+// CPU-time benchmark metric).
 // Namespaces are named with a unique prefix and removed when the test
 // ends, pass or fail.
 package nettest
@@ -109,25 +110,6 @@ func ipIn(ns string, args ...string) []string {
 		return append([]string{"ip"}, args...)
 	}
 	return append([]string{"ip", "-n", ns}, args...)
-}
-
-// Leftovers lists namespaces whose name starts with prefix: tests assert
-// it is empty after they cleaned up.
-func Leftovers(prefix string) ([]string, error) {
-	entries, err := os.ReadDir("/var/run/netns")
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list network namespaces: %w", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
 }
 
 // AgentBinary returns the podtrace-agent binary for tests: the one in

@@ -32,14 +32,6 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// Snaplen defaults: headers only unless the payload is asked for. 192
-// bytes hold Ethernet + IPv4 + TCP with options + 8 payload bytes even
-// under VXLAN or Geneve outer headers.
-const (
-	DefaultSnaplen = 192
-	PayloadSnaplen = 65535
-)
-
 // maxDrain bounds how long the agent keeps reading its ring after it was
 // told to stop (several block timeouts: the last partly filled block is
 // retired and read).
@@ -90,7 +82,6 @@ type Config struct {
 // Why the agent stopped.
 var (
 	errStopped = errors.New("stopped")
-	errDone    = errors.New("done")
 )
 
 // Run runs the agent until its deadline, a stop command, or ctx is done.
@@ -99,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return errors.New("agent: a deadline is required")
 	}
 	if cfg.Snaplen <= 0 {
-		cfg.Snaplen = DefaultSnaplen
+		cfg.Snaplen = wire.DefaultSnaplen
 	}
 	for _, h := range cfg.Hosts {
 		if net.ParseIP(h) == nil {
@@ -127,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fatal := func(err error) error {
 		_ = w.Emit(&wire.Error{Msg: err.Error(), Fatal: true})
-		_ = w.Emit(&wire.Bye{Reason: "error"})
+		_ = w.Emit(&wire.Bye{Reason: wire.ByeError})
 		return err
 	}
 
@@ -296,9 +287,9 @@ func Run(ctx context.Context, cfg Config) error {
 			for sc.Scan() {
 				_ = w.Release()
 				switch strings.TrimSpace(sc.Text()) {
-				case "probe":
+				case wire.CmdProbe:
 					startProbe()
-				case "stop":
+				case wire.CmdStop:
 					stop(errStopped)
 					return
 				}
@@ -310,14 +301,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	<-ctx.Done()
-	reason := "signal"
+	reason := wire.ByeSignal
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errStopped):
-		reason = "stopped"
+		reason = wire.ByeStopped
 	case errors.Is(cause, context.DeadlineExceeded):
-		reason = "deadline"
-	case errors.Is(cause, errDone):
-		reason = "done"
+		reason = wire.ByeDeadline
 	}
 	// Let the ring retire its last partly filled block, then stop reading.
 	capWG.Wait()

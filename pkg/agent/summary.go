@@ -10,15 +10,10 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// Summary defaults. The agent summarizes only when told a threshold
-// (--summarize-above; the plugin gives one in passive traces), then
-// writes per-flow counts every second, at most 64 records each (about
-// 20 KB), from a table of at most 16,384 flow records (1.5 MB).
-const (
-	DefaultSummaryInterval = time.Second
-	DefaultSummaryRecords  = 64
-	summaryTableSize       = 16384
-)
+// summaryTableSize bounds the flow table a summarizing agent counts in:
+// 16,384 flow records (1.5 MB). The other summary defaults are the
+// contract's (wire.DefaultSummaryInterval, wire.DefaultSummaryRecords).
+const summaryTableSize = 16384
 
 // summarizer decides when the capture goes over its rate and, from then
 // on, counts frames per flow instead of having them decoded and written.
@@ -51,10 +46,10 @@ func newSummarizer(above int, every time.Duration, records int, names *ifNames, 
 		return nil
 	}
 	if every <= 0 {
-		every = DefaultSummaryInterval
+		every = wire.DefaultSummaryInterval
 	}
 	if records <= 0 {
-		records = DefaultSummaryRecords
+		records = wire.DefaultSummaryRecords
 	}
 	return &summarizer{above: above, every: every, records: records, names: names, stats: stats, tokens: float64(above)}
 }

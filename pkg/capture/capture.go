@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // Defaults applied by Open to zero fields of Config: a 16 MiB ring of 64
@@ -28,7 +30,7 @@ import (
 // blocks fill faster than that, as many frames as 16 MiB holds (about
 // 87,000 of the default snaplen's, 0.3 s at 300,000 frames/s).
 const (
-	DefaultSnaplen      = 192
+	DefaultSnaplen      = wire.DefaultSnaplen
 	DefaultBlockSize    = 256 << 10
 	DefaultNumBlocks    = 64
 	DefaultBlockTimeout = 10 * time.Millisecond

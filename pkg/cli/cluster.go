@@ -18,7 +18,7 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/kube"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
-	kubelaunch "github.com/podtrace/kubectl-podtrace/pkg/launch/kube"
+	clusterlaunch "github.com/podtrace/kubectl-podtrace/pkg/launch/cluster"
 	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/version"
@@ -234,7 +234,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	if o.DryRun {
 		return o.printDryRun(o.Out, plan)
 	}
-	l := &kubelaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
+	l := &clusterlaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
 		Pods:     map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod, o.dst.Ref.String(): o.dst.Pod},
 		Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout}
 	defer func() {

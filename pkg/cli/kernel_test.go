@@ -655,7 +655,7 @@ func TestNodeAgentsOnlyObservePassively(t *testing.T) {
 	go func() {
 		for {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, _ = lab.Ping(ctx, a.NetNS, b.IP)
+			_, _ = nettest.Ping(ctx, a.NetNS, b.IP)
 			cancel()
 			select {
 			case <-stop:

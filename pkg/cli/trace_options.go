@@ -37,13 +37,6 @@ type ExitCodeError struct {
 
 func (e *ExitCodeError) Error() string { return e.Msg }
 
-// DefaultSummarizeAbove is the rate, in frames per second at one agent,
-// above which a passive trace's agents summarize (agents started by hand
-// never do unless told). At 500 a second an agent streams about 350 KB/s of packet lines;
-// above it nobody reads the frames one by one, and the summaries cost a
-// few KB a second whatever the rate.
-const DefaultSummarizeAbove = 500
-
 // TraceOptions are the probe and output flags every trace command shares.
 type TraceOptions struct {
 	Proto    string
@@ -88,13 +81,13 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to observe with --passive")
 	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP")
 	f.BoolVar(&o.Payload, "payload", false, "capture whole frames, payload included (headers only by default)")
-	f.IntVar(&o.Snaplen, "snaplen", 0, "bytes kept per frame (default 192: headers only)")
+	f.IntVar(&o.Snaplen, "snaplen", 0, fmt.Sprintf("bytes kept per frame (default %d: headers only)", wire.DefaultSnaplen))
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json (JSON lines, the last one the verdict)")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
-	f.IntVar(&o.SummarizeAbove, "summarize-above", DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
-	f.DurationVar(&o.SummaryInterval, "summary-interval", time.Second, "with --passive: how often a summarizing agent reports its per-flow counts")
+	f.IntVar(&o.SummarizeAbove, "summarize-above", wire.DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
+	f.DurationVar(&o.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
 		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
@@ -124,7 +117,7 @@ func (o *TraceOptions) Validate() error {
 		return errors.New("--passive needs a positive --duration")
 	}
 	if o.Filter != "" {
-		if _, err := filter.Compile(o.Filter, 192); err != nil {
+		if _, err := filter.Compile(o.Filter, wire.DefaultSnaplen); err != nil {
 			return err
 		}
 	}
@@ -138,7 +131,7 @@ func (o *TraceOptions) Validate() error {
 		return fmt.Errorf("--summarize-above %d: want 0 (never) or more", o.SummarizeAbove)
 	}
 	if o.SummaryInterval == 0 {
-		o.SummaryInterval = time.Second
+		o.SummaryInterval = wire.DefaultSummaryInterval
 	}
 	if o.SummaryInterval < 100*time.Millisecond {
 		return fmt.Errorf("--summary-interval %s: want at least 100ms", o.SummaryInterval)

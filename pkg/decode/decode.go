@@ -545,12 +545,6 @@ func icmp6Name(t uint8) string {
 	return "type-" + strconv.Itoa(int(t))
 }
 
-// Summary is a one-line, tcpdump-like description of the (inner) packet.
-func Summary(p *wire.Packet) string {
-	var buf [128]byte
-	return string(appendSummary(buf[:0], p))
-}
-
 func appendSummary(b []byte, p *wire.Packet) []byte {
 	switch {
 	case p.ARP != nil:

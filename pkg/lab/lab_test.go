@@ -51,7 +51,7 @@ func ping(t *testing.T, l *Lab, from, to string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rtt, err := Ping(ctx, src.NetNS, dst.IP)
+	rtt, err := nettest.Ping(ctx, src.NetNS, dst.IP)
 	if err != nil {
 		t.Fatalf("%s -> %s: %v", from, to, err)
 	}

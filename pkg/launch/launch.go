@@ -45,7 +45,8 @@ type Spec struct {
 
 // Args is the agent command line for a spec (without the binary and
 // without anything launcher-specific such as --netns). Every launcher runs
-// the agent with these arguments.
+// the agent with these arguments; the agent's tests parse them back for
+// every field (cmd/podtrace-agent, TestAgentParsesTheArgumentsLaunchersBuild).
 func (s Spec) Args() []string {
 	a := []string{"--role", s.Role, "--id", s.ID, "--control", "stdin",
 		"--deadline", s.Deadline.Round(time.Second).String()}
@@ -99,7 +100,8 @@ type Agent interface {
 	// Stream is the agent's observation stream; it ends when the agent
 	// exits.
 	Stream() io.Reader
-	// Send writes one control line ("probe", "stop") to the agent.
+	// Send writes one control line (wire.CmdStart, CmdProbe, CmdStop) to
+	// the agent.
 	Send(cmd string) error
 	// Stop makes sure the agent is gone: it asks, then insists.
 	Stop(ctx context.Context) error
@@ -112,13 +114,6 @@ type Agent interface {
 type Launcher interface {
 	Start(ctx context.Context, s Spec) (Agent, error)
 }
-
-// Control lines the plugin sends to an agent.
-const (
-	CmdStart = "start" // the reader is attached: write the stream
-	CmdProbe = "probe"
-	CmdStop  = "stop"
-)
 
 // TailBuffer keeps what an agent or its runtime wrote outside the stream
 // (stderr) for error messages: safe for concurrent use, at most 64 KiB.

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/probe"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -510,7 +509,7 @@ func tagProbe(s Session, j *Journey) {
 		return
 	}
 	for seq := 1; seq <= spec.Count; seq++ {
-		id := probe.ID(spec, seq)
+		id := wire.ProbeID(spec, seq)
 		switch spec.Proto {
 		case "icmp":
 			if (p.L4.Proto == "icmp" || p.L4.Proto == "icmp6") && p.L4.ICMPID == spec.ID&0xffff && p.L4.ICMPSeq == seq {
@@ -518,7 +517,7 @@ func tagProbe(s Session, j *Journey) {
 				return
 			}
 		case "tcp", "udp":
-			sp := probe.SourcePort(spec, seq)
+			sp := wire.SourcePort(spec, seq)
 			if p.L4.Proto == spec.Proto && p.L4.SrcPort == sp && p.L4.DstPort == spec.Port {
 				j.Probe = id
 				return

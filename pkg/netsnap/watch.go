@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -338,109 +335,4 @@ func action(del, had bool) string {
 	default:
 		return "new"
 	}
-}
-
-// Diff reports what changed between two snapshots: FDB and neighbour
-// entries (and links) added ("new"), changed ("changed": MAC, port or
-// state; Was holds the previous value as Watch does) or removed
-// ("deleted", carrying the old entry). TS is left zero: a diff has no
-// time of its own. The result is ordered links, FDB, neighbours, each by
-// key.
-func Diff(before, after *wire.Topology) []wire.Change {
-	if before == nil {
-		before = &wire.Topology{}
-	}
-	if after == nil {
-		after = &wire.Topology{}
-	}
-	var out []wire.Change
-	out = diffBy(out, before.Links, after.Links,
-		func(l wire.Link) string { return fmt.Sprintf("%012d", l.Index) },
-		func(o, n wire.Link) (bool, string) {
-			return o.State != n.State || o.Master != n.Master || o.Name != n.Name || o.MAC != n.MAC || o.MTU != n.MTU || o.Promisc != n.Promisc, linkWas(o, n)
-		},
-		func(action string, l *wire.Link, was string) wire.Change {
-			return wire.Change{What: "link", Action: action, Link: l, Was: was}
-		})
-	out = diffBy(out, before.FDB, after.FDB,
-		func(f wire.FDB) string {
-			// A bridge's learned entry is one per MAC (it moves between
-			// ports); a device's own ("self") entries are one per port.
-			if f.Bridge != "" && !hasFlag(f.Flags, "self") {
-				return fmt.Sprintf("m/%s/%s/%d", f.Bridge, f.MAC, f.VLAN)
-			}
-			return fmt.Sprintf("s/%s/%s/%d/%s", f.Port, f.MAC, f.VLAN, f.Dst)
-		},
-		func(o, n wire.FDB) (bool, string) {
-			was := o.Port
-			if o.Port == n.Port {
-				was = o.Port + " " + o.Flags
-			}
-			return o.Port != n.Port || o.Flags != n.Flags || o.Dst != n.Dst, was
-		},
-		func(action string, f *wire.FDB, was string) wire.Change {
-			return wire.Change{What: "fdb", Action: action, FDB: f, Was: was}
-		})
-	out = diffBy(out, before.Neigh, after.Neigh,
-		func(n wire.Neigh) string { return fmt.Sprintf("%d/%s", n.Index, n.IP) },
-		func(o, n wire.Neigh) (bool, string) {
-			was := o.State
-			if o.MAC != "" {
-				was = o.MAC + " " + o.State
-			}
-			return o.MAC != n.MAC || o.State != n.State, was
-		},
-		func(action string, n *wire.Neigh, was string) wire.Change {
-			return wire.Change{What: "neigh", Action: action, Neigh: n, Was: was}
-		})
-	return out
-}
-
-// diffBy appends to out one change per entry that was deleted, is new, or
-// changed between before and after, in key order.
-func diffBy[T any](out []wire.Change, before, after []T, key func(T) string,
-	changed func(o, n T) (bool, string), change func(action string, v *T, was string) wire.Change) []wire.Change {
-	b, a := map[string]T{}, map[string]T{}
-	for _, v := range before {
-		b[key(v)] = v
-	}
-	for _, v := range after {
-		a[key(v)] = v
-	}
-	for _, k := range unionKeys(b, a) {
-		o, had := b[k]
-		n, has := a[k]
-		switch {
-		case had && !has:
-			out = append(out, change("deleted", &o, ""))
-		case !had && has:
-			out = append(out, change("new", &n, ""))
-		default:
-			if diff, was := changed(o, n); diff {
-				out = append(out, change("changed", &n, was))
-			}
-		}
-	}
-	return out
-}
-
-func hasFlag(flags, f string) bool { return slices.Contains(strings.Split(flags, ","), f) }
-
-func unionKeys[K int | string, V any](a, b map[K]V) []K {
-	seen := make(map[K]bool, len(a)+len(b))
-	var ks []K
-	for k := range a {
-		if !seen[k] {
-			seen[k] = true
-			ks = append(ks, k)
-		}
-	}
-	for k := range b {
-		if !seen[k] {
-			seen[k] = true
-			ks = append(ks, k)
-		}
-	}
-	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
-	return ks
 }

@@ -24,15 +24,6 @@ import (
 // frames a trace sent.
 const Marker = "podtrace"
 
-// ID names the probe with the given sequence number (1-based) of a spec;
-// the merge uses the same names.
-func ID(spec *wire.ProbeSpec, seq int) string {
-	return spec.Proto + "/" + strconv.Itoa(seq)
-}
-
-// SourcePort is the TCP/UDP source port of probe seq of a spec.
-func SourcePort(spec *wire.ProbeSpec, seq int) int { return spec.ID + seq - 1 }
-
 // Run sends spec.Count probes spec.Interval apart, reporting each one's
 // "sent" and its outcome through emit. The last outcome has Done set.
 func Run(ctx context.Context, spec *wire.ProbeSpec, emit func(*wire.Probe)) error {
@@ -95,7 +86,7 @@ func icmpEcho(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, em
 	id := spec.ID & 0xffff
 	body := &icmp.Echo{ID: id, Seq: seq, Data: payload(spec, seq)}
 	msg, _ := (&icmp.Message{Type: reqType, Body: body}).Marshal(nil)
-	pid := ID(spec, seq)
+	pid := wire.ProbeID(spec, seq)
 	start := time.Now()
 	if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst}); err != nil {
 		return outcomeOfError(pid, seq, start, err), nil
@@ -154,8 +145,8 @@ func quotesEcho(quoted []byte, v6 bool, id, seq int) bool {
 }
 
 func tcpConnect(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, emit func(*wire.Probe)) (*wire.Probe, error) {
-	pid := ID(spec, seq)
-	sport := SourcePort(spec, seq)
+	pid := wire.ProbeID(spec, seq)
+	sport := wire.SourcePort(spec, seq)
 	d := net.Dialer{Timeout: spec.Timeout, LocalAddr: &net.TCPAddr{Port: sport}}
 	start := time.Now()
 	emit(&wire.Probe{ID: pid, Seq: seq, Event: "sent", TS: start, Detail: fmt.Sprintf("TCP SYN from port %d to port %d", sport, spec.Port)})
@@ -177,8 +168,8 @@ func tcpConnect(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, 
 }
 
 func udpSend(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, emit func(*wire.Probe)) (*wire.Probe, error) {
-	pid := ID(spec, seq)
-	sport := SourcePort(spec, seq)
+	pid := wire.ProbeID(spec, seq)
+	sport := wire.SourcePort(spec, seq)
 	c, err := net.DialUDP("udp", &net.UDPAddr{Port: sport}, &net.UDPAddr{IP: dst, Port: spec.Port})
 	if err != nil {
 		return nil, fmt.Errorf("open UDP socket on port %d: %w", sport, err)

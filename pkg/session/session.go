@@ -97,7 +97,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 				return
 			}
 			r.agent = a
-			if err := a.Send(launch.CmdStart); err != nil {
+			if err := a.Send(wire.CmdStart); err != nil {
 				errs[i] = fmt.Errorf("agent %s: %w: %s", r.spec.ID, err, a.Diagnostics())
 			}
 			go r.read(func() { probeOnce.Do(func() { close(probeDone) }) })
@@ -147,7 +147,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		if prober == nil {
 			return nil, errors.New("plan has no probing agent")
 		}
-		if err := prober.agent.Send(launch.CmdProbe); err != nil {
+		if err := prober.agent.Send(wire.CmdProbe); err != nil {
 			return nil, fmt.Errorf("start probe on %s: %w: %s", prober.spec.ID, err, prober.diag())
 		}
 		spec := prober.spec.Probe
@@ -173,7 +173,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	// and writes every frame before its bye.
 	time.Sleep(o.Grace)
 	for _, r := range rs {
-		_ = r.agent.Send(launch.CmdStop)
+		_ = r.agent.Send(wire.CmdStop)
 	}
 	byeWait := time.After(10 * time.Second)
 	for _, r := range rs {

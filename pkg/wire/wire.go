@@ -1,10 +1,18 @@
-// Package wire is the observation stream between a capture agent and the
-// plugin: one JSON object per line, versioned by the "v" field, with a
-// per-agent sequence number so that the reader can report gaps.
+// Package wire is the contract between a capture agent and the plugin:
+// everything the two sides must agree on, and nothing else of ours (it
+// imports no package of this module). It holds the observation stream
+// (one JSON object per line, versioned by the "v" field, with a
+// per-agent sequence number so that the reader can report gaps; its
+// writer and bounded reader), the control lines the plugin writes to an
+// agent, how probes are named and recognised, and the defaults both sides
+// assume (snaplen, byte budget, summaries). The agent's command line is
+// built by launch.Spec.Args and parsed by the agent's main; a test there
+// parses what Args builds for every field of a Spec.
 //
-// The stream is documented for humans in docs/observation-stream.md; this
-// file is its machine contract. Fields are only ever added; a reader of
-// version N accepts every version <= N.
+// The stream is documented for humans in docs/observation-stream.md
+// (tests hold its lists of kinds, bye reasons and control lines to the
+// constants here); this file is its machine contract. Fields are only
+// ever added; a reader of version N accepts every version <= N.
 package wire
 
 import "time"
@@ -354,5 +362,5 @@ type Error struct {
 
 // Bye is the last line an agent writes.
 type Bye struct {
-	Reason string `json:"reason"` // deadline, signal, done, error
+	Reason string `json:"reason"` // one of ByeReasons
 }

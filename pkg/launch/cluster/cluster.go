@@ -1,10 +1,10 @@
-// Package kube launches agents in a Kubernetes cluster: a pod agent as an
+// Package cluster launches agents in a Kubernetes cluster: a pod agent as an
 // ephemeral container in a traced pod, a node agent as a short-lived
 // hostNetwork pod on a node. Both are reached through the API server
 // (pods/attach: stdout carries the observation stream, stdin the control
 // lines). Node pods are deleted when the agent stops, and Cleanup deletes
 // whatever a session still has, with its own context.
-package kube
+package cluster
 
 import (
 	"context"

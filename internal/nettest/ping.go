@@ -1,4 +1,4 @@
-package lab
+package nettest
 
 import (
 	"context"
@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"time"
 
+	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 )
@@ -26,22 +29,16 @@ func Ping(ctx context.Context, netnsName, dst string) (time.Duration, error) {
 	if !ok {
 		deadline = time.Now().Add(2 * time.Second)
 	}
-	name := netnsName
-	if len(name) > 0 && name[0] == '/' {
-		name = ""
+	path := netnsName
+	if !strings.HasPrefix(path, "/") {
+		path = "/var/run/netns/" + path
 	}
 	var conn *icmp.PacketConn
-	open := func() error {
+	err := onThreadIn(path, func() error {
 		var err error
 		conn, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
 		return err
-	}
-	var err error
-	if name != "" {
-		err = inNS(name, open)
-	} else {
-		err = inNSPath(netnsName, open)
-	}
+	})
 	if err != nil {
 		return 0, fmt.Errorf("ping %s in %s: %w", dst, netnsName, err)
 	}
@@ -84,4 +81,25 @@ func Ping(ctx context.Context, netnsName, dst string) (time.Duration, error) {
 			return 0, fmt.Errorf("ping %s from %s: destination unreachable (code %d)", dst, netnsName, m.Code)
 		}
 	}
+}
+
+// onThreadIn runs fn on a throw-away thread inside the network namespace
+// at path (the thread is never unlocked: it dies with its goroutine).
+func onThreadIn(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		h, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- fmt.Errorf("open namespace %s: %w", path, err)
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", path, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }

@@ -1,0 +1,69 @@
+package wire
+
+import (
+	"strconv"
+	"time"
+)
+
+// This file holds what the agent and the plugin agree on besides the
+// stream's lines: the control lines the plugin writes to an agent, how a
+// probe is named and recognised, the reasons of a bye line, and the
+// defaults both sides assume.
+
+// Control lines the plugin writes to an agent started with --control
+// stdin, one a line.
+const (
+	CmdStart = "start" // the reader is attached: write the stream
+	CmdProbe = "probe" // send the probe now
+	CmdStop  = "stop"  // stop capturing, write the last lines and exit
+)
+
+// Reasons an agent gives in its bye line (Bye.Reason).
+const (
+	ByeDeadline = "deadline" // its own time limit (--deadline)
+	ByeSignal   = "signal"   // SIGINT, SIGTERM or SIGHUP
+	ByeStopped  = "stopped"  // told to stop, or its input closed
+	ByeError    = "error"    // a fatal error, written just before
+)
+
+// ByeReasons lists every bye reason, in the order the stream's
+// documentation lists them (a test holds the two together).
+var ByeReasons = []string{ByeDeadline, ByeSignal, ByeStopped, ByeError}
+
+// Kinds lists every kind of line, in the order the stream's
+// documentation lists them.
+var Kinds = []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindSummary, KindStats, KindError, KindBye}
+
+// ProbeID names the probe with the given sequence number (1-based) of a
+// spec: the agent that sends it reports it under this name (Probe.ID,
+// Packet.ProbeID) and the merge looks it up by the same name.
+func ProbeID(spec *ProbeSpec, seq int) string {
+	return spec.Proto + "/" + strconv.Itoa(seq)
+}
+
+// SourcePort is the TCP/UDP source port of probe seq of a spec: probes
+// take consecutive ports from spec.ID on.
+func SourcePort(spec *ProbeSpec, seq int) int { return spec.ID + seq - 1 }
+
+// Snaplen defaults: headers only unless the payload is asked for. 192
+// bytes hold Ethernet + IPv4 + TCP with options + 8 payload bytes even
+// under VXLAN or Geneve outer headers.
+const (
+	DefaultSnaplen = 192
+	PayloadSnaplen = 65535
+)
+
+// Summary defaults. An agent summarizes only when told a threshold
+// (--summarize-above): DefaultSummarizeAbove is the rate, in frames per
+// second at one agent, above which a passive trace's agents summarize
+// (agents started by hand never do unless told). At 500 a second an agent
+// streams about 350 KB/s of packet lines; above it nobody reads the
+// frames one by one, and the summaries cost a few KB a second whatever the
+// rate. Once summarizing, an agent writes per-flow counts every
+// DefaultSummaryInterval, at most DefaultSummaryRecords records each
+// (about 20 KB), unless told otherwise.
+const (
+	DefaultSummarizeAbove  = 500
+	DefaultSummaryInterval = time.Second
+	DefaultSummaryRecords  = 64
+)
