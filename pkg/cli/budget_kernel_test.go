@@ -62,12 +62,14 @@ func TestTracesBesideAFloodStayWithinTheBudget(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 
 	for _, tc := range []struct {
-		name string
-		args []string
-		want string
+		name    string
+		args    []string
+		want    string
+		mustCut bool // the filter admits the flood: the budget must cut it
 	}{
-		{"active", nil, "delivered"},
-		{"passive", []string{"--passive", "--duration", "2s"}, "observed"},
+		{"active", nil, "delivered", false},
+		{"active, a filter that admits the flood", []string{"--filter", "host " + a.IP + " and host " + b.IP}, "delivered", true},
+		{"passive", []string{"--passive", "--duration", "2s"}, "observed", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
@@ -103,6 +105,9 @@ func TestTracesBesideAFloodStayWithinTheBudget(t *testing.T) {
 			warned := strings.Contains(r.stdout, `its byte budget (64 KiB/s, --budget) cut `)
 			if cut > 0 != warned {
 				t.Errorf("%d lines cut; a warning saying so: %v", cut, warned)
+			}
+			if tc.mustCut && cut == 0 {
+				t.Errorf("nothing cut, though the filter admits the flood")
 			}
 			if !strings.Contains(r.stderr, "podtrace: received ") {
 				t.Errorf("no received line on stderr")
