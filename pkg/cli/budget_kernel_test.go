@@ -68,7 +68,9 @@ func TestTracesBesideAFloodStayWithinTheBudget(t *testing.T) {
 		mustCut bool // the filter admits the flood: the budget must cut it
 	}{
 		{"active", nil, "delivered", false},
-		{"active, a filter that admits the flood", []string{"--filter", "host " + a.IP + " and host " + b.IP}, "delivered", true},
+		// The budget keeps a reserve for small flows, but a slow agent may
+		// still cut a probe frame: then the verdict must say lines were cut.
+		{"active, a filter that admits the flood", []string{"--filter", "host " + a.IP + " and host " + b.IP}, "", true},
 		{"passive", []string{"--passive", "--duration", "2s"}, "observed", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,8 +84,12 @@ func TestTracesBesideAFloodStayWithinTheBudget(t *testing.T) {
 				t.Fatalf("first line %v: %s", err, lines[0])
 			}
 			v := parseJSON(t, r.stdout)
-			if last := v[len(v)-1]; last.Result != tc.want {
+			last := v[len(v)-1]
+			switch {
+			case tc.want != "" && last.Result != tc.want:
 				t.Errorf("verdict %+v; want %s beside the flood", last, tc.want)
+			case tc.want == "" && last.Result != "delivered" && !strings.Contains(lines[len(lines)-1], "lines were cut at"):
+				t.Errorf("verdict %s without the evidence that lines were cut:\n%s", last.Result, lines[len(lines)-1])
 			}
 			// Each agent: one second of burst, then the budget for as long
 			// as it ran (at most the command's time), plus its control
