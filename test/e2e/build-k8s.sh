@@ -1,6 +1,7 @@
 #!/bin/bash
-# Build kube-apiserver and kubelet (plus kube-controller-manager/kube-scheduler with
-# BUILD_CONTROLLERS=1, and kubectl with BUILD_KUBECTL=1; only BUILD_ONLY="..." if set) from the Go module proxy, using k8s.io/kubernetes as a library,
+# Build kube-apiserver, kubelet, kube-controller-manager (EndpointSlices for Services) and
+# kube-proxy (plus kube-scheduler with BUILD_CONTROLLERS=1, and kubectl with BUILD_KUBECTL=1;
+# only BUILD_ONLY="..." if set) from the Go module proxy, using k8s.io/kubernetes as a library,
 # and cache the static binaries in $E2E_CACHE_ROOT/k8s-v<version>-<goversion>/.
 # A cache hit returns at once. The cold build takes ~20 minutes on 2 cores.
 set -euo pipefail
@@ -10,8 +11,8 @@ E2E_SCRIPT=build-k8s
 
 BIN=$(e2e_bindir)
 SRC=$E2E_CACHE_ROOT/src-v$K8S_VERSION
-want="kube-apiserver kubelet"
-[ "${BUILD_CONTROLLERS:-0}" = 1 ] && want="$want kube-controller-manager kube-scheduler"
+want="kube-apiserver kubelet kube-controller-manager kube-proxy"
+[ "${BUILD_CONTROLLERS:-0}" = 1 ] && want="$want kube-scheduler"
 [ "${BUILD_KUBECTL:-0}" = 1 ] && want="$want kubectl"
 # BUILD_ONLY="kubectl" builds just those (CI builds kubectl first on a machine without one)
 [ -n "${BUILD_ONLY:-}" ] && want=$BUILD_ONLY
@@ -35,6 +36,7 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 	_ "k8s.io/kubernetes/cmd/kubelet"
