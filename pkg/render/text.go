@@ -239,6 +239,8 @@ func answerText(a string, s trace.Session) string {
 		return fmt.Sprintf("port %d closed (RST)", s.Probe.Port)
 	case "port-unreachable":
 		return fmt.Sprintf("port %d closed (ICMP port unreachable)", s.Probe.Port)
+	case "prohibited":
+		return "rejected by a firewall rule (ICMP administratively prohibited)"
 	case "none":
 		return "no answer (none required)"
 	case "udp-reply":

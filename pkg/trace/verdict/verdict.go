@@ -77,7 +77,7 @@ func verdict(t *trace.Trace, g *graph.Graph, s trace.Session) trace.Verdict {
 			continue
 		}
 		v.Sent++
-		one := judge(t, s, tp, req, rep, outcome)
+		one := judge(t, g, s, tp, req, rep, outcome)
 		if one.Result == "delivered" {
 			v.Delivered++
 			if one.Answer != "" && one.Answer != "none" {
@@ -154,7 +154,7 @@ func markPath(t *trace.Trace, path []*trace.Iface, req, rep *trace.Journey) {
 }
 
 // judge decides one probe.
-func judge(t *trace.Trace, s trace.Session, tp *trace.ExpectedPath, req, rep *trace.Journey, outcome *wire.Probe) trace.Verdict {
+func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPath, req, rep *trace.Journey, outcome *wire.Probe) trace.Verdict {
 	v := trace.Verdict{}
 	path, srcMissing, dstMissing := tp.Fwd, tp.SrcMissing, tp.DstMissing
 	if req == nil {
@@ -172,9 +172,16 @@ func judge(t *trace.Trace, s trace.Session, tp *trace.ExpectedPath, req, rep *tr
 		return v
 	}
 	last, next := walk(path, req)
+	if rep != nil && errorFromAHop(rep, s) {
+		return answeredOnTheWay(t, g, s, tp, req, rep, last, next)
+	}
 	dstSeen := len(path) > 0 && req.At(path[len(path)-1]) != nil
 	if len(path) == 0 {
-		dstSeen = outcome != nil && outcome.Event != "timeout" && outcome.Event != "error"
+		// No hop of the destination observable: the prober's outcome
+		// decides. An answer (reply, or refused: RST or port
+		// unreachable) came from the destination; "unreachable" and a
+		// timeout are no delivery.
+		dstSeen = outcome != nil && (outcome.Event == "reply" || outcome.Event == "refused")
 	}
 	if !dstSeen {
 		v.Result = "lost"
@@ -266,10 +273,7 @@ func answer(p *wire.Packet) string {
 	switch p.L4.Proto {
 	case "icmp", "icmp6":
 		if p.L4.Type == "dest-unreachable" {
-			if p.L4.Code == 3 || (p.L4.Proto == "icmp6" && p.L4.Code == 4) {
-				return "port-unreachable"
-			}
-			return "unreachable"
+			return unreachableAnswer(p.L4)
 		}
 		return p.L4.Type
 	case "tcp":
@@ -284,6 +288,101 @@ func answer(p *wire.Packet) string {
 		return "udp-reply"
 	}
 	return p.L4.Proto
+}
+
+// unreachableAnswer names an ICMP destination unreachable by its code:
+// RFC 792 and RFC 1812 §5.2.7.1 for ICMP, RFC 4443 §3.1 for ICMPv6.
+func unreachableAnswer(l *wire.L4) string {
+	if l.Proto == "icmp6" {
+		switch l.Code {
+		case 0:
+			return "net-unreachable" // no route to destination
+		case 1:
+			return "prohibited" // communication administratively prohibited
+		case 3:
+			return "host-unreachable" // address unreachable
+		case 4:
+			return "port-unreachable"
+		}
+		return "unreachable"
+	}
+	switch l.Code {
+	case 0:
+		return "net-unreachable"
+	case 1:
+		return "host-unreachable"
+	case 3:
+		return "port-unreachable"
+	case 4:
+		return "frag-needed" // fragmentation needed and DF set
+	case 9, 10, 13:
+		return "prohibited" // network, host or communication administratively prohibited
+	}
+	return "unreachable"
+}
+
+// errorFromAHop tells whether an answer is an ICMP error that a hop on the
+// way sent in place of the destination (a router without a route or
+// without an ARP answer, a firewall's REJECT): its source is not the
+// destination's address.
+func errorFromAHop(rep *trace.Journey, s trace.Session) bool {
+	p := rep.Obs[0].P
+	return p.L4 != nil && (p.L4.Proto == "icmp" || p.L4.Proto == "icmp6") && p.L4.Type == "dest-unreachable" &&
+		p.IP != nil && p.IP.Src != s.Dst.IP
+}
+
+// answeredOnTheWay is the verdict on a probe a hop answered with an ICMP
+// error in place of the destination: lost where that hop took it last,
+// and why in the words of the error.
+func answeredOnTheWay(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPath, req, rep *trace.Journey, last *trace.Obs, next *trace.Iface) trace.Verdict {
+	p := rep.Obs[0].P
+	v := trace.Verdict{Result: "lost", Answer: unreachableAnswer(p.L4)}
+	who, name := p.IP.Src, p.IP.Src
+	if i := g.IfaceWithIP(p.IP.Src); i != nil {
+		name = i.Agent.Name
+		who = name + " (" + p.IP.Src + ")"
+	}
+	if len(tp.Fwd) == 0 && len(req.Obs) > 0 {
+		last = req.Obs[len(req.Obs)-1] // in path order: the farthest hop that saw it
+	}
+	if last != nil {
+		v.LastSeen = fmt.Sprintf("%s (+%s)", last.If.Place(), trace.FormatDuration(last.P.TS.Sub(t.Start)))
+	}
+	if next != nil {
+		v.NotSeen = next.Place()
+	}
+	kind := "ICMP"
+	if p.L4.Proto == "icmp6" {
+		kind = "ICMPv6"
+	}
+	why := "it could not deliver it"
+	switch v.Answer {
+	case "host-unreachable":
+		why = fmt.Sprintf("it could not reach %s (no ARP or neighbour discovery answer for it on the way, or no host there)", s.Dst.IP)
+	case "net-unreachable":
+		why = fmt.Sprintf("it has no route to %s", s.Dst.IP)
+	case "prohibited":
+		why = fmt.Sprintf("a firewall rule on %s rejected it", name)
+	case "port-unreachable":
+		why = fmt.Sprintf("a firewall rule on %s rejected it (REJECT with port unreachable)", name)
+	case "frag-needed":
+		why = "the packet is larger than the MTU on the way and may not be fragmented"
+	}
+	v.Reason = fmt.Sprintf("%s answered %s (%s destination unreachable, code %d) in place of %s: %s",
+		who, unreachableWords[v.Answer], kind, p.L4.Code, s.Dst.Short, why)
+	if arp := unansweredARP(t, s); arp != "" {
+		v.Evidence = append(v.Evidence, arp)
+	}
+	return v
+}
+
+var unreachableWords = map[string]string{
+	"host-unreachable": "host unreachable",
+	"net-unreachable":  "network unreachable",
+	"prohibited":       "communication administratively prohibited",
+	"port-unreachable": "port unreachable",
+	"frag-needed":      "fragmentation needed",
+	"unreachable":      "destination unreachable",
 }
 
 // lossReason explains a loss between two hops by the roles of both.
@@ -322,29 +421,41 @@ func lossReason(s trace.Session, last *trace.Obs, next *trace.Iface, forward boo
 	return fmt.Sprintf("last seen at %s, not seen at %s", l.Place(), next.Place())
 }
 
-// unansweredARP describes who-has requests from the endpoints that got no
-// is-at reply.
+// unansweredARP describes an address resolution on the way that got no
+// answer: an ARP who-has (IPv4) or a neighbour solicitation (IPv6, RFC
+// 4861) from an endpoint, or from anyone for the destination's address,
+// without an is-at or a neighbour advertisement for the address asked.
 func unansweredARP(t *trace.Trace, s trace.Session) string {
 	asked := map[string]int{}
+	ndp := map[string]bool{}
 	var flooded map[string]bool
 	var order []string
 	answered := map[string]bool{}
 	for _, j := range t.Journeys {
 		p := j.Obs[0].P
-		if p.ARP == nil {
-			continue
-		}
-		if p.ARP.Op == "is-at" {
+		var sender, target string
+		switch {
+		case p.ARP != nil && p.ARP.Op == "is-at":
 			answered[p.ARP.SenderIP] = true
 			continue
-		}
-		if p.ARP.SenderIP != s.Src.IP && p.ARP.SenderIP != s.Dst.IP {
+		case p.ARP != nil:
+			sender, target = p.ARP.SenderIP, p.ARP.TargetIP
+		case p.L4 != nil && p.L4.Proto == "icmp6" && p.L4.Type == "neighbor-advertisement":
+			answered[p.L4.Target] = true
+			continue
+		case p.L4 != nil && p.L4.Proto == "icmp6" && p.L4.Type == "neighbor-solicitation" && p.IP != nil:
+			sender, target = p.IP.Src, p.L4.Target
+			ndp[target] = true
+		default:
 			continue
 		}
-		if asked[p.ARP.TargetIP] == 0 {
-			order = append(order, p.ARP.TargetIP)
+		if sender != s.Src.IP && sender != s.Dst.IP && target != s.Dst.IP {
+			continue
 		}
-		asked[p.ARP.TargetIP]++
+		if asked[target] == 0 {
+			order = append(order, target)
+		}
+		asked[target]++
 		for _, o := range j.Obs {
 			if o.If.Role == "host veth" && o.P.Dir == "out" {
 				if flooded == nil {
@@ -359,6 +470,9 @@ func unansweredARP(t *trace.Trace, s trace.Session) string {
 			continue
 		}
 		msg := fmt.Sprintf("ARP unanswered: who-has %s was asked %d time(s) and nobody answered", ip, asked[ip])
+		if ndp[ip] {
+			msg = fmt.Sprintf("neighbour discovery unanswered: %s was solicited %d time(s) and nobody answered", ip, asked[ip])
+		}
 		if len(flooded) > 0 {
 			var ports []string
 			for p := range flooded {
