@@ -57,7 +57,7 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
-	@# the agent never imports Kubernetes or the CLI; merge and render no launcher, lab or Kubernetes
+	@# the agent never imports Kubernetes or the CLI; the trace engine and render no launcher, lab or Kubernetes
 	GO=$(GO) $(GO) run ./hack/depcheck
 	@# the plugin is released for macOS and Windows too: it must keep compiling off Linux
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/kubectl-podtrace/

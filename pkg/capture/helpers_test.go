@@ -177,9 +177,16 @@ type seen struct {
 
 func collect(t testing.TB, h *Handle, want int, timeout time.Duration) []seen {
 	t.Helper()
+	return collectUntil(t, h, func(out []seen) bool { return len(out) >= want }, timeout)
+}
+
+// collectUntil reads from h until done holds for the frames read so far,
+// or timeout passed (a bound only a missing frame reaches).
+func collectUntil(t testing.TB, h *Handle, done func([]seen) bool, timeout time.Duration) []seen {
+	t.Helper()
 	var out []seen
 	deadline := time.Now().Add(timeout)
-	for len(out) < want && time.Now().Before(deadline) {
+	for !done(out) && time.Now().Before(deadline) {
 		_, err := h.Read(50*time.Millisecond, func(f Frame) {
 			s := seen{Frame: f, seq: -1, data: len(f.Data)}
 			s.Data = nil
@@ -205,6 +212,21 @@ func sendSeq(t testing.TB, c *net.UDPConn, n, size int) {
 		buf[0], buf[1], buf[2], buf[3] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
 		if _, err := c.Write(buf); err != nil {
 			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+}
+
+// receive reads n datagrams from c: they crossed every hop to it. Only a
+// datagram that never comes takes the minute.
+func receive(t testing.TB, c *net.UDPConn, n int) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	if err := c.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("datagram %d of %d: %v", i+1, n, err)
 		}
 	}
 }

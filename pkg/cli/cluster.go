@@ -19,8 +19,8 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/kube"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
 	clusterlaunch "github.com/podtrace/kubectl-podtrace/pkg/launch/cluster"
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/version"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
@@ -150,10 +150,10 @@ func (o *ClusterOptions) params() kube.AgentParams {
 // Plan places the agents: one in each pod (the source probes) unless
 // inject is false, one on each node involved.
 func (o *ClusterOptions) Plan(inject bool) session.Plan {
-	endpoint := func(t *kube.Target) merge.Endpoint {
-		return merge.Endpoint{Name: t.Ref.String(), Short: t.Ref.Name, IP: t.IP, Node: t.Node}
+	endpoint := func(t *kube.Target) trace.Endpoint {
+		return trace.Endpoint{Name: t.Ref.String(), Short: t.Ref.Name, IP: t.IP, Node: t.Node}
 	}
-	s := merge.Session{Src: endpoint(o.src), Dst: endpoint(o.dst), Probe: o.ProbeSpec(o.dst.IP)}
+	s := trace.Session{Src: endpoint(o.src), Dst: endpoint(o.dst), Probe: o.ProbeSpec(o.dst.IP)}
 	hosts := []string{o.src.IP, o.dst.IP}
 	p := session.Plan{Session: s}
 	id := func(t *kube.Target) string {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch/local"
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -128,9 +128,9 @@ func (o *LocalOptions) Run(ctx context.Context) error {
 // localPlan: a pod agent in each end that is a namespace (the source one
 // probes), a node agent in each node namespace.
 func localPlan(t *TraceOptions, src, dst localEnd, nodes []string) session.Plan {
-	s := merge.Session{
-		Src:   merge.Endpoint{Name: src.name, Short: src.name, IP: src.ip, Agent: src.name},
-		Dst:   merge.Endpoint{Name: dst.name, Short: dst.name, IP: dst.ip},
+	s := trace.Session{
+		Src:   trace.Endpoint{Name: src.name, Short: src.name, IP: src.ip, Agent: src.name},
+		Dst:   trace.Endpoint{Name: dst.name, Short: dst.name, IP: dst.ip},
 		Probe: t.ProbeSpec(dst.ip),
 	}
 	hosts := []string{src.ip, dst.ip}

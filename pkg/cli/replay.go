@@ -4,9 +4,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 )
 
 // NewCmdReplay is `kubectl podtrace replay DIR`.

@@ -15,10 +15,10 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/pcapng"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -242,7 +242,7 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 
 // Show writes the trace in the chosen formats; the error carries the exit
 // code.
-func (o *TraceOptions) Show(t *merge.Trace, h render.Header) error {
+func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 	if o.Pcap != "" {
 		f, err := os.Create(o.Pcap)
 		if err != nil {

@@ -15,14 +15,14 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 )
 
 // HopName is the interface name a hop gets in the file: node/netns/iface,
 // where netns is the pod for a pod's namespace and "root" for the node's
 // own ("-" for an unknown node). A slash inside a part ("default/pod-a")
 // becomes ":" so that the name always has three parts.
-func HopName(o *merge.Obs) string {
+func HopName(o *trace.Obs) string {
 	node := o.Agent.Node
 	if node == "" {
 		node = "-"
@@ -37,15 +37,15 @@ func HopName(o *merge.Obs) string {
 
 // Write writes every packet observation of the trace that carries frame
 // bytes, in time order, and returns how many it wrote.
-func Write(w io.Writer, t *merge.Trace) (int, error) {
-	obs := make([]*merge.Obs, 0, len(t.Packets))
+func Write(w io.Writer, t *trace.Trace) (int, error) {
+	obs := make([]*trace.Obs, 0, len(t.Packets))
 	for _, o := range t.Packets {
 		if len(o.P.Frame) > 0 {
 			obs = append(obs, o)
 		}
 	}
 	sort.SliceStable(obs, func(i, j int) bool { return obs[i].P.TS.Before(obs[j].P.TS) })
-	comments := map[*merge.Obs]string{}
+	comments := map[*trace.Obs]string{}
 	for _, j := range t.Journeys {
 		for k, o := range j.Obs {
 			if j.Probe != "" {
@@ -59,7 +59,7 @@ func Write(w io.Writer, t *merge.Trace) (int, error) {
 	}
 	// Interfaces in order of first appearance.
 	ids := map[string]int{}
-	var order []*merge.Obs
+	var order []*trace.Obs
 	for _, o := range obs {
 		n := HopName(o)
 		if _, ok := ids[n]; !ok {
@@ -67,7 +67,7 @@ func Write(w io.Writer, t *merge.Trace) (int, error) {
 			order = append(order, o)
 		}
 	}
-	iface := func(o *merge.Obs) pcapgo.NgInterface {
+	iface := func(o *trace.Obs) pcapgo.NgInterface {
 		desc := o.If.Role
 		if o.If.Owner != "" {
 			desc += " of " + o.If.Owner

@@ -11,25 +11,25 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 func TestWriteInterfacesTimestampsAndComments(t *testing.T) {
-	podA := &merge.AgentInfo{ID: "a", Role: "pod", Name: "default/pod-a", Node: "node-1", Hello: &wire.Hello{Snaplen: 192, Filter: "icmp or arp"}}
-	node := &merge.AgentInfo{ID: "n", Role: "node", Name: "node-1", Node: "node-1", Hello: &wire.Hello{Snaplen: 192}}
-	eth0 := &merge.Iface{Name: "eth0", Role: "pod eth0", Agent: podA}
-	veth := &merge.Iface{Name: "veth1234", Role: "host veth", Owner: "pod-a", Agent: node}
+	podA := &trace.AgentInfo{ID: "a", Role: "pod", Name: "default/pod-a", Node: "node-1", Hello: &wire.Hello{Snaplen: 192, Filter: "icmp or arp"}}
+	node := &trace.AgentInfo{ID: "n", Role: "node", Name: "node-1", Node: "node-1", Hello: &wire.Hello{Snaplen: 192}}
+	eth0 := &trace.Iface{Name: "eth0", Role: "pod eth0", Agent: podA}
+	veth := &trace.Iface{Name: "veth1234", Role: "host veth", Owner: "pod-a", Agent: node}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 	frame := func(n int) []byte { return bytes.Repeat([]byte{byte(n)}, 42+n) } // odd lengths: padding
-	obs := []*merge.Obs{
+	obs := []*trace.Obs{
 		{Agent: podA, If: eth0, P: &wire.Packet{TS: t0, Len: 42, Frame: frame(0)}},                         // ARP, no comment
 		{Agent: node, If: veth, P: &wire.Packet{TS: t0.Add(7), Len: 43, Frame: frame(1)}},                  // ARP at the veth
 		{Agent: podA, If: eth0, P: &wire.Packet{TS: t0.Add(time.Microsecond), Len: 1500, Frame: frame(3)}}, // probe, truncated
 		{Agent: node, If: veth, P: &wire.Packet{TS: t0.Add(time.Microsecond + 1), Len: 1500, Frame: frame(3)}},
 		{Agent: node, If: veth, P: &wire.Packet{TS: t0.Add(2 * time.Microsecond)}}, // no bytes: not written
 	}
-	tr := &merge.Trace{Packets: obs, Journeys: []*merge.Journey{
+	tr := &trace.Trace{Packets: obs, Journeys: []*trace.Journey{
 		{FP: "aaaa", Obs: obs[:2]},
 		{FP: "beef", Probe: "icmp/1", Obs: obs[2:4]},
 	}}
@@ -107,7 +107,7 @@ func TestWriteInterfacesTimestampsAndComments(t *testing.T) {
 
 func TestWriteEmptyTrace(t *testing.T) {
 	var buf bytes.Buffer
-	if n, err := Write(&buf, &merge.Trace{}); n != 0 || err != nil {
+	if n, err := Write(&buf, &trace.Trace{}); n != 0 || err != nil {
 		t.Fatalf("%d, %v", n, err)
 	}
 	if _, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.DefaultNgReaderOptions); err != nil {

@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -19,7 +19,7 @@ const maxTextFlows = 10
 // writeFlows prints the flows that agents summarized, each with the hops
 // that counted it: which agent, where, how many frames and bytes, over
 // which span.
-func writeFlows(b *strings.Builder, t *merge.Trace, c *colorer, pad func(string, int) string) {
+func writeFlows(b *strings.Builder, t *trace.Trace, c *colorer, pad func(string, int) string) {
 	if len(t.Summarized) == 0 {
 		return
 	}
@@ -61,7 +61,7 @@ func writeFlows(b *strings.Builder, t *merge.Trace, c *colorer, pad func(string,
 				frames = "frame "
 			}
 			line := fmt.Sprintf("      %s  %s  %-3s %10d %s  %9s  %s … %s", c.place.Sprint(pad(Safe(h.Agent.Name), wPlace)), pad(Safe(h.If.Label()), wIf),
-				h.Dir, h.Packets, frames, merge.FormatBytes(int64(h.Bytes)), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
+				h.Dir, h.Packets, frames, trace.FormatBytes(int64(h.Bytes)), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
 			if len(extra) > 0 {
 				line += "  " + strings.Join(extra, "  ")
 			}

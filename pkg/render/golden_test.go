@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	goldenfile "github.com/podtrace/kubectl-podtrace/internal/golden"
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 )
 
 // Recordings of real runs (testdata/recordings/NAME: the raw observation

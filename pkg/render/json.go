@@ -5,19 +5,19 @@ import (
 	"io"
 	"time"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // JSON line kinds (docs/trace-json.md).
 type jsonTrace struct {
 	Kind  string         `json:"kind"` // "trace"
-	Src   merge.Endpoint `json:"src"`
-	Dst   merge.Endpoint `json:"dst"`
+	Src   trace.Endpoint `json:"src"`
+	Dst   trace.Endpoint `json:"dst"`
 	Shape string         `json:"shape,omitempty"`
 	// Discovered is the CNI shape recognised from the agents' topology.
 	Discovered string                `json:"discoveredShape,omitempty"`
-	Clocks     []merge.ClockEstimate `json:"clocks,omitempty"`
+	Clocks     []trace.ClockEstimate `json:"clocks,omitempty"`
 	Probe      *wire.ProbeSpec       `json:"probe,omitempty"`
 	Start      time.Time             `json:"start"`
 	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
@@ -53,7 +53,7 @@ type jsonCut struct {
 	ClampedLines  uint64 `json:"clampedLines,omitempty"` // lines whose over-long fields were shortened
 }
 
-func agentCut(a *merge.AgentInfo) *jsonCut {
+func agentCut(a *trace.AgentInfo) *jsonCut {
 	budget, lines, bytes := a.BudgetCut()
 	in := a.Intake
 	if lines == 0 && in.CutLines == 0 && in.Invalid == 0 && in.Clamped == 0 {
@@ -132,7 +132,7 @@ type jsonFlowHop struct {
 
 type jsonPath struct {
 	Kind string      `json:"kind"` // "path"
-	Hops []merge.Hop `json:"hops"`
+	Hops []trace.Hop `json:"hops"`
 }
 
 type jsonWarning struct {
@@ -142,12 +142,12 @@ type jsonWarning struct {
 
 type jsonVerdict struct {
 	Kind string `json:"kind"` // "verdict"
-	merge.Verdict
+	trace.Verdict
 }
 
 // JSON writes the trace as JSON lines, one event per line; the last line
 // is the verdict.
-func JSON(w io.Writer, t *merge.Trace, h Header) error {
+func JSON(w io.Writer, t *trace.Trace, h Header) error {
 	enc := json.NewEncoder(w)
 	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
 		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks}

@@ -7,7 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -18,7 +18,7 @@ type Header struct {
 }
 
 // Text prints the trace for humans.
-func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
+func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	c := newColorer(colorOn)
 	b := &strings.Builder{}
 	s := t.Session
@@ -185,7 +185,7 @@ func Text(w io.Writer, t *merge.Trace, h Header, colorOn bool) error {
 }
 
 // VerdictLine is the last line of a text trace.
-func VerdictLine(v merge.Verdict, s merge.Session, c *colorer) string {
+func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 	if c == nil {
 		c = newColorer(false)
 	}
@@ -231,7 +231,7 @@ func VerdictLine(v merge.Verdict, s merge.Session, c *colorer) string {
 	return out
 }
 
-func answerText(a string, s merge.Session) string {
+func answerText(a string, s trace.Session) string {
 	switch a {
 	case "syn-ack":
 		return fmt.Sprintf("port %d open (SYN-ACK)", s.Probe.Port)
@@ -239,6 +239,8 @@ func answerText(a string, s merge.Session) string {
 		return fmt.Sprintf("port %d closed (RST)", s.Probe.Port)
 	case "port-unreachable":
 		return fmt.Sprintf("port %d closed (ICMP port unreachable)", s.Probe.Port)
+	case "prohibited":
+		return "rejected by a firewall rule (ICMP administratively prohibited)"
 	case "none":
 		return "no answer (none required)"
 	case "udp-reply":
@@ -267,4 +269,4 @@ func isBroadcast(p *wire.Packet) bool {
 }
 
 // Dur prints a duration at a scale a human reads at a glance.
-func Dur(d time.Duration) string { return merge.FormatDuration(d) }
+func Dur(d time.Duration) string { return trace.FormatDuration(d) }

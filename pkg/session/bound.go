@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -23,7 +23,7 @@ const (
 
 // keeper decides which lines of one stream are kept.
 type keeper struct {
-	in             merge.Intake
+	in             trace.Intake
 	kept           int64 // bytes of the lines kept
 	packets, stats int
 	hello, bye     bool
@@ -67,12 +67,12 @@ func (k *keeper) note(rd *wire.Reader) {
 
 // ReceivedLine is the stats line printed after a run: the bytes received
 // from every agent, which crossed the API server in a cluster.
-func ReceivedLine(streams []merge.Stream) string {
+func ReceivedLine(streams []trace.Stream) string {
 	var total int64
 	var each []string
 	for _, s := range streams {
 		total += s.Intake.ReceivedBytes
-		each = append(each, s.Display+" "+merge.FormatBytes(s.Intake.ReceivedBytes))
+		each = append(each, s.Display+" "+trace.FormatBytes(s.Intake.ReceivedBytes))
 	}
-	return fmt.Sprintf("podtrace: received %s from %d agents (%s)", merge.FormatBytes(total), len(streams), strings.Join(each, ", "))
+	return fmt.Sprintf("podtrace: received %s from %d agents (%s)", trace.FormatBytes(total), len(streams), strings.Join(each, ", "))
 }

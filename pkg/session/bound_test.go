@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -64,8 +65,8 @@ func line(seq int, agent, kind, payload string) string {
 func plan() Plan {
 	probe := &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, Interval: time.Millisecond, Timeout: time.Second, ID: 4711}
 	return Plan{
-		Session: merge.Session{Src: merge.Endpoint{Name: "pod-a", Short: "pod-a", IP: "10.244.0.2", Agent: "pod-a"},
-			Dst: merge.Endpoint{Name: "pod-b", Short: "pod-b", IP: "10.244.0.3", Agent: "pod-b"}, Probe: probe},
+		Session: trace.Session{Src: trace.Endpoint{Name: "pod-a", Short: "pod-a", IP: "10.244.0.2", Agent: "pod-a"},
+			Dst: trace.Endpoint{Name: "pod-b", Short: "pod-b", IP: "10.244.0.3", Agent: "pod-b"}, Probe: probe},
 		Agents: []launch.Spec{{ID: "pod-a", Role: wire.RolePod, Probe: probe}, {ID: "pod-b", Role: wire.RolePod}},
 	}
 }
@@ -160,5 +161,5 @@ func TestMergeSkipsEnvelopesWithoutPayload(t *testing.T) {
 	}
 }
 
-// Stream is merge.Stream, for the test above.
-type Stream = merge.Stream
+// Stream is trace.Stream, for the test above.
+type Stream = trace.Stream

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -19,7 +19,7 @@ import (
 // agent). It replays into the same trace anywhere, later — for a support
 // case, or as a golden test.
 type recordingHeader struct {
-	Session merge.Session `json:"session"`
+	Session trace.Session `json:"session"`
 	ArmedNs time.Duration `json:"armedNs"`
 	Notes   []string      `json:"notes,omitempty"`
 	Agents  []recAgent    `json:"agents"`
@@ -31,11 +31,11 @@ type recAgent struct {
 	Gaps    uint64 `json:"gaps,omitempty"`
 	File    string `json:"file"`
 	// Intake is what the plugin received and set aside during the run.
-	Intake *merge.Intake `json:"intake,omitempty"`
+	Intake *trace.Intake `json:"intake,omitempty"`
 }
 
 // Save writes a recording of the result into dir (created if missing).
-func Save(dir string, s merge.Session, r *Result, notes []string) error {
+func Save(dir string, s trace.Session, r *Result, notes []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func Save(dir string, s merge.Session, r *Result, notes []string) error {
 }
 
 // Load reads a recording back.
-func Load(dir string) (s merge.Session, streams []merge.Stream, armed time.Duration, notes []string, err error) {
+func Load(dir string) (s trace.Session, streams []trace.Stream, armed time.Duration, notes []string, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, "session.json"))
 	if err != nil {
 		return s, nil, 0, nil, fmt.Errorf("%s is not a recording (kubectl podtrace … --save DIR writes one): %w", dir, err)
@@ -81,7 +81,7 @@ func Load(dir string) (s merge.Session, streams []merge.Stream, armed time.Durat
 		if err != nil {
 			return s, nil, 0, nil, err
 		}
-		st := merge.Stream{Agent: a.ID, Display: a.Display, Gaps: a.Gaps}
+		st := trace.Stream{Agent: a.ID, Display: a.Display, Gaps: a.Gaps}
 		// A recording is read within the same bounds as a live stream.
 		var k keeper
 		rd := wire.NewReader(f)

@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // Plan is what to run.
 type Plan struct {
-	Session merge.Session
+	Session trace.Session
 	Agents  []launch.Spec
 	// Passive observes for Duration instead of probing.
 	Passive  bool
@@ -36,8 +37,8 @@ type Options struct {
 
 // Result is a finished run.
 type Result struct {
-	Trace   *merge.Trace
-	Streams []merge.Stream // what every agent said, for a recording
+	Trace   *trace.Trace
+	Streams []trace.Stream // what every agent said, for a recording
 	Armed   time.Duration  // start to the last hello
 	Total   time.Duration
 }
@@ -183,10 +184,10 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 			progress("podtrace: agent %s did not say bye in time; using what it sent", r.spec.ID)
 		}
 	}
-	var streams []merge.Stream
+	var streams []trace.Stream
 	for _, r := range rs {
 		r.mu.Lock()
-		streams = append(streams, merge.Stream{Agent: r.spec.ID, Display: r.spec.ID, Gaps: r.gaps, Lines: r.lines, Intake: r.kept.in})
+		streams = append(streams, trace.Stream{Agent: r.spec.ID, Display: r.spec.ID, Gaps: r.gaps, Lines: r.lines, Intake: r.kept.in})
 		if r.err != nil {
 			streams[len(streams)-1].Lines = append(streams[len(streams)-1].Lines, &wire.Envelope{Kind: wire.KindError, Error: &wire.Error{Msg: "stream: " + r.err.Error()}})
 		}

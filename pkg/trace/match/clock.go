@@ -1,4 +1,4 @@
-package merge
+package match
 
 import (
 	"fmt"
@@ -7,53 +7,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/graph"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// ClockEstimate is the offset of one node's clock from the reference
-// node's (the source's), estimated NTP-style from a request seen leaving
-// the reference node (t1) and arriving on the other (t2), and its reply
-// leaving the other (t3) and arriving back (t4):
-//
-//	offset = ((t2 − t1) + (t3 − t4)) / 2
-//	bound  = ((t4 − t1) − (t3 − t2)) / 2
-//
-// The true offset lies within offset ± bound whatever the two one-way
-// delays are (bound is half the round trip on the wire between the two
-// nodes, the other node's processing time taken out). Of several pairs
-// the one with the smallest bound is kept.
-type ClockEstimate struct {
-	Ref     string        `json:"ref"`  // reference clock domain (node)
-	Node    string        `json:"node"` // this node's clock − the reference's
-	Offset  time.Duration `json:"offsetNs"`
-	Bound   time.Duration `json:"boundNs"` // ± error bound
-	Pairs   int           `json:"pairs"`   // request/reply pairs seen on both nodes
-	Applied bool          `json:"applied"` // timestamps of Node were corrected by Offset
-}
-
-// String is "node2 − node1 = +3 µs ± 20 µs (1 request/reply pair, applied)".
-func (c ClockEstimate) String() string {
-	if c.Pairs == 0 {
-		return fmt.Sprintf("%s vs %s: no request/reply pair seen on both nodes, clocks assumed in sync", c.Node, c.Ref)
-	}
-	sign := "+"
-	if c.Offset < 0 {
-		sign = ""
-	}
-	how := "within its error bound: not applied"
-	if c.Applied {
-		how = "applied to " + c.Node + "'s timestamps"
-	}
-	pl := "pair"
-	if c.Pairs > 1 {
-		pl = "pairs"
-	}
-	return fmt.Sprintf("%s − %s = %s%s ± %s (%d request/reply %s, %s)", c.Node, c.Ref, sign, FormatDuration(c.Offset), FormatDuration(c.Bound), c.Pairs, pl, how)
-}
-
 // pairKey matches a request with its reply: probe id, else ICMP echo id
 // and sequence.
-func pairKey(j *Journey) (string, bool) {
+func pairKey(j *trace.Journey) (string, bool) {
 	if j.Probe != "" && j.Probe != "icmp-error" {
 		return j.Probe, j.IsReply
 	}
@@ -71,16 +32,16 @@ func pairKey(j *Journey) (string, bool) {
 // estimateClocks estimates each other node's clock offset from the
 // reference node's, and which to correct: those whose offset exceeds its
 // error bound (within it, correcting would only add the estimate's noise).
-func estimateClocks(t *Trace, s Session) ([]ClockEstimate, map[string]time.Duration) {
+func estimateClocks(t *trace.Trace, s trace.Session) ([]trace.ClockEstimate, map[string]time.Duration) {
 	domains := map[string]bool{}
 	var ref string
 	for _, a := range t.Agents {
 		if a.Hello == nil {
 			continue
 		}
-		domains[a.clockDomain()] = true
+		domains[a.ClockDomain()] = true
 		if a.ID == s.Src.Agent || ref == "" && a.Role == wire.RolePod {
-			ref = a.clockDomain()
+			ref = a.ClockDomain()
 		}
 	}
 	if len(domains) < 2 {
@@ -89,13 +50,13 @@ func estimateClocks(t *Trace, s Session) ([]ClockEstimate, map[string]time.Durat
 	if ref == "" {
 		for _, a := range t.Agents {
 			if a.Hello != nil {
-				ref = a.clockDomain()
+				ref = a.ClockDomain()
 				break
 			}
 		}
 	}
-	reqs := map[string]*Journey{}
-	reps := map[string]*Journey{}
+	reqs := map[string]*trace.Journey{}
+	reps := map[string]*trace.Journey{}
 	var keys []string
 	for _, j := range t.Journeys {
 		k, reply := pairKey(j)
@@ -118,10 +79,10 @@ func estimateClocks(t *Trace, s Session) ([]ClockEstimate, map[string]time.Durat
 		}
 	}
 	sort.Strings(names)
-	var out []ClockEstimate
+	var out []trace.ClockEstimate
 	corr := map[string]time.Duration{}
 	for _, d := range names {
-		e := ClockEstimate{Ref: ref, Node: d}
+		e := trace.ClockEstimate{Ref: ref, Node: d}
 		best := time.Duration(-1)
 		for _, k := range keys {
 			req, rep := reqs[k], reps[k]
@@ -162,10 +123,10 @@ func ntp(t1, t2, t3, t4 time.Time) (offset, bound time.Duration) {
 
 // crossing is when a journey last left clock domain a (its last hop
 // there before its first hop in b, in path order) and first arrived in b.
-func crossing(j *Journey, a, b string) (leave, arrive time.Time, ok bool) {
-	var last *Obs
+func crossing(j *trace.Journey, a, b string) (leave, arrive time.Time, ok bool) {
+	var last *trace.Obs
 	for _, o := range j.Obs {
-		switch o.Agent.clockDomain() {
+		switch o.Agent.ClockDomain() {
 		case a:
 			last = o
 		case b:
@@ -188,7 +149,7 @@ func absDur(d time.Duration) time.Duration {
 // proxyARPNotes marks ARP replies a host veth sent on behalf of an address
 // its namespace does not own (proxy_arp on the veth: Calico's 169.254.1.1
 // gateway, answered with the veth's own MAC).
-func proxyARPNotes(g *graph, t *Trace) {
+func proxyARPNotes(g *graph.Graph, t *trace.Trace) {
 	for _, j := range t.Journeys {
 		for _, o := range j.Obs {
 			a := o.P.ARP
@@ -198,7 +159,7 @@ func proxyARPNotes(g *graph, t *Trace) {
 			if !strings.EqualFold(a.SenderMAC, o.If.MAC) {
 				continue
 			}
-			if g.agentHasIP(o.Agent, net.ParseIP(a.SenderIP)) {
+			if g.AgentHasIP(o.Agent, net.ParseIP(a.SenderIP)) {
 				continue // its own address: an ordinary reply
 			}
 			o.Note = "answered by proxy ARP on " + o.If.Name

@@ -1,4 +1,4 @@
-package merge_test
+package verdict_test
 
 // The verdict's rules, one case each, on the observation streams of real
 // runs (pkg/render/testdata/recordings: real hello and topology lines of
@@ -19,18 +19,19 @@ package merge_test
 //	                  ─ veth7478e699 ─ pt617f-pod-b eth0; pod-c's port veth35e15ae3
 
 import (
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-const recordings = "../render/testdata/recordings/"
+const recordings = "../../render/testdata/recordings/"
 
-func load(t *testing.T, name string) (merge.Session, []merge.Stream) {
+func load(t *testing.T, name string) (trace.Session, []trace.Stream) {
 	t.Helper()
 	dir := recordings + name
 	if name == "bridge-two-probes" || name == "bridge-hairpin" { // recorded for these tests (see the top of this file)
@@ -51,8 +52,8 @@ func isReply(p *wire.Packet) bool   { return p.L4 != nil && p.L4.Type == "echo-r
 
 // without removes the observations of packets that match sel at the given
 // capture points, as if the packet never got there.
-func without(streams []merge.Stream, sel func(*wire.Packet) bool, points ...at) []merge.Stream {
-	out := make([]merge.Stream, len(streams))
+func without(streams []trace.Stream, sel func(*wire.Packet) bool, points ...at) []trace.Stream {
+	out := make([]trace.Stream, len(streams))
 	for i, st := range streams {
 		out[i] = st
 		out[i].Lines = nil
@@ -75,13 +76,13 @@ func without(streams []merge.Stream, sel func(*wire.Packet) bool, points ...at) 
 
 // withOutcome replaces the source agent's probe outcomes by event, as the
 // agent writes it when no answer came back.
-func withOutcome(streams []merge.Stream, event, detail string) []merge.Stream {
+func withOutcome(streams []trace.Stream, event, detail string) []trace.Stream {
 	return withOutcomeOf(streams, "", event, detail)
 }
 
 // withOutcomeOf replaces the outcome of probe id ("" = every probe).
-func withOutcomeOf(streams []merge.Stream, id, event, detail string) []merge.Stream {
-	out := make([]merge.Stream, len(streams))
+func withOutcomeOf(streams []trace.Stream, id, event, detail string) []trace.Stream {
+	out := make([]trace.Stream, len(streams))
 	for i, st := range streams {
 		out[i] = st
 		out[i].Lines = nil
@@ -99,7 +100,7 @@ func withOutcomeOf(streams []merge.Stream, id, event, detail string) []merge.Str
 }
 
 // status is the path hop's status at the agent's interface.
-func status(tr *merge.Trace, agent, iface string) string {
+func status(tr *trace.Trace, agent, iface string) string {
 	for _, h := range tr.Path {
 		if h.Place == agent && (h.Label == iface || strings.HasPrefix(h.Label, iface+" ")) {
 			return h.Status
@@ -117,7 +118,7 @@ type want struct {
 	answer   string
 }
 
-func check(t *testing.T, tr *merge.Trace, w want) {
+func check(t *testing.T, tr *trace.Trace, w want) {
 	t.Helper()
 	v := tr.Verdict
 	t.Logf("verdict %s, last seen %q, not seen %q, answer %q\n  reason: %s\n  path: %+v", v.Result, v.LastSeen, v.NotSeen, v.Answer, v.Reason, tr.Path)
@@ -157,61 +158,61 @@ var (
 func TestVerdictBridgeRules(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		mutate func([]merge.Stream) []merge.Stream
+		mutate func([]trace.Stream) []trace.Stream
 		want   want
 	}{
 		{"delivered: seen at every hop, both ways", nil, want{
 			result: "delivered", answer: "echo-reply", path: allSeen,
 		}},
-		{"lost between the pod and its host veth", func(s []merge.Stream) []merge.Stream {
+		{"lost between the pod and its host veth", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(s, isRequest, aVeth, cni0, bVeth, bEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost", lastSeen: "pod-a eth0", notSeen: "node1 vethc2a7094a",
 			reason: []string{"it left pod-a's eth0 but never reached the node side of its veth pair"},
 			path:   map[at]string{aEth0: "seen", aVeth: "not seen", cni0: "not seen", bVeth: "not seen", bEth0: "not seen"},
 		}},
-		{"entered the host veth, the bridge never handled it", func(s []merge.Stream) []merge.Stream {
+		{"entered the host veth, the bridge never handled it", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(s, isRequest, cni0, bVeth, bEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost", lastSeen: "node1 vethc2a7094a", notSeen: "node1 cni0",
 			reason: []string{"it entered vethc2a7094a but the bridge cni0 never handled it"},
 			path:   map[at]string{aEth0: "seen", aVeth: "seen", cni0: "not seen", bVeth: "not seen"},
 		}},
-		{"the bridge did not forward it to pod-b's port", func(s []merge.Stream) []merge.Stream {
+		{"the bridge did not forward it to pod-b's port", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(s, isRequest, bVeth, bEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost", lastSeen: "node1 cni0", notSeen: "node1 veth55e72aef",
 			reason: []string{"the bridge cni0 did not forward it to pod-b's port veth55e72aef"},
 			path:   map[at]string{aEth0: "seen", aVeth: "seen", cni0: "seen", bVeth: "not seen", bEth0: "not seen"},
 		}},
-		{"left the node on pod-b's veth, never reached pod-b", func(s []merge.Stream) []merge.Stream {
+		{"left the node on pod-b's veth, never reached pod-b", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(without(s, isRequest, bEth0), isReply, bEth0, bVeth, cni0, aVeth, aEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost", lastSeen: "node1 veth55e72aef", notSeen: "pod-b eth0",
 			reason: []string{"it left the node on veth55e72aef but never reached pod-b's eth0"},
 			path:   map[at]string{bVeth: "seen", bEth0: "not seen"},
 		}},
-		{"a hop that saw nothing although a later one did is not observable", func(s []merge.Stream) []merge.Stream {
+		{"a hop that saw nothing although a later one did is not observable", func(s []trace.Stream) []trace.Stream {
 			return without(s, isRequest, cni0)
 		}, want{
 			result: "delivered", answer: "echo-reply",
 			path: map[at]string{aEth0: "seen", aVeth: "seen", cni0: "not observable", bVeth: "seen", bEth0: "seen"},
 		}},
-		{"pod-b got it and sent no answer", func(s []merge.Stream) []merge.Stream {
+		{"pod-b got it and sent no answer", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(s, isReply, bEth0, bVeth, cni0, aVeth, aEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost", lastSeen: "pod-b eth0", answer: "none",
 			reason: []string{"pod-b received it but sent no answer"},
 			path:   allSeen,
 		}},
-		{"the answer was lost on the way back at the bridge", func(s []merge.Stream) []merge.Stream {
+		{"the answer was lost on the way back at the bridge", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(s, isReply, aVeth, aEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost", lastSeen: "node1 cni0", notSeen: "node1 vethc2a7094a", answer: "echo-reply",
 			reason: []string{"pod-b answered (echo-reply) but the answer was lost on the way back", "the bridge cni0 did not forward it to pod-a's port vethc2a7094a"},
 			path:   allSeen,
 		}},
-		{"the probe never left pod-a", func(s []merge.Stream) []merge.Stream {
+		{"the probe never left pod-a", func(s []trace.Stream) []trace.Stream {
 			return withOutcome(without(s, func(p *wire.Packet) bool { return isRequest(p) || isReply(p) }, aEth0, aVeth, cni0, bVeth, bEth0), "timeout", "no reply within 1s")
 		}, want{
 			result: "lost",
@@ -232,7 +233,7 @@ func TestVerdictBridgeRules(t *testing.T) {
 // is not observable: the verdict rests on the hops that are, and says so.
 func TestVerdictDestinationWithoutAgentIsNotObservable(t *testing.T) {
 	s, streams := load(t, "bridge-delivered")
-	var kept []merge.Stream
+	var kept []trace.Stream
 	for _, st := range streams {
 		if st.Agent != "pod-b" {
 			kept = append(kept, st)
@@ -266,15 +267,15 @@ func TestVerdictOverlayRules(t *testing.T) {
 		n2Cni0  = at{"node2", "cni0"}
 		n2bVeth = at{"node2", "vethc99fca7b"}
 		bEth0   = at{"pod-b", "eth0"}
-		after   = func(points ...at) func([]merge.Stream) []merge.Stream {
-			return func(s []merge.Stream) []merge.Stream {
+		after   = func(points ...at) func([]trace.Stream) []trace.Stream {
+			return func(s []trace.Stream) []trace.Stream {
 				return withOutcome(without(s, isRequest, points...), "timeout", "no reply within 1s")
 			}
 		}
 	)
 	for _, c := range []struct {
 		name   string
-		mutate func([]merge.Stream) []merge.Stream
+		mutate func([]trace.Stream) []trace.Stream
 		want   want
 	}{
 		{"delivered through the overlay", nil, want{result: "delivered", answer: "echo-reply",
@@ -404,7 +405,7 @@ func TestVerdictPartial(t *testing.T) {
 func TestHairpinBroadcastIsPlacedAfterTheBridge(t *testing.T) {
 	s, streams := load(t, "bridge-hairpin")
 	tr := merge.Merge(s, streams)
-	var who *merge.Journey
+	var who *trace.Journey
 	for _, j := range tr.Journeys {
 		if p := j.Obs[0].P; p.ARP != nil && p.ARP.Op == "who-has" && p.ARP.SenderIP == s.Src.IP {
 			who = j

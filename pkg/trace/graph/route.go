@@ -1,10 +1,11 @@
-package merge
+package graph
 
 import (
 	"fmt"
 	"net"
 	"strings"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -19,46 +20,18 @@ import (
 // of the same VNI there. Everything is read from the agents' hello and
 // topology lines; nothing is special to one CNI.
 
-// step is one interface on a route and what the route did there.
-type step struct {
-	If     *Iface
-	Detail string // "routed: 10.244.2.0/24 via 10.244.2.0 dev flannel.1", …
-}
-
 // tunnel is the overlay an outer packet belongs to while on the underlay.
 type tunnel struct {
-	dev    *Iface
+	dev    *trace.Iface
 	vni    int
 	port   int
 	remote net.IP
 }
 
-// routeResult is a route between two places, and why it stops early when
-// it does.
-type routeResult struct {
-	Steps   []step
-	Arrived bool   // the last step holds the destination address
-	Problem string // why the route stops (no route, VTEP unknown, …)
-}
-
-func (r *routeResult) ifaces() []*Iface {
-	out := make([]*Iface, len(r.Steps))
-	for i, s := range r.Steps {
-		out[i] = s.If
-	}
-	return out
-}
-
-// indexOr is index, and -1 on a nil result.
-func (r *routeResult) indexOr(i *Iface) int {
-	if r == nil {
-		return -1
-	}
-	return r.index(i)
-}
-
-// routeCached is route, memoised per graph.
-func (g *graph) routeCached(from *Iface, dst net.IP, ingress bool) *routeResult {
+// Route follows a packet toward dst from an interface: the interface it was
+// sent out of (egress), or the one it entered by (ingress); nil when dst is
+// nil. Walks are memoised per graph.
+func (g *Graph) Route(from *trace.Iface, dst net.IP, ingress bool) *trace.RouteWalk {
 	if dst == nil {
 		return nil
 	}
@@ -67,33 +40,24 @@ func (g *graph) routeCached(from *Iface, dst net.IP, ingress bool) *routeResult 
 		return r
 	}
 	if g.routes == nil {
-		g.routes = map[string]*routeResult{}
+		g.routes = map[string]*trace.RouteWalk{}
 	}
-	r := g.route(from, dst, ingress)
+	r := g.walk(from, dst, ingress)
 	g.routes[k] = r
 	return r
 }
 
-func (r *routeResult) index(i *Iface) int {
-	for k, s := range r.Steps {
-		if s.If == i {
-			return k
-		}
-	}
-	return -1
-}
-
-// route follows a packet to dst from an interface: the interface it was
+// walk follows a packet to dst from an interface: the interface it was
 // sent out of (egress), or the one it entered by (ingress).
-func (g *graph) route(from *Iface, dst net.IP, ingress bool) *routeResult {
-	res := &routeResult{}
-	seen := map[*Iface]bool{}
-	add := func(i *Iface, detail string) bool {
+func (g *Graph) walk(from *trace.Iface, dst net.IP, ingress bool) *trace.RouteWalk {
+	res := &trace.RouteWalk{}
+	seen := map[*trace.Iface]bool{}
+	add := func(i *trace.Iface, detail string) bool {
 		if seen[i] {
 			return false
 		}
 		seen[i] = true
-		res.Steps = append(res.Steps, step{If: i, Detail: detail})
+		res.Steps = append(res.Steps, trace.Step{If: i, Detail: detail})
 		return true
 	}
 	if dst == nil {
@@ -134,7 +98,7 @@ func (g *graph) route(from *Iface, dst net.IP, ingress bool) *routeResult {
 				in, tun = ov, nil
 			}
 		}
-		if ifaceHasIP(in, dst) || in.Agent.Role == wire.RolePod && g.agentHasIP(in.Agent, dst) {
+		if ifaceHasIP(in, dst) || in.Agent.Role == wire.RolePod && g.AgentHasIP(in.Agent, dst) {
 			res.Arrived = true
 			return res
 		}
@@ -155,7 +119,7 @@ func (g *graph) route(from *Iface, dst net.IP, ingress bool) *routeResult {
 				return res
 			}
 		}
-		if g.agentHasIP(in.Agent, dst) {
+		if g.AgentHasIP(in.Agent, dst) {
 			res.Arrived = true // the namespace's own address
 			return res
 		}
@@ -166,7 +130,7 @@ func (g *graph) route(from *Iface, dst net.IP, ingress bool) *routeResult {
 			}
 			return res
 		}
-		out := g.ifaces[IfKey{in.Agent.ID, r.Index}]
+		out := g.ifaces[trace.IfKey{Agent: in.Agent.ID, Index: r.Index}]
 		if out == nil {
 			return res
 		}
@@ -224,7 +188,7 @@ func (g *graph) route(from *Iface, dst net.IP, ingress bool) *routeResult {
 	return res
 }
 
-func tunnelKind(i *Iface) string {
+func tunnelKind(i *trace.Iface) string {
 	if i != nil && i.Kind == "geneve" {
 		return "Geneve"
 	}
@@ -246,7 +210,7 @@ func routeText(r *wire.Route) string {
 // veth (any namespace), else the interface of another agent that owns
 // the next-hop address, else one of another agent's node NICs on the same
 // IP subnet as cur.
-func (g *graph) wireNext(cur *Iface, hop net.IP) *Iface {
+func (g *Graph) wireNext(cur *trace.Iface, hop net.IP) *trace.Iface {
 	for _, n := range g.adj[key(cur.Key)] {
 		if p := g.byKey(n); p != nil && p.Agent != cur.Agent && p.Kind == "veth" && cur.Kind == "veth" {
 			return p
@@ -255,7 +219,7 @@ func (g *graph) wireNext(cur *Iface, hop net.IP) *Iface {
 	if hop == nil {
 		return nil
 	}
-	var best *Iface
+	var best *trace.Iface
 	for _, i := range g.sorted {
 		if i.Agent == cur.Agent || i.Role == "loopback" {
 			continue
@@ -270,8 +234,8 @@ func (g *graph) wireNext(cur *Iface, hop net.IP) *Iface {
 }
 
 // overlayFor is the overlay device of an agent that decapsulates a tunnel.
-func (g *graph) overlayFor(a *AgentInfo, t *tunnel) *Iface {
-	var best *Iface
+func (g *Graph) overlayFor(a *trace.AgentInfo, t *tunnel) *trace.Iface {
+	var best *trace.Iface
 	for _, i := range g.sorted {
 		if i.Agent != a || i.Role != "overlay" || i.Link.VNI != t.vni || i.Kind != t.dev.Kind {
 			continue
@@ -289,13 +253,13 @@ func (g *graph) overlayFor(a *AgentInfo, t *tunnel) *Iface {
 // bridgePortTo is the port of a bridge behind which ip lives: the port
 // whose far end owns it, else the port the bridge's FDB names for the MAC
 // the bridge's neighbour table holds for it.
-func (g *graph) bridgePortTo(br *Iface, ip net.IP) *Iface {
+func (g *Graph) bridgePortTo(br *trace.Iface, ip net.IP) *trace.Iface {
 	for _, p := range g.sorted {
 		if p.Master != br {
 			continue
 		}
 		for _, n := range g.adj[key(p.Key)] {
-			if q := g.byKey(n); q != nil && q.Agent != p.Agent && (ifaceHasIP(q, ip) || q.Agent.Role == wire.RolePod && g.agentHasIP(q.Agent, ip)) {
+			if q := g.byKey(n); q != nil && q.Agent != p.Agent && (ifaceHasIP(q, ip) || q.Agent.Role == wire.RolePod && g.AgentHasIP(q.Agent, ip)) {
 				return p
 			}
 		}
@@ -306,7 +270,7 @@ func (g *graph) bridgePortTo(br *Iface, ip net.IP) *Iface {
 	}
 	for _, f := range fdbs(br.Agent) {
 		if strings.EqualFold(f.MAC, mac) && !f.Local && (f.Bridge == br.Name || f.Bridge == "") {
-			if p := g.ifaces[IfKey{br.Agent.ID, f.Index}]; p != nil && p.Master == br {
+			if p := g.ifaces[trace.IfKey{Agent: br.Agent.ID, Index: f.Index}]; p != nil && p.Master == br {
 				return p
 			}
 		}
@@ -317,7 +281,7 @@ func (g *graph) bridgePortTo(br *Iface, ip net.IP) *Iface {
 // vtepFor finds the remote VTEP an overlay device sends nh's packets to:
 // the MAC its neighbour table holds for nh, then the FDB entry of that MAC
 // (or the all-zero default entry) on the device.
-func (g *graph) vtepFor(dev *Iface, nh net.IP) (net.IP, string) {
+func (g *Graph) vtepFor(dev *trace.Iface, nh net.IP) (net.IP, string) {
 	if r := net.ParseIP(dev.Link.Remote); r != nil {
 		return r, "" // a point-to-point tunnel (Geneve remote, VXLAN remote)
 	}
@@ -340,7 +304,7 @@ func (g *graph) vtepFor(dev *Iface, nh net.IP) (net.IP, string) {
 	return nil, fmt.Sprintf("VTEP FDB entry missing: %s on %s has no FDB entry for %s (the MAC of %s), so it does not know which node to encapsulate to", dev.Name, dev.Agent.Name, mac, nh)
 }
 
-func fdbDst(dev *Iface, mac string) net.IP {
+func fdbDst(dev *trace.Iface, mac string) net.IP {
 	for _, f := range fdbs(dev.Agent) {
 		if f.Index == dev.Key.Index && strings.EqualFold(f.MAC, mac) && f.Dst != "" {
 			if ip := net.ParseIP(f.Dst); ip != nil {
@@ -354,9 +318,9 @@ func fdbDst(dev *Iface, mac string) net.IP {
 // underlayOf is the interface that carries an overlay device's outer
 // packets to remote: the one holding the device's local address, else the
 // egress of the route to remote.
-func (g *graph) underlayOf(dev *Iface, remote net.IP) (*Iface, string) {
+func (g *Graph) underlayOf(dev *trace.Iface, remote net.IP) (*trace.Iface, string) {
 	if r := lookupRoute(dev.Agent, remote); r != nil {
-		if i := g.ifaces[IfKey{dev.Agent.ID, r.Index}]; i != nil && i != dev {
+		if i := g.ifaces[trace.IfKey{Agent: dev.Agent.ID, Index: r.Index}]; i != nil && i != dev {
 			return i, ""
 		}
 	}
@@ -368,7 +332,7 @@ func (g *graph) underlayOf(dev *Iface, remote net.IP) (*Iface, string) {
 		}
 	}
 	if dev.Link.IfLink != 0 && dev.Link.IfLink != dev.Key.Index {
-		if i := g.ifaces[IfKey{dev.Agent.ID, dev.Link.IfLink}]; i != nil {
+		if i := g.ifaces[trace.IfKey{Agent: dev.Agent.ID, Index: dev.Link.IfLink}]; i != nil {
 			return i, ""
 		}
 	}
@@ -376,7 +340,7 @@ func (g *graph) underlayOf(dev *Iface, remote net.IP) (*Iface, string) {
 }
 
 // lookupRoute is the longest-prefix match of the agent's main table.
-func lookupRoute(a *AgentInfo, dst net.IP) *wire.Route {
+func lookupRoute(a *trace.AgentInfo, dst net.IP) *wire.Route {
 	var best *wire.Route
 	bestLen := -1
 	for _, t := range []*wire.Topology{a.Before, a.After} {
@@ -418,7 +382,7 @@ func lookupRoute(a *AgentInfo, dst net.IP) *wire.Route {
 	return best
 }
 
-func neighMAC(a *AgentInfo, ifindex int, ip net.IP) string {
+func neighMAC(a *trace.AgentInfo, ifindex int, ip net.IP) string {
 	for _, t := range []*wire.Topology{a.After, a.Before} {
 		if t == nil {
 			continue
@@ -432,7 +396,7 @@ func neighMAC(a *AgentInfo, ifindex int, ip net.IP) string {
 	return ""
 }
 
-func fdbs(a *AgentInfo) []wire.FDB {
+func fdbs(a *trace.AgentInfo) []wire.FDB {
 	var out []wire.FDB
 	if a.After != nil {
 		out = append(out, a.After.FDB...)
@@ -443,7 +407,7 @@ func fdbs(a *AgentInfo) []wire.FDB {
 	return out
 }
 
-func ifaceHasIP(i *Iface, ip net.IP) bool {
+func ifaceHasIP(i *trace.Iface, ip net.IP) bool {
 	if ip == nil {
 		return false
 	}
@@ -455,7 +419,7 @@ func ifaceHasIP(i *Iface, ip net.IP) bool {
 	return false
 }
 
-func (g *graph) agentHasIP(a *AgentInfo, ip net.IP) bool {
+func (g *Graph) AgentHasIP(a *trace.AgentInfo, ip net.IP) bool {
 	for _, i := range g.sorted {
 		if i.Agent == a && i.Role != "loopback" && ifaceHasIP(i, ip) {
 			return true
@@ -466,7 +430,7 @@ func (g *graph) agentHasIP(a *AgentInfo, ip net.IP) bool {
 
 // sameSubnet tells whether two interfaces have addresses on one IP
 // subnet (node NICs on one L2 segment).
-func sameSubnet(a, b *Iface) bool {
+func sameSubnet(a, b *trace.Iface) bool {
 	for _, x := range a.Link.Addrs {
 		ipa, na, err := net.ParseCIDR(x)
 		if err != nil || ipa.IsLinkLocalUnicast() {

@@ -1,9 +1,12 @@
-// Package merge turns the observation streams of a session's agents into
-// one trace: it matches the same packet at every hop by its fingerprint,
-// orders the hops of each packet by topology (then time), computes per-hop
-// deltas, picks out the neighbour and FDB changes that matter for the
-// flow, and decides the verdict from the evidence.
-package merge
+// Package match is where a packet went: it reads the agents' streams into
+// the trace's agents, matches the same packet at every hop by its
+// fingerprint into journeys, orders each journey's hops along the route the
+// graph walks (then by time), computes per-hop deltas, estimates the
+// offsets between the nodes' clocks from request/reply pairs, tags the
+// probes and their answers, picks out the neighbour and FDB changes that
+// matter for the flow (and the frame that caused each), and collects the
+// flows agents summarized. Judging what it all means is the verdict's job.
+package match
 
 import (
 	"fmt"
@@ -12,144 +15,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/graph"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// Endpoint is one end of the trace.
-type Endpoint struct {
-	Name  string // "default/pod-a", "pod-a"
-	Short string // "pod-a"
-	IP    string
-	Node  string
-	Agent string // id of the agent in its namespace, "" if none
+// Lines is what the agents' streams hold for the journeys: every packet
+// line with the agent that saw it, and the changes they reported.
+type Lines struct {
+	packets []seenBy
+	changes []*trace.Change
 }
 
-// Session is what the plugin asked for.
-type Session struct {
-	Src, Dst Endpoint
-	Probe    *wire.ProbeSpec // nil when passive
-	Shape    string          // what the launcher knows of the CNI ("bridge cni0")
+type seenBy struct {
+	a *trace.AgentInfo
+	p *wire.Packet
 }
 
-// Stream is the observations of one agent, in the order it wrote them.
-type Stream struct {
-	Agent   string
-	Display string // "pod-a", "node-1"
-	Gaps    uint64
-	Lines   []*wire.Envelope
-	// Intake is what the plugin received of the stream and set aside.
-	Intake Intake
-}
-
-// Obs is one packet observed at one interface, placed in its journey.
-type Obs struct {
-	Agent        *AgentInfo
-	If           *Iface
-	P            *wire.Packet
-	Rank         int
-	Delta        time.Duration // since the previous hop of the journey
-	HasDelta     bool
-	NonMonotonic bool // earlier than the previous hop: the kernel stamped it so
-	// CrossClock: the previous hop is on another node, whose clock may
-	// differ: the delta is a one-way estimate (after the offset estimated
-	// from request/reply pairs was applied, when it was significant).
-	CrossClock bool
-	Note       string
-}
-
-// Journey is one packet across the hops that saw it.
-type Journey struct {
-	ID      int
-	FP      string
-	Toward  bool   // moving from Src toward Dst
-	Probe   string // probe id, if this packet is (the answer to) a probe
-	IsReply bool   // answer to a probe
-	Obs     []*Obs
-	First   time.Time
-}
-
-// Change is a neighbour, FDB or link change that matters for the flow.
-type Change struct {
-	Agent *AgentInfo
-	C     *wire.Change
-	Text  string
-	// At is when the change happened: the kernel timestamp of the frame
-	// that caused it (the first frame from a MAC entering a bridge port,
-	// the ARP frame that taught a neighbour entry) when one was observed,
-	// else when the agent was notified (C.TS), which is later.
-	At    time.Time
-	Cause *Obs
-}
-
-// Item is one entry of the trace in display order: a journey or a change.
-type Item struct {
-	TS      time.Time
-	Journey *Journey
-	Change  *Change
-}
-
-// Hop is one interface of the expected path and what happened there.
-type Hop struct {
-	Place  string `json:"place"` // agent display name
-	Label  string `json:"label"`
-	Role   string `json:"role"`             // pod eth0, host veth, bridge, overlay, node NIC, peer node NIC, …
-	Detail string `json:"detail,omitempty"` // "vni 1, VTEP 192.168.50.1", "proxy ARP", the route taken
-	Status string `json:"status"`           // "seen", "not seen", "not observable"
-}
-
-// Verdict is the trace's conclusion.
-type Verdict struct {
-	Result    string        `json:"result"` // delivered, lost, partial, arp-unanswered, observed
-	Answer    string        `json:"answer,omitempty"`
-	RTT       time.Duration `json:"rttNs,omitempty"`
-	Sent      int           `json:"sent"`
-	Delivered int           `json:"delivered"`
-	Answered  int           `json:"answered"`
-	LastSeen  string        `json:"lastSeen,omitempty"`
-	NotSeen   string        `json:"notSeen,omitempty"`
-	Reason    string        `json:"reason,omitempty"`
-	Path      string        `json:"path,omitempty"`
-	Evidence  []string      `json:"evidence,omitempty"`
-}
-
-// Trace is the merged result.
-type Trace struct {
-	Session  Session
-	Agents   []*AgentInfo
-	Start    time.Time
-	Journeys []*Journey
-	Changes  []*Change
-	Items    []Item
-	Path     []Hop
-	Probes   []*wire.Probe
-	Verdict  Verdict
-	Warnings []string
-	Packets  []*Obs // every packet observation, in time order
-	// Shape is the CNI shape recognised from the agents' topology along
-	// the path ("bridge cni0 + VXLAN overlay flannel.1 vni 1", "routed
-	// (proxy ARP, Calico-style)"), "" when nothing was recognised.
-	Shape string
-	// Clocks are the offsets estimated between the nodes' clocks.
-	Clocks []ClockEstimate
-	// Summarized lists the agents that counted frames per flow instead of
-	// streaming them, and Flows those counts per flow and hop, the
-	// busiest flow first.
-	Summarized []*Summarized
-	Flows      []*Flow
-}
-
-// Merge builds the trace.
-func Merge(s Session, streams []Stream) *Trace {
-	t := &Trace{Session: s}
-	byID := map[string]*AgentInfo{}
-	type raw struct {
-		a *AgentInfo
-		p *wire.Packet
-	}
-	var packets []raw
+// Read takes in a session's streams: the trace's agents (hello, topology
+// snapshots, stats, summaries, errors, bye), the probes' events, warnings
+// of what was lost or cut on the way, and the packet and change lines
+// for Journeys.
+func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
+	t := &trace.Trace{Session: s}
+	in := &Lines{}
 	for _, st := range streams {
-		a := &AgentInfo{ID: st.Agent, Name: st.Display, Gaps: st.Gaps, Intake: st.Intake}
-		byID[st.Agent] = a
+		a := &trace.AgentInfo{ID: st.Agent, Name: st.Display, Gaps: st.Gaps, Intake: st.Intake}
 		t.Agents = append(t.Agents, a)
 		for _, e := range st.Lines {
 			if e == nil || !wire.HasPayload(e) {
@@ -168,9 +59,9 @@ func Merge(s Session, streams []Stream) *Trace {
 					a.Before = e.Topology
 				}
 			case wire.KindPacket:
-				packets = append(packets, raw{a, e.Packet})
+				in.packets = append(in.packets, seenBy{a, e.Packet})
 			case wire.KindChange:
-				t.Changes = append(t.Changes, &Change{Agent: a, C: e.Change})
+				in.changes = append(in.changes, &trace.Change{Agent: a, C: e.Change})
 			case wire.KindProbe:
 				t.Probes = append(t.Probes, e.Probe)
 			case wire.KindStats:
@@ -194,29 +85,33 @@ func Merge(s Session, streams []Stream) *Trace {
 		for _, m := range a.Errors {
 			t.Warnings = append(t.Warnings, a.Name+": "+m)
 		}
-		t.Warnings = append(t.Warnings, a.cutWarnings()...)
+		t.Warnings = append(t.Warnings, cutWarnings(a)...)
 	}
-	g := buildGraph(t.Agents)
-	changes := t.Changes
+	t.Changes = in.changes
+	return t, in
+}
 
-	// Every packet observation, placed at its interface. place builds the
-	// journeys with each clock domain's timestamps corrected by corr.
-	build := func(corr map[string]time.Duration) {
-		var all []*Obs
-		for _, r := range packets {
-			k := IfKey{r.a.ID, r.p.Index}
-			i := g.ifaces[k]
-			if i == nil { // a link that appeared after hello
-				i = &Iface{Key: k, Name: r.p.Iface, Agent: r.a, Role: "device"}
-				g.add(i)
-			}
+// Journeys places every packet observation at its interface of the graph
+// (t.Packets, in time order) and groups them into journeys, each ordered
+// along its route, with deltas and notes; it estimates the nodes' clock
+// offsets (t.Clocks) and, where one exceeds its error bound, does it again
+// on corrected timestamps; then it keeps the changes that matter for the
+// flow (t.Changes), each at the moment of the frame that caused it.
+func Journeys(t *trace.Trace, g *graph.Graph, in *Lines) {
+	s := t.Session
+	// place builds the journeys with each clock domain's timestamps
+	// corrected by corr.
+	place := func(corr map[string]time.Duration) {
+		var all []*trace.Obs
+		for _, r := range in.packets {
+			i := g.At(r.a, r.p.Index, r.p.Iface)
 			p := r.p
-			if d := corr[r.a.clockDomain()]; d != 0 {
+			if d := corr[r.a.ClockDomain()]; d != 0 {
 				cp := *p
 				cp.TS = cp.TS.Add(-d)
 				p = &cp
 			}
-			all = append(all, &Obs{Agent: r.a, If: i, P: p})
+			all = append(all, &trace.Obs{Agent: r.a, If: i, P: p})
 		}
 		sort.SliceStable(all, func(i, j int) bool { return all[i].P.TS.Before(all[j].P.TS) })
 		t.Packets = all
@@ -226,31 +121,32 @@ func Merge(s Session, streams []Stream) *Trace {
 		}
 		t.Journeys = journeys(all, s)
 		for _, j := range t.Journeys {
-			orderJourney(g, s, j)
+			orderJourney(g, j)
 			tagProbe(s, j)
 		}
 		t.Changes = nil
-		for _, c := range changes {
-			if d := corr[c.Agent.clockDomain()]; d != 0 {
+		for _, c := range in.changes {
+			if d := corr[c.Agent.ClockDomain()]; d != 0 {
 				cc := *c.C
 				cc.TS = cc.TS.Add(-d)
-				c = &Change{Agent: c.Agent, C: &cc}
+				c = &trace.Change{Agent: c.Agent, C: &cc}
 			}
 			t.Changes = append(t.Changes, c)
 		}
 	}
-	build(nil)
+	place(nil)
 	var corr map[string]time.Duration
 	t.Clocks, corr = estimateClocks(t, s)
 	if len(corr) > 0 {
-		build(corr)
+		place(corr)
 	}
 	proxyARPNotes(g, t)
 	t.Changes = relevantChanges(t, s)
-	t.Path, t.Shape = expectedPath(g, t, s)
-	summarize(t, g, s)
-	t.Verdict = verdict(t, g, s)
-	cutEvidence(t)
+}
+
+// Order puts the journeys and changes in display order (t.Items), and
+// warns when the kernel stamped a hop earlier than the hop before it.
+func Order(t *trace.Trace) {
 	for _, j := range t.Journeys {
 		for _, o := range j.Obs {
 			if o.NonMonotonic {
@@ -261,36 +157,39 @@ func Merge(s Session, streams []Stream) *Trace {
 	}
 done:
 	for _, j := range t.Journeys {
-		t.Items = append(t.Items, Item{TS: j.First, Journey: j})
+		t.Items = append(t.Items, trace.Item{TS: j.First, Journey: j})
 	}
 	for _, c := range t.Changes {
-		t.Items = append(t.Items, Item{TS: c.At, Change: c})
+		t.Items = append(t.Items, trace.Item{TS: c.At, Change: c})
 	}
 	sort.SliceStable(t.Items, func(i, j int) bool { return t.Items[i].TS.Before(t.Items[j].TS) })
 	if t.Start.IsZero() && len(t.Items) > 0 {
 		t.Start = t.Items[0].TS
 	}
-	return t
 }
 
 // journeys groups observations by fingerprint. The same fingerprint seen
 // twice at one interface in one direction is a retransmission (an ARP
 // retry, a TCP SYN resent): it starts a new journey.
-func journeys(all []*Obs, s Session) []*Journey {
-	var out []*Journey
-	open := map[string]*Journey{}
-	seen := map[*Journey]map[string]bool{}
+func journeys(all []*trace.Obs, s trace.Session) []*trace.Journey {
+	var out []*trace.Journey
+	open := map[string]*trace.Journey{}
+	type crossing struct {
+		at  *trace.Iface
+		dir string
+	}
+	seen := map[*trace.Journey]map[crossing]bool{}
 	for _, o := range all {
 		if o.P.FP == "" || !relevant(o.P, s) {
 			continue
 		}
-		at := key(o.If.Key) + "/" + o.P.Dir
+		at := crossing{o.If, o.P.Dir}
 		j := open[o.P.FP]
 		if j == nil || seen[j][at] {
-			j = &Journey{ID: len(out) + 1, FP: o.P.FP, First: o.P.TS, Toward: toward(o.P, s)}
+			j = &trace.Journey{ID: len(out) + 1, FP: o.P.FP, First: o.P.TS, Toward: toward(o.P, s)}
 			out = append(out, j)
 			open[o.P.FP] = j
-			seen[j] = map[string]bool{}
+			seen[j] = map[crossing]bool{}
 		}
 		seen[j][at] = true
 		j.Obs = append(j.Obs, o)
@@ -300,7 +199,7 @@ func journeys(all []*Obs, s Session) []*Journey {
 
 // relevant keeps what involves the traced endpoints; everything when
 // passive without endpoints.
-func relevant(p *wire.Packet, s Session) bool {
+func relevant(p *wire.Packet, s trace.Session) bool {
 	ips := []string{s.Src.IP, s.Dst.IP}
 	if s.Src.IP == "" && s.Dst.IP == "" {
 		return true
@@ -323,7 +222,7 @@ func relevant(p *wire.Packet, s Session) bool {
 }
 
 // toward tells whether the packet moves from Src toward Dst.
-func toward(p *wire.Packet, s Session) bool {
+func toward(p *wire.Packet, s trace.Session) bool {
 	switch {
 	case p.ARP != nil && p.ARP.Op == "who-has":
 		return p.ARP.SenderIP != s.Dst.IP
@@ -337,7 +236,7 @@ func toward(p *wire.Packet, s Session) bool {
 
 // origin is the interface the packet was sent from: where its sender's
 // namespace emitted it, else where it was first seen.
-func origin(g *graph, j *Journey) *Obs {
+func origin(g *graph.Graph, j *trace.Journey) *trace.Obs {
 	p := j.Obs[0].P
 	sender := ""
 	switch {
@@ -346,7 +245,7 @@ func origin(g *graph, j *Journey) *Obs {
 	case p.IP != nil:
 		sender = p.IP.Src
 	}
-	if own := g.ifaceWithIP(sender); own != nil {
+	if own := g.IfaceWithIP(sender); own != nil {
 		for _, o := range j.Obs {
 			if o.Agent == own.Agent && o.P.Dir == "out" {
 				return o
@@ -367,17 +266,17 @@ const unreachableRank = 1 << 20
 // already crossed the other way — a bridge port in hairpin mode floods a
 // broadcast back to its sender — after the bridge that sent it back, not
 // beside its first crossing.
-func rankRevisits(g *graph, j *Journey) {
-	byTime := append([]*Obs(nil), j.Obs...)
+func rankRevisits(g *graph.Graph, j *trace.Journey) {
+	byTime := append([]*trace.Obs(nil), j.Obs...)
 	sort.SliceStable(byTime, func(a, b int) bool { return byTime[a].P.TS.Before(byTime[b].P.TS) })
-	any := map[*Iface]*Obs{}
+	any := map[*trace.Iface]*trace.Obs{}
 	for _, o := range byTime {
 		if any[o.If] == nil {
 			any[o.If] = o
 		}
 	}
-	first := map[*Iface]*Obs{}
-	revisits := map[*Iface]*Obs{}
+	first := map[*trace.Iface]*trace.Obs{}
+	revisits := map[*trace.Iface]*trace.Obs{}
 	for _, o := range byTime {
 		f := first[o.If]
 		if f == nil {
@@ -393,7 +292,7 @@ func rankRevisits(g *graph, j *Journey) {
 			o.Note = "hairpin: flooded back out of the port it came in"
 		default:
 			for peer, r := range revisits {
-				if g.adjacent(peer, o.If) {
+				if g.Adjacent(peer, o.If) {
 					o.Rank = r.Rank + 1
 					o.Note = "its own frame, reflected by the bridge (hairpin)"
 				}
@@ -405,20 +304,20 @@ func rankRevisits(g *graph, j *Journey) {
 
 // orderJourney sorts a journey's hops by distance from where the packet
 // was sent, then by time, and computes per-hop deltas and notes.
-func orderJourney(g *graph, s Session, j *Journey) {
+func orderJourney(g *graph.Graph, j *trace.Journey) {
 	o0 := origin(g, j)
-	d := g.distances(o0.If.Key)
+	d := g.Distances(o0.If.Key)
 	// An IP packet follows the routes: its hops are ranked by their place
 	// on the route from where it was sent; hops off that route (flooded
 	// copies, or no topology known) by their distance in the graph.
-	var rt *routeResult
+	var rt *trace.RouteWalk
 	if p := o0.P; p.IP != nil {
-		rt = g.routeCached(o0.If, net.ParseIP(p.IP.Dst), o0.P.Dir == "in")
+		rt = g.Route(o0.If, net.ParseIP(p.IP.Dst), o0.P.Dir == "in")
 	}
 	for _, o := range j.Obs {
-		if k := rt.indexOr(o.If); k >= 0 {
+		if k := rt.Index(o.If); k >= 0 {
 			o.Rank = k
-		} else if r, ok := d[key(o.If.Key)]; ok {
+		} else if r, ok := d[o.If]; ok {
 			o.Rank = r
 		} else {
 			o.Rank = unreachableRank
@@ -445,7 +344,7 @@ func orderJourney(g *graph, s Session, j *Journey) {
 			if j.Obs[k].Rank < o.Rank || o.Rank == unreachableRank {
 				o.Delta = o.P.TS.Sub(j.Obs[k].P.TS)
 				o.HasDelta = true
-				o.CrossClock = o.Agent.clockDomain() != j.Obs[k].Agent.clockDomain()
+				o.CrossClock = o.Agent.ClockDomain() != j.Obs[k].Agent.ClockDomain()
 				o.NonMonotonic = o.Delta < 0 && !o.CrossClock
 				break
 			}
@@ -463,7 +362,7 @@ func orderJourney(g *graph, s Session, j *Journey) {
 			}
 		}
 		switch {
-		case len(ports) > 1 || (len(ports) == 1 && isFlood(o.P)):
+		case len(ports) > 1 || (len(ports) == 1 && graph.IsFlood(o.P)):
 			o.Note = "flooded to " + strings.Join(ports, ", ")
 		case len(ports) == 1:
 			o.Note = "forwarded to " + ports[0]
@@ -480,7 +379,7 @@ func orderJourney(g *graph, s Session, j *Journey) {
 	// decapsulated.
 	if rt != nil {
 		for _, o := range j.Obs {
-			if k := rt.indexOr(o.If); k >= 0 && rt.Steps[k].Detail != "" {
+			if k := rt.Index(o.If); k >= 0 && rt.Steps[k].Detail != "" {
 				switch o.Note {
 				case "", "to the node's own stack":
 					o.Note = rt.Steps[k].Detail
@@ -494,12 +393,8 @@ func orderJourney(g *graph, s Session, j *Journey) {
 	}
 }
 
-func isFlood(p *wire.Packet) bool {
-	return p.Eth != nil && (p.Eth.Dst == "ff:ff:ff:ff:ff:ff" || p.PktType == "broadcast" || p.PktType == "multicast")
-}
-
 // tagProbe marks journeys that are a probe or its answer.
-func tagProbe(s Session, j *Journey) {
+func tagProbe(s trace.Session, j *trace.Journey) {
 	spec := s.Probe
 	if spec == nil {
 		return
@@ -538,7 +433,7 @@ func tagProbe(s Session, j *Journey) {
 
 // relevantChanges keeps neighbour entries of the endpoints' IPs (and of
 // addresses they resolved by ARP) and FDB entries of their MACs.
-func relevantChanges(t *Trace, s Session) []*Change {
+func relevantChanges(t *trace.Trace, s trace.Session) []*trace.Change {
 	ips := map[string]bool{s.Src.IP: true, s.Dst.IP: true}
 	macs := map[string]bool{}
 	for _, j := range t.Journeys {
@@ -554,7 +449,7 @@ func relevantChanges(t *Trace, s Session) []*Change {
 	}
 	delete(ips, "")
 	delete(macs, "00:00:00:00:00:00")
-	var out []*Change
+	var out []*trace.Change
 	for _, c := range t.Changes {
 		w := c.C
 		switch {
@@ -604,7 +499,7 @@ func relevantChanges(t *Trace, s Session) []*Change {
 // causeOf finds the frame that made the kernel learn an FDB or neighbour
 // entry: the first frame from the MAC entering that bridge port, or the
 // first ARP frame from that address reaching that namespace.
-func causeOf(all []*Obs, c *Change) *Obs {
+func causeOf(all []*trace.Obs, c *trace.Change) *trace.Obs {
 	w := c.C
 	if w.Action != "new" && w.Action != "changed" {
 		return nil

@@ -1,92 +1,40 @@
-package merge
+// Package graph is where a packet can go: the interfaces of all agents of a
+// trace and what joins them (veth peers across namespaces, bridge ports and
+// their bridge, each namespace's routing stack, node NICs on one underlay),
+// the route walk a packet takes through them toward an address (routes,
+// bridges' ports and FDB, overlay devices and their VTEPs), and the
+// expected path between the trace's endpoints with each hop's role and the
+// CNI shape it shows. It reads the agents' hello and topology lines only,
+// never a packet's fate: that is the job of match and verdict.
+package graph
 
 import (
 	"net"
 	"strconv"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// IfKey names one interface of one agent's namespace.
-type IfKey struct {
-	Agent string
-	Index int
-}
-
-// Iface is an interface as the merge sees it: where it is and what role it
-// plays on the path.
-type Iface struct {
-	Key    IfKey
-	Name   string
-	Kind   string
-	MAC    string
-	Agent  *AgentInfo
-	Role   string // "pod eth0", "host veth", "bridge", "overlay", "node NIC", "loopback", "device"
-	Owner  string // the pod whose host veth this is, when known
-	Master *Iface
-	Link   wire.Link
-}
-
-// Label is how a trace names the interface: "cni0", "veth9f8e7d6c (pod-b)".
-func (i *Iface) Label() string {
-	if i.Owner != "" && i.Role == "host veth" {
-		return i.Name + " (" + i.Owner + ")"
-	}
-	return i.Name
-}
-
-// AgentInfo is what the merge knows of one agent.
-type AgentInfo struct {
-	ID      string
-	Role    string
-	Name    string // display name: "pod-a", "node-1"
-	Node    string
-	Hello   *wire.Hello
-	Gaps    uint64
-	Stats   []wire.Stats
-	Bye     string
-	Errors  []string
-	NetNSID uint64
-	// Before and After are the agent's topology snapshots (routes,
-	// neighbours, FDB), when it sent them.
-	Before, After *wire.Topology
-	// Summaries are the per-flow counts it wrote instead of packet lines
-	// once its capture went over its threshold.
-	Summaries []*wire.Summary
-	// Intake is what the plugin received of the agent's stream and set
-	// aside.
-	Intake Intake
-}
-
-// clockDomain is the clock an agent's timestamps come from: its node's.
-func (a *AgentInfo) clockDomain() string {
-	if a.Node != "" {
-		return a.Node
-	}
-	if a.Hello != nil {
-		return a.Hello.Hostname
-	}
-	return ""
-}
-
-// graph is the interfaces of all agents and what joins them: veth peers
+// Graph is the interfaces of all agents and what joins them: veth peers
 // (across namespaces), bridge ports and their bridge, and the routing
 // stack of each namespace joining its unenslaved interfaces.
-type graph struct {
-	ifaces map[IfKey]*Iface
-	sorted []*Iface // in the order added: deterministic walks
-	routes map[string]*routeResult
-	main   *tracePath
-	byK    map[string]*Iface
+type Graph struct {
+	ifaces map[trace.IfKey]*trace.Iface
+	sorted []*trace.Iface // in the order added: deterministic walks
+	routes map[string]*trace.RouteWalk
+	main   *trace.ExpectedPath
+	byK    map[string]*trace.Iface
 	adj    map[string][]string
 }
 
-func key(k IfKey) string { return k.Agent + "#" + strconv.Itoa(k.Index) }
+func key(k trace.IfKey) string { return k.Agent + "#" + strconv.Itoa(k.Index) }
 
 func stackKey(agent string) string { return agent + "#stack" }
 
-func buildGraph(agents []*AgentInfo) *graph {
-	g := &graph{ifaces: map[IfKey]*Iface{}, byK: map[string]*Iface{}, adj: map[string][]string{}}
+// Build joins the interfaces the agents reported in their hello lines.
+func Build(agents []*trace.AgentInfo) *Graph {
+	g := &Graph{ifaces: map[trace.IfKey]*trace.Iface{}, byK: map[string]*trace.Iface{}, adj: map[string][]string{}}
 	edge := func(a, b string) {
 		g.adj[a] = append(g.adj[a], b)
 		g.adj[b] = append(g.adj[b], a)
@@ -96,13 +44,13 @@ func buildGraph(agents []*AgentInfo) *graph {
 			continue
 		}
 		for _, l := range a.Hello.Links {
-			k := IfKey{a.ID, l.Index}
-			g.add(&Iface{Key: k, Name: l.Name, Kind: l.Kind, MAC: l.MAC, Agent: a, Link: l})
+			k := trace.IfKey{Agent: a.ID, Index: l.Index}
+			g.add(&trace.Iface{Key: k, Name: l.Name, Kind: l.Kind, MAC: l.MAC, Agent: a, Link: l})
 		}
 		for _, l := range a.Hello.Links {
-			me := g.ifaces[IfKey{a.ID, l.Index}]
+			me := g.ifaces[trace.IfKey{Agent: a.ID, Index: l.Index}]
 			if l.Master != 0 {
-				if m, ok := g.ifaces[IfKey{a.ID, l.Master}]; ok {
+				if m, ok := g.ifaces[trace.IfKey{Agent: a.ID, Index: l.Master}]; ok {
 					me.Master = m
 					edge(key(me.Key), key(m.Key))
 					continue
@@ -117,9 +65,9 @@ func buildGraph(agents []*AgentInfo) *graph {
 	// ifindex. Ifindexes repeat across namespaces: when an end has more
 	// than one candidate, the pair whose node routes the pod's address
 	// through that veth (or its bridge) wins.
-	type pair struct{ a, b *Iface }
+	type pair struct{ a, b *trace.Iface }
 	var pairs []pair
-	cands := map[*Iface]int{}
+	cands := map[*trace.Iface]int{}
 	for _, a := range g.sorted {
 		if a.Kind != "veth" || a.Link.IfLink == 0 {
 			continue
@@ -168,7 +116,7 @@ func buildGraph(agents []*AgentInfo) *graph {
 				a.Agent.Role != wire.RoleNode || b.Agent.Role != wire.RoleNode {
 				continue
 			}
-			if sameSubnet(a, b) && !g.adjacent(a, b) {
+			if sameSubnet(a, b) && !g.Adjacent(a, b) {
 				edge(key(a.Key), key(b.Key))
 			}
 		}
@@ -187,11 +135,11 @@ func buildGraph(agents []*AgentInfo) *graph {
 
 // sameHost: agents of different nodes cannot be veth peers, unless the
 // launcher did not say which node they are on.
-func sameHost(a, b *AgentInfo) bool {
+func sameHost(a, b *trace.AgentInfo) bool {
 	return a.Node == "" || b.Node == "" || a.Node == b.Node || a.Role == wire.RoleNode && b.Role == wire.RoleNode
 }
 
-func (g *graph) peerIsPod(i *Iface) bool {
+func (g *Graph) peerIsPod(i *trace.Iface) bool {
 	for _, n := range g.adj[key(i.Key)] {
 		if p := g.byKey(n); p != nil && p.Agent.Role == wire.RolePod {
 			return true
@@ -200,11 +148,11 @@ func (g *graph) peerIsPod(i *Iface) bool {
 	return false
 }
 
-func (g *graph) byKey(k string) *Iface { return g.byK[k] }
+func (g *Graph) byKey(k string) *trace.Iface { return g.byK[k] }
 
-// adjacent tells whether two interfaces are joined directly (veth peers,
+// Adjacent tells whether two interfaces are joined directly (veth peers,
 // port and bridge).
-func (g *graph) adjacent(a, b *Iface) bool {
+func (g *Graph) Adjacent(a, b *trace.Iface) bool {
 	for _, n := range g.adj[key(a.Key)] {
 		if n == key(b.Key) {
 			return true
@@ -213,7 +161,20 @@ func (g *graph) adjacent(a, b *Iface) bool {
 	return false
 }
 
-func (g *graph) add(i *Iface) {
+// At is an agent's interface by index; one the agent's hello did not list
+// (a link that appeared later) is added with the name a packet or summary
+// line gave it, in the role "device".
+func (g *Graph) At(a *trace.AgentInfo, index int, name string) *trace.Iface {
+	k := trace.IfKey{Agent: a.ID, Index: index}
+	if i := g.ifaces[k]; i != nil {
+		return i
+	}
+	i := &trace.Iface{Key: k, Name: name, Agent: a, Role: "device"}
+	g.add(i)
+	return i
+}
+
+func (g *Graph) add(i *trace.Iface) {
 	if _, ok := g.ifaces[i.Key]; !ok {
 		g.sorted = append(g.sorted, i)
 	}
@@ -221,8 +182,10 @@ func (g *graph) add(i *Iface) {
 	g.byK[key(i.Key)] = i
 }
 
-// distances is a breadth-first walk from one interface.
-func (g *graph) distances(from IfKey) map[string]int {
+// Distances is how many joins each interface reachable from one is away
+// from it (a namespace's routing stack counts as one step between its
+// interfaces), by a breadth-first walk.
+func (g *Graph) Distances(from trace.IfKey) map[*trace.Iface]int {
 	d := map[string]int{key(from): 0}
 	q := []string{key(from)}
 	for len(q) > 0 {
@@ -235,12 +198,18 @@ func (g *graph) distances(from IfKey) map[string]int {
 			}
 		}
 	}
-	return d
+	out := make(map[*trace.Iface]int, len(d))
+	for k, n := range d {
+		if i := g.byKey(k); i != nil {
+			out[i] = n
+		}
+	}
+	return out
 }
 
 // path is one shortest path of interfaces from a to b (stack nodes left
 // out), or nil when they are not connected.
-func (g *graph) path(a, b IfKey) []*Iface {
+func (g *Graph) path(a, b trace.IfKey) []*trace.Iface {
 	prev := map[string]string{key(a): ""}
 	q := []string{key(a)}
 	for len(q) > 0 {
@@ -259,26 +228,26 @@ func (g *graph) path(a, b IfKey) []*Iface {
 	if _, ok := prev[key(b)]; !ok {
 		return nil
 	}
-	var rev []*Iface
+	var rev []*trace.Iface
 	for n := key(b); n != ""; n = prev[n] {
 		if i := g.byKey(n); i != nil {
 			rev = append(rev, i)
 		}
 	}
-	out := make([]*Iface, len(rev))
+	out := make([]*trace.Iface, len(rev))
 	for i := range rev {
 		out[i] = rev[len(rev)-1-i]
 	}
 	return out
 }
 
-// ifaceWithIP finds the interface an agent owns that carries ip.
-func (g *graph) ifaceWithIP(ip string) *Iface {
+// IfaceWithIP finds the interface an agent owns that carries ip.
+func (g *Graph) IfaceWithIP(ip string) *trace.Iface {
 	want := net.ParseIP(ip)
 	if want == nil {
 		return nil
 	}
-	var best *Iface
+	var best *trace.Iface
 	for _, i := range g.sorted {
 		for _, a := range i.Link.Addrs {
 			addr, _, err := net.ParseCIDR(a)
@@ -295,7 +264,7 @@ func (g *graph) ifaceWithIP(ip string) *Iface {
 // plausiblePeers: of a pod's eth0 and a node's veth, the node routes the
 // pod's address out of that veth or the bridge it is a port of; of two
 // node interfaces, they share a subnet.
-func plausiblePeers(a, b *Iface) bool {
+func plausiblePeers(a, b *trace.Iface) bool {
 	if a.Agent.Role != wire.RolePod {
 		a, b = b, a
 	}

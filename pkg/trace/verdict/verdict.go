@@ -1,230 +1,34 @@
-package merge
+// Package verdict is what happened: it judges each probe on the expected
+// path from the journeys match built (delivered, lost, partial, ARP
+// unanswered; observed when passive), marks each hop of the path seen, not
+// seen or not observable, and says why in words a support engineer acts
+// on: where the packet was last seen, the next hop that should have seen
+// it, and what usually drops a packet between those two kinds of hop.
+package verdict
 
 import (
 	"fmt"
-	"net"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/graph"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// endpointIface is the interface of an endpoint's own namespace that
-// carries its IP, when an agent runs there.
-func endpointIface(g *graph, e Endpoint) *Iface {
-	i := g.ifaceWithIP(e.IP)
-	if i != nil && i.Agent.Role == wire.RolePod {
-		return i
-	}
-	return nil
+// Judge decides the trace's verdict from the evidence (t.Verdict), and
+// marks each hop of the expected path (t.Path) seen, not seen or not
+// observable.
+func Judge(t *trace.Trace, g *graph.Graph) {
+	t.Verdict = verdict(t, g, t.Session)
+	cutEvidence(t)
 }
 
-// hostVethOf finds the host-side veth of an endpoint without a pod agent:
-// the node interface where frames from its IP enter the node.
-func hostVethOf(t *Trace, e Endpoint) *Iface {
-	for _, o := range t.Packets {
-		if o.Agent.Role != wire.RoleNode || o.P.Dir != "in" || o.If.Role == "bridge" {
-			continue
-		}
-		if (o.P.IP != nil && o.P.IP.Src == e.IP && o.P.Encap == nil) || (o.P.ARP != nil && o.P.ARP.SenderIP == e.IP) {
-			return o.If
-		}
-	}
-	return nil
-}
-
-// tracePath is the expected path between the endpoints, both ways.
-type tracePath struct {
-	fwd, back              []*Iface
-	steps                  []step // the forward route, when routes were known
-	problem                string // why the forward route stops short
-	srcMissing, dstMissing bool
-}
-
-// expectedPath is the chain of interfaces between the endpoints, with
-// each hop's role, and the CNI shape recognised along it.
-func expectedPath(g *graph, t *Trace, s Session) ([]Hop, string) {
-	tp := pathIfaces(g, t, s)
-	if len(tp.fwd) == 0 {
-		return nil, ""
-	}
-	detail := map[*Iface]string{}
-	for _, st := range tp.steps {
-		detail[st.If] = st.Detail
-	}
-	var hops []Hop
-	var home *AgentInfo // the first node on the way
-	for _, i := range tp.fwd {
-		role, d := i.Role, detail[i]
-		switch {
-		case i.Role == "node NIC" && home != nil && i.Agent != home:
-			role = "peer node NIC"
-		case i.Role == "node NIC":
-			role = "node NIC (underlay)"
-		case i.Role == "overlay":
-			d = overlayText(i) + joinDetail(d)
-		case i.Role == "host veth" && i.Link.ProxyARP:
-			d = "proxy ARP" + joinDetail(d)
-		}
-		if home == nil && i.Agent.Role == wire.RoleNode {
-			home = i.Agent
-		}
-		hops = append(hops, Hop{Place: i.Agent.Name, Label: i.Label(), Role: role, Detail: d, Status: "not seen"})
-	}
-	return hops, shapeOf(tp.fwd)
-}
-
-func joinDetail(d string) string {
-	if d == "" {
-		return ""
-	}
-	return "; " + d
-}
-
-func overlayText(i *Iface) string {
-	s := fmt.Sprintf("%s vni %d", tunnelKind(i), i.Link.VNI)
-	if i.Link.Port != 0 {
-		s += fmt.Sprintf(" port %d", i.Link.Port)
-	}
-	if i.Link.Local != "" {
-		s += " local " + i.Link.Local
-	}
-	return s
-}
-
-// shapeOf names the CNI shape a path shows.
-func shapeOf(path []*Iface) string {
-	var bridges, overlays []string
-	proxy, lxc, nodes := false, false, map[*AgentInfo]bool{}
-	add := func(list []string, s string) []string {
-		for _, x := range list {
-			if x == s {
-				return list
-			}
-		}
-		return append(list, s)
-	}
-	for _, i := range path {
-		switch i.Role {
-		case "bridge":
-			bridges = add(bridges, i.Name)
-		case "overlay":
-			overlays = add(overlays, fmt.Sprintf("%s overlay %s vni %d", tunnelKind(i), i.Name, i.Link.VNI))
-		case "host veth":
-			proxy = proxy || i.Link.ProxyARP
-			lxc = lxc || strings.HasPrefix(i.Name, "lxc")
-		}
-		if i.Agent.Role == wire.RoleNode {
-			nodes[i.Agent] = true
-		}
-	}
-	var parts []string
-	switch {
-	case lxc:
-		parts = append(parts, "Cilium-style lxc veths (eBPF may bypass hops: those are not observable)")
-	case len(bridges) > 0:
-		parts = append(parts, "bridge "+strings.Join(bridges, ", "))
-	case proxy:
-		parts = append(parts, "routed (proxy ARP, Calico-style)")
-	case len(nodes) > 0:
-		parts = append(parts, "routed")
-	}
-	parts = append(parts, overlays...)
-	if len(overlays) == 0 && len(nodes) > 1 {
-		parts = append(parts, "host-gw routes (node to node without encapsulation)")
-	}
-	return strings.Join(parts, " + ")
-}
-
-// pathIfaces is the expected path as interfaces (computed once), extended
-// with non-observable ends when an endpoint has no agent.
-func pathIfaces(g *graph, t *Trace, s Session) *tracePath {
-	if g.main != nil {
-		return g.main
-	}
-	tp := &tracePath{}
-	g.main = tp
-	a, b := endpointIface(g, s.Src), endpointIface(g, s.Dst)
-	if a == nil {
-		a, tp.srcMissing = hostVethOf(t, s.Src), true
-	}
-	if b == nil {
-		b, tp.dstMissing = hostVethOf(t, s.Dst), true
-	}
-	if a == nil || b == nil {
-		return tp
-	}
-	r := g.routeCached(a, net.ParseIP(s.Dst.IP), tp.srcMissing)
-	switch k := r.indexOr(b); {
-	case k >= 0:
-		tp.steps = r.Steps[:k+1]
-	case r != nil && len(r.Steps) > 1:
-		// The route stops short (no route, VTEP unknown): the rest of
-		// the way is the graph's.
-		tp.steps, tp.problem = r.Steps, r.Problem
-	}
-	if len(tp.steps) > 0 {
-		for _, st := range tp.steps {
-			tp.fwd = append(tp.fwd, st.If)
-		}
-		if last := tp.fwd[len(tp.fwd)-1]; last != b {
-			tail := g.path(last.Key, b.Key)
-			if len(tail) > 1 {
-				tp.fwd = append(tp.fwd, tail[1:]...)
-			} else {
-				tp.fwd = append(tp.fwd, b)
-			}
-		}
-	} else {
-		tp.fwd = g.path(a.Key, b.Key)
-	}
-	tp.back = reverse(tp.fwd)
-	if back := g.routeCached(b, net.ParseIP(s.Src.IP), tp.dstMissing); back != nil {
-		if k := back.indexOr(a); k >= 0 {
-			tp.back = back.ifaces()[:k+1]
-		}
-	}
-	return tp
-}
-
-// observable: a bridge sees forwarded unicast only while promiscuous.
-func observable(i *Iface, p *wire.Packet) bool {
-	if i.Role != "bridge" {
-		return i.Link.Captured || i.Link.Index != 0
-	}
-	if p != nil && isFlood(p) {
-		return true
-	}
-	if i.Agent.Hello != nil {
-		for _, n := range i.Agent.Hello.Promisc {
-			if n == i.Name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func seenAt(j *Journey, i *Iface) *Obs {
-	if j == nil {
-		return nil
-	}
-	for _, o := range j.Obs {
-		if o.If == i {
-			return o
-		}
-	}
-	return nil
-}
-
-func place(i *Iface) string { return i.Agent.Name + " " + i.Label() }
-
-// verdict decides from the evidence.
-func verdict(t *Trace, g *graph, s Session) Verdict {
+func verdict(t *trace.Trace, g *graph.Graph, s trace.Session) trace.Verdict {
 	if s.Probe == nil {
 		n := 0
-		path := pathIfaces(g, t, s).fwd
+		path := g.Expected(t).Fwd
 		for _, j := range t.Journeys {
 			n += len(j.Obs)
 			if j.Toward {
@@ -242,15 +46,15 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 			}
 			reason += fmt.Sprintf(", and %d frames counted in %d summarized flows (%s summarized)", frames, len(t.Flows), strings.Join(who, ", "))
 		}
-		return Verdict{Result: "observed", Reason: reason}
+		return trace.Verdict{Result: "observed", Reason: reason}
 	}
-	tp := pathIfaces(g, t, s)
-	var v Verdict
+	tp := g.Expected(t)
+	var v trace.Verdict
 	var rtts []time.Duration
-	var firstLost *Verdict
+	var firstLost *trace.Verdict
 	for seq := 1; seq <= s.Probe.Count; seq++ {
 		id := s.Probe.Proto + "/" + fmt.Sprint(seq)
-		var req, rep *Journey
+		var req, rep *trace.Journey
 		for _, j := range t.Journeys {
 			if j.Probe == id && !j.IsReply && req == nil {
 				req = j
@@ -273,7 +77,7 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 			continue
 		}
 		v.Sent++
-		one := judge(t, s, tp, req, rep, outcome)
+		one := judge(t, g, s, tp, req, rep, outcome)
 		if one.Result == "delivered" {
 			v.Delivered++
 			if one.Answer != "" && one.Answer != "none" {
@@ -293,7 +97,7 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 		}
 		// Mark the path hops seen by the first probe.
 		if seq == 1 {
-			markPath(t, tp.fwd, req, rep)
+			markPath(t, tp.Fwd, req, rep)
 		}
 	}
 	switch {
@@ -323,13 +127,13 @@ func verdict(t *Trace, g *graph, s Session) Verdict {
 	return v
 }
 
-func markPath(t *Trace, path []*Iface, req, rep *Journey) {
+func markPath(t *trace.Trace, path []*trace.Iface, req, rep *trace.Journey) {
 	if len(t.Path) == 0 {
 		return
 	}
 	lastSeen := -1
 	for i := range t.Path {
-		if i < len(path) && seenAt(req, path[i]) != nil {
+		if i < len(path) && req.At(path[i]) != nil {
 			lastSeen = i
 		}
 	}
@@ -338,9 +142,9 @@ func markPath(t *Trace, path []*Iface, req, rep *Journey) {
 			break
 		}
 		switch {
-		case seenAt(req, path[i]) != nil || t.Path[i].Status == "seen":
+		case req.At(path[i]) != nil || t.Path[i].Status == "seen":
 			t.Path[i].Status = "seen"
-		case !observable(path[i], nil) || i < lastSeen:
+		case !graph.Observable(path[i], nil) || i < lastSeen:
 			// Not captured although a later hop saw the packet: the
 			// dataplane bypassed this capture point (an eBPF redirect,
 			// a bridge that is not promiscuous): not observable, not lost.
@@ -350,9 +154,9 @@ func markPath(t *Trace, path []*Iface, req, rep *Journey) {
 }
 
 // judge decides one probe.
-func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.Probe) Verdict {
-	v := Verdict{}
-	path, srcMissing, dstMissing := tp.fwd, tp.srcMissing, tp.dstMissing
+func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPath, req, rep *trace.Journey, outcome *wire.Probe) trace.Verdict {
+	v := trace.Verdict{}
+	path, srcMissing, dstMissing := tp.Fwd, tp.SrcMissing, tp.DstMissing
 	if req == nil {
 		// The probe never showed up on the wire: did address resolution fail?
 		if arp := unansweredARP(t, s); arp != "" {
@@ -368,21 +172,28 @@ func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.
 		return v
 	}
 	last, next := walk(path, req)
-	dstSeen := len(path) > 0 && seenAt(req, path[len(path)-1]) != nil
+	if rep != nil && errorFromAHop(rep, s) {
+		return answeredOnTheWay(t, g, s, tp, req, rep, last, next)
+	}
+	dstSeen := len(path) > 0 && req.At(path[len(path)-1]) != nil
 	if len(path) == 0 {
-		dstSeen = outcome != nil && outcome.Event != "timeout" && outcome.Event != "error"
+		// No hop of the destination observable: the prober's outcome
+		// decides. An answer (reply, or refused: RST or port
+		// unreachable) came from the destination; "unreachable" and a
+		// timeout are no delivery.
+		dstSeen = outcome != nil && (outcome.Event == "reply" || outcome.Event == "refused")
 	}
 	if !dstSeen {
 		v.Result = "lost"
 		if last != nil {
-			v.LastSeen = fmt.Sprintf("%s (+%s)", place(last.If), FormatDuration(last.P.TS.Sub(t.Start)))
+			v.LastSeen = fmt.Sprintf("%s (+%s)", last.If.Place(), trace.FormatDuration(last.P.TS.Sub(t.Start)))
 		}
 		if next != nil {
-			v.NotSeen = place(next)
+			v.NotSeen = next.Place()
 		}
 		v.Reason = lossReason(s, last, next, true)
-		if tp.problem != "" {
-			v.Reason += "; " + tp.problem
+		if tp.Problem != "" {
+			v.Reason += "; " + tp.Problem
 		}
 		if arp := unansweredARP(t, s); arp != "" {
 			v.Evidence = append(v.Evidence, arp)
@@ -394,16 +205,16 @@ func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.
 	// The answer.
 	if rep != nil {
 		v.Answer = answer(rep.Obs[0].P)
-		back := tp.back
-		if len(back) > 0 && seenAt(rep, back[len(back)-1]) == nil && (outcome == nil || outcome.Event == "timeout") {
+		back := tp.Back
+		if len(back) > 0 && rep.At(back[len(back)-1]) == nil && (outcome == nil || outcome.Event == "timeout") {
 			rl, rn := walk(back, rep)
 			v.Result = "lost"
 			v.Reason = fmt.Sprintf("%s answered (%s) but the answer was lost on the way back: %s", s.Dst.Short, v.Answer, lossReason(s, rl, rn, false))
 			if rl != nil {
-				v.LastSeen = place(rl.If)
+				v.LastSeen = rl.If.Place()
 			}
 			if rn != nil {
-				v.NotSeen = place(rn)
+				v.NotSeen = rn.Place()
 			}
 			return v
 		}
@@ -411,7 +222,7 @@ func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.
 		v.Answer = "none"
 		if s.Probe.Proto != "udp" {
 			v.Result = "lost"
-			v.LastSeen = place(path[len(path)-1])
+			v.LastSeen = path[len(path)-1].Place()
 			v.Reason = fmt.Sprintf("%s received it but sent no answer (a firewall inside %s, or the kernel ignores it)", s.Dst.Short, s.Dst.Short)
 			return v
 		}
@@ -428,10 +239,10 @@ func judge(t *Trace, s Session, tp *tracePath, req, rep *Journey, outcome *wire.
 
 // walk returns the last path hop the journey was seen at and the next
 // observable one it was not seen at.
-func walk(path []*Iface, j *Journey) (last *Obs, next *Iface) {
+func walk(path []*trace.Iface, j *trace.Journey) (last *trace.Obs, next *trace.Iface) {
 	idx := -1
 	for i, hop := range path {
-		if o := seenAt(j, hop); o != nil {
+		if o := j.At(hop); o != nil {
 			last, idx = o, i
 		}
 	}
@@ -440,27 +251,19 @@ func walk(path []*Iface, j *Journey) (last *Obs, next *Iface) {
 		if j != nil && len(j.Obs) > 0 {
 			p = j.Obs[0].P
 		}
-		if observable(path[i], p) {
+		if graph.Observable(path[i], p) {
 			return last, path[i]
 		}
 	}
 	return last, nil
 }
 
-func reverse(p []*Iface) []*Iface {
-	out := make([]*Iface, len(p))
-	for i := range p {
-		out[i] = p[len(p)-1-i]
-	}
-	return out
-}
-
 // atHop is the journey's observation at path hop i, if any.
-func atHop(j *Journey, path []*Iface, i int) *Obs {
+func atHop(j *trace.Journey, path []*trace.Iface, i int) *trace.Obs {
 	if len(path) == 0 || j == nil {
 		return nil
 	}
-	return seenAt(j, path[i])
+	return j.At(path[i])
 }
 
 func answer(p *wire.Packet) string {
@@ -470,10 +273,7 @@ func answer(p *wire.Packet) string {
 	switch p.L4.Proto {
 	case "icmp", "icmp6":
 		if p.L4.Type == "dest-unreachable" {
-			if p.L4.Code == 3 || (p.L4.Proto == "icmp6" && p.L4.Code == 4) {
-				return "port-unreachable"
-			}
-			return "unreachable"
+			return unreachableAnswer(p.L4)
 		}
 		return p.L4.Type
 	case "tcp":
@@ -490,8 +290,103 @@ func answer(p *wire.Packet) string {
 	return p.L4.Proto
 }
 
+// unreachableAnswer names an ICMP destination unreachable by its code:
+// RFC 792 and RFC 1812 §5.2.7.1 for ICMP, RFC 4443 §3.1 for ICMPv6.
+func unreachableAnswer(l *wire.L4) string {
+	if l.Proto == "icmp6" {
+		switch l.Code {
+		case 0:
+			return "net-unreachable" // no route to destination
+		case 1:
+			return "prohibited" // communication administratively prohibited
+		case 3:
+			return "host-unreachable" // address unreachable
+		case 4:
+			return "port-unreachable"
+		}
+		return "unreachable"
+	}
+	switch l.Code {
+	case 0:
+		return "net-unreachable"
+	case 1:
+		return "host-unreachable"
+	case 3:
+		return "port-unreachable"
+	case 4:
+		return "frag-needed" // fragmentation needed and DF set
+	case 9, 10, 13:
+		return "prohibited" // network, host or communication administratively prohibited
+	}
+	return "unreachable"
+}
+
+// errorFromAHop tells whether an answer is an ICMP error that a hop on the
+// way sent in place of the destination (a router without a route or
+// without an ARP answer, a firewall's REJECT): its source is not the
+// destination's address.
+func errorFromAHop(rep *trace.Journey, s trace.Session) bool {
+	p := rep.Obs[0].P
+	return p.L4 != nil && (p.L4.Proto == "icmp" || p.L4.Proto == "icmp6") && p.L4.Type == "dest-unreachable" &&
+		p.IP != nil && p.IP.Src != s.Dst.IP
+}
+
+// answeredOnTheWay is the verdict on a probe a hop answered with an ICMP
+// error in place of the destination: lost where that hop took it last,
+// and why in the words of the error.
+func answeredOnTheWay(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPath, req, rep *trace.Journey, last *trace.Obs, next *trace.Iface) trace.Verdict {
+	p := rep.Obs[0].P
+	v := trace.Verdict{Result: "lost", Answer: unreachableAnswer(p.L4)}
+	who, name := p.IP.Src, p.IP.Src
+	if i := g.IfaceWithIP(p.IP.Src); i != nil {
+		name = i.Agent.Name
+		who = name + " (" + p.IP.Src + ")"
+	}
+	if len(tp.Fwd) == 0 && len(req.Obs) > 0 {
+		last = req.Obs[len(req.Obs)-1] // in path order: the farthest hop that saw it
+	}
+	if last != nil {
+		v.LastSeen = fmt.Sprintf("%s (+%s)", last.If.Place(), trace.FormatDuration(last.P.TS.Sub(t.Start)))
+	}
+	if next != nil {
+		v.NotSeen = next.Place()
+	}
+	kind := "ICMP"
+	if p.L4.Proto == "icmp6" {
+		kind = "ICMPv6"
+	}
+	why := "it could not deliver it"
+	switch v.Answer {
+	case "host-unreachable":
+		why = fmt.Sprintf("it could not reach %s (no ARP or neighbour discovery answer for it on the way, or no host there)", s.Dst.IP)
+	case "net-unreachable":
+		why = fmt.Sprintf("it has no route to %s", s.Dst.IP)
+	case "prohibited":
+		why = fmt.Sprintf("a firewall rule on %s rejected it", name)
+	case "port-unreachable":
+		why = fmt.Sprintf("a firewall rule on %s rejected it (REJECT with port unreachable)", name)
+	case "frag-needed":
+		why = "the packet is larger than the MTU on the way and may not be fragmented"
+	}
+	v.Reason = fmt.Sprintf("%s answered %s (%s destination unreachable, code %d) in place of %s: %s",
+		who, unreachableWords[v.Answer], kind, p.L4.Code, s.Dst.Short, why)
+	if arp := unansweredARP(t, s); arp != "" {
+		v.Evidence = append(v.Evidence, arp)
+	}
+	return v
+}
+
+var unreachableWords = map[string]string{
+	"host-unreachable": "host unreachable",
+	"net-unreachable":  "network unreachable",
+	"prohibited":       "communication administratively prohibited",
+	"port-unreachable": "port unreachable",
+	"frag-needed":      "fragmentation needed",
+	"unreachable":      "destination unreachable",
+}
+
 // lossReason explains a loss between two hops by the roles of both.
-func lossReason(s Session, last *Obs, next *Iface, forward bool) string {
+func lossReason(s trace.Session, last *trace.Obs, next *trace.Iface, forward bool) string {
 	to := s.Dst.Short
 	from := s.Src.Short
 	if !forward {
@@ -499,11 +394,11 @@ func lossReason(s Session, last *Obs, next *Iface, forward bool) string {
 	}
 	switch {
 	case last == nil && next != nil:
-		return fmt.Sprintf("not seen at any hop of the path, not even %s", place(next))
+		return fmt.Sprintf("not seen at any hop of the path, not even %s", next.Place())
 	case last == nil:
 		return "not seen at any hop of the path"
 	case next == nil:
-		return fmt.Sprintf("last seen at %s; the hops after it are not observable", place(last.If))
+		return fmt.Sprintf("last seen at %s; the hops after it are not observable", last.If.Place())
 	}
 	l := last.If
 	if r := crossNodeReason(last, next); r != "" {
@@ -523,32 +418,44 @@ func lossReason(s Session, last *Obs, next *Iface, forward bool) string {
 	case l.Agent != next.Agent && l.Agent.Role == wire.RoleNode && next.Agent.Role == wire.RoleNode:
 		return fmt.Sprintf("it left %s on %s but never reached %s's %s: lost between the two nodes", l.Agent.Name, l.Name, next.Agent.Name, next.Name)
 	}
-	return fmt.Sprintf("last seen at %s, not seen at %s", place(l), place(next))
+	return fmt.Sprintf("last seen at %s, not seen at %s", l.Place(), next.Place())
 }
 
-// unansweredARP describes who-has requests from the endpoints that got no
-// is-at reply.
-func unansweredARP(t *Trace, s Session) string {
+// unansweredARP describes an address resolution on the way that got no
+// answer: an ARP who-has (IPv4) or a neighbour solicitation (IPv6, RFC
+// 4861) from an endpoint, or from anyone for the destination's address,
+// without an is-at or a neighbour advertisement for the address asked.
+func unansweredARP(t *trace.Trace, s trace.Session) string {
 	asked := map[string]int{}
+	ndp := map[string]bool{}
 	var flooded map[string]bool
 	var order []string
 	answered := map[string]bool{}
 	for _, j := range t.Journeys {
 		p := j.Obs[0].P
-		if p.ARP == nil {
-			continue
-		}
-		if p.ARP.Op == "is-at" {
+		var sender, target string
+		switch {
+		case p.ARP != nil && p.ARP.Op == "is-at":
 			answered[p.ARP.SenderIP] = true
 			continue
-		}
-		if p.ARP.SenderIP != s.Src.IP && p.ARP.SenderIP != s.Dst.IP {
+		case p.ARP != nil:
+			sender, target = p.ARP.SenderIP, p.ARP.TargetIP
+		case p.L4 != nil && p.L4.Proto == "icmp6" && p.L4.Type == "neighbor-advertisement":
+			answered[p.L4.Target] = true
+			continue
+		case p.L4 != nil && p.L4.Proto == "icmp6" && p.L4.Type == "neighbor-solicitation" && p.IP != nil:
+			sender, target = p.IP.Src, p.L4.Target
+			ndp[target] = true
+		default:
 			continue
 		}
-		if asked[p.ARP.TargetIP] == 0 {
-			order = append(order, p.ARP.TargetIP)
+		if sender != s.Src.IP && sender != s.Dst.IP && target != s.Dst.IP {
+			continue
 		}
-		asked[p.ARP.TargetIP]++
+		if asked[target] == 0 {
+			order = append(order, target)
+		}
+		asked[target]++
 		for _, o := range j.Obs {
 			if o.If.Role == "host veth" && o.P.Dir == "out" {
 				if flooded == nil {
@@ -563,6 +470,9 @@ func unansweredARP(t *Trace, s Session) string {
 			continue
 		}
 		msg := fmt.Sprintf("ARP unanswered: who-has %s was asked %d time(s) and nobody answered", ip, asked[ip])
+		if ndp[ip] {
+			msg = fmt.Sprintf("neighbour discovery unanswered: %s was solicited %d time(s) and nobody answered", ip, asked[ip])
+		}
 		if len(flooded) > 0 {
 			var ports []string
 			for p := range flooded {
@@ -579,7 +489,7 @@ func unansweredARP(t *Trace, s Session) string {
 	return ""
 }
 
-func pathString(path []*Iface, srcMissing, dstMissing bool, s Session) string {
+func pathString(path []*trace.Iface, srcMissing, dstMissing bool, s trace.Session) string {
 	var parts []string
 	if srcMissing {
 		parts = append(parts, s.Src.Short+":eth0 (not observable)")
@@ -597,22 +507,8 @@ func pathString(path []*Iface, srcMissing, dstMissing bool, s Session) string {
 	return strings.Join(parts, " → ")
 }
 
-// FormatDuration prints a duration at a scale a human reads at a glance:
-// µs below a millisecond, ms with two decimals below a second, else s.
-func FormatDuration(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "-" + FormatDuration(-d)
-	case d < time.Millisecond:
-		return fmt.Sprintf("%d µs", d.Microseconds())
-	case d < time.Second:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	}
-	return fmt.Sprintf("%.3f s", d.Seconds())
-}
-
 // crossNodeReason explains losses around an overlay and between nodes.
-func crossNodeReason(last *Obs, next *Iface) string {
+func crossNodeReason(last *trace.Obs, next *trace.Iface) string {
 	l := last.If
 	outer := ""
 	if e := last.P.Encap; e != nil {
@@ -653,4 +549,39 @@ func orText(s, alt string) string {
 		return s
 	}
 	return alt
+}
+
+// markSummarized marks the path hops where a summarized flow toward the
+// destination was counted as seen, and, as markPath does, a hop not
+// counted before one that was as not observable (bypassed, or a bridge
+// that is not promiscuous).
+func markSummarized(t *trace.Trace, path []*trace.Iface) {
+	if len(t.Flows) == 0 {
+		return
+	}
+	counted := map[*trace.Iface]bool{}
+	for _, f := range t.Flows {
+		if f.Toward {
+			for _, h := range f.Hops {
+				counted[h.If] = true
+			}
+		}
+	}
+	last := -1
+	for i := range t.Path {
+		if i < len(path) && (counted[path[i]] || t.Path[i].Status == "seen") {
+			last = i
+		}
+	}
+	for i := range t.Path {
+		if i >= len(path) {
+			break
+		}
+		switch {
+		case counted[path[i]]:
+			t.Path[i].Status = "seen"
+		case t.Path[i].Status == "not seen" && (!graph.Observable(path[i], nil) || i < last):
+			t.Path[i].Status = "not observable"
+		}
+	}
 }

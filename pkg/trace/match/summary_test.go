@@ -1,6 +1,8 @@
-package merge
+package match_test
 
 import (
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"strings"
 	"testing"
 	"time"
@@ -13,11 +15,11 @@ import (
 // summarizedBridge: pod-a and pod-b on a bridge, each agent summarizing
 // from the start (no packet line at all): the UDP flow pod-a → pod-b at
 // four hops, its ICMP errors back, over two intervals.
-func summarizedBridge(probe *wire.ProbeSpec) (Session, []Stream) {
+func summarizedBridge(probe *wire.ProbeSpec) (trace.Session, []trace.Stream) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	s := Session{
-		Src:   Endpoint{Name: "pod-a", Short: "pod-a", IP: "10.244.0.2", Node: "node1", Agent: "pod-a"},
-		Dst:   Endpoint{Name: "pod-b", Short: "pod-b", IP: "10.244.0.3", Node: "node1", Agent: "pod-b"},
+	s := trace.Session{
+		Src:   trace.Endpoint{Name: "pod-a", Short: "pod-a", IP: "10.244.0.2", Node: "node1", Agent: "pod-a"},
+		Dst:   trace.Endpoint{Name: "pod-b", Short: "pod-b", IP: "10.244.0.3", Node: "node1", Agent: "pod-b"},
 		Probe: probe,
 	}
 	hello := func(role string, links ...wire.Link) *wire.Envelope {
@@ -40,12 +42,12 @@ func summarizedBridge(probe *wire.ProbeSpec) (Session, []Stream) {
 		return &wire.Envelope{Kind: wire.KindSummary, Summary: x}
 	}
 	ms := time.Millisecond
-	podA := Stream{Agent: "pod-a", Display: "pod-a", Lines: []*wire.Envelope{
+	podA := trace.Stream{Agent: "pod-a", Display: "pod-a", Lines: []*wire.Envelope{
 		hello(wire.RolePod, wire.Link{Index: 2, Name: "eth0", Kind: "veth", IfLink: 10, Addrs: []string{"10.244.0.2/24"}}),
 		sum(0, 0, rec(udp, 2, "eth0", "out", 1000, 1*ms, "SYN"), rec(icmp, 2, "eth0", "in", 3, 5*ms, "")),
 		sum(time.Second, 0, rec(udp, 2, "eth0", "out", 1000, time.Second, "FIN,ACK")),
 	}}
-	node := Stream{Agent: "node1", Display: "node1", Lines: []*wire.Envelope{
+	node := trace.Stream{Agent: "node1", Display: "node1", Lines: []*wire.Envelope{
 		hello(wire.RoleNode,
 			wire.Link{Index: 5, Name: "cni0", Kind: "bridge"},
 			wire.Link{Index: 10, Name: "veth-a", Kind: "veth", IfLink: 2, Master: 5},
@@ -53,15 +55,15 @@ func summarizedBridge(probe *wire.ProbeSpec) (Session, []Stream) {
 		sum(0, 4, rec(udp, 11, "veth-b", "out", 990, 2*ms, ""), rec(udp, 10, "veth-a", "in", 995, 2*ms, ""),
 			rec(icmp, 10, "veth-a", "out", 3, 4*ms, ""), rec(icmp, 11, "veth-b", "in", 3, 4*ms, "")),
 	}}
-	podB := Stream{Agent: "pod-b", Display: "pod-b", Lines: []*wire.Envelope{
+	podB := trace.Stream{Agent: "pod-b", Display: "pod-b", Lines: []*wire.Envelope{
 		hello(wire.RolePod, wire.Link{Index: 2, Name: "eth0", Kind: "veth", IfLink: 11, Addrs: []string{"10.244.0.3/24"}}),
 		sum(0, 0, rec(udp, 2, "eth0", "in", 990, 3*ms, "")),
 	}}
-	return s, []Stream{podA, node, podB}
+	return s, []trace.Stream{podA, node, podB}
 }
 
 func TestSummariesAreShownPerFlowAndHopAndNamedInTheVerdict(t *testing.T) {
-	tr := Merge(summarizedBridge(nil))
+	tr := merge.Merge(summarizedBridge(nil))
 	if len(tr.Summarized) != 3 {
 		t.Fatalf("%d agents summarized; want 3", len(tr.Summarized))
 	}
@@ -75,7 +77,7 @@ func TestSummariesAreShownPerFlowAndHopAndNamedInTheVerdict(t *testing.T) {
 	if len(tr.Flows) != 2 {
 		t.Fatalf("%d flows; want the UDP flow and the ICMP errors", len(tr.Flows))
 	}
-	hops := func(f *Flow) (out []string) {
+	hops := func(f *trace.Flow) (out []string) {
 		for _, h := range f.Hops {
 			out = append(out, h.Agent.Name+" "+h.If.Name+" "+h.Dir)
 		}
@@ -123,19 +125,11 @@ func TestSummariesAreShownPerFlowAndHopAndNamedInTheVerdict(t *testing.T) {
 // threshold): the trace warns that a hop may read "not seen" although the
 // probe was counted there.
 func TestSummariesInAnActiveTraceAreWarnedAbout(t *testing.T) {
-	tr := Merge(summarizedBridge(&wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, ID: 4711}))
+	tr := merge.Merge(summarizedBridge(&wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, ID: 4711}))
 	for _, w := range tr.Warnings {
 		if strings.Contains(w, "during an active trace") {
 			return
 		}
 	}
 	t.Errorf("warnings %q: want one about summaries in an active trace", tr.Warnings)
-}
-
-func TestUnionFlags(t *testing.T) {
-	for _, tc := range [][3]string{{"", "", ""}, {"SYN", "", "SYN"}, {"", "ACK", "ACK"}, {"SYN,ACK", "FIN,ACK", "SYN,FIN,ACK"}, {"RST", "SYN", "SYN,RST"}} {
-		if got := unionFlags(tc[0], tc[1]); got != tc[2] {
-			t.Errorf("unionFlags(%q, %q) = %q; want %q", tc[0], tc[1], got, tc[2])
-		}
-	}
 }

@@ -1,6 +1,8 @@
-package merge
+package match_test
 
 import (
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"strings"
 	"testing"
 	"time"
@@ -18,12 +20,12 @@ type synth struct {
 	dropAt         string // "node2/eth0": the request is not seen there and after
 }
 
-func (c synth) streams() (Session, []Stream) {
+func (c synth) streams() (trace.Session, []trace.Stream) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	spec := &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.2.2", Count: 1, ID: 4711}
-	s := Session{
-		Src:   Endpoint{Name: "pod-a", Short: "pod-a", IP: "10.244.1.2", Node: "node1", Agent: "pod-a"},
-		Dst:   Endpoint{Name: "pod-b", Short: "pod-b", IP: "10.244.2.2", Node: "node2", Agent: "pod-b"},
+	s := trace.Session{
+		Src:   trace.Endpoint{Name: "pod-a", Short: "pod-a", IP: "10.244.1.2", Node: "node1", Agent: "pod-a"},
+		Dst:   trace.Endpoint{Name: "pod-b", Short: "pod-b", IP: "10.244.2.2", Node: "node2", Agent: "pod-b"},
 		Probe: spec,
 	}
 	hello := func(role, node string, links ...wire.Link) *wire.Envelope {
@@ -44,22 +46,22 @@ func (c synth) streams() (Session, []Stream) {
 		}
 		return &wire.Envelope{Kind: wire.KindPacket, Packet: p}
 	}
-	podA := Stream{Agent: "pod-a", Display: "pod-a", Lines: []*wire.Envelope{
+	podA := trace.Stream{Agent: "pod-a", Display: "pod-a", Lines: []*wire.Envelope{
 		hello(wire.RolePod, "node1", wire.Link{Index: 2, Name: "eth0", Kind: "veth", IfLink: 10, Addrs: []string{"10.244.1.2/32"}}),
 	}}
-	node1 := Stream{Agent: "node1", Display: "node1", Lines: []*wire.Envelope{
+	node1 := trace.Stream{Agent: "node1", Display: "node1", Lines: []*wire.Envelope{
 		hello(wire.RoleNode, "node1",
 			wire.Link{Index: 10, Name: "veth-a", Kind: "veth", IfLink: 2},
 			wire.Link{Index: 3, Name: "eth0", Kind: "veth", IfLink: 4, Addrs: []string{"192.168.50.1/24"}}),
 		topo(wire.Route{Dst: "10.244.1.2/32", Index: 10, Dev: "veth-a"}, wire.Route{Dst: "10.244.2.0/24", Gateway: "192.168.50.2", Index: 3, Dev: "eth0"}),
 	}}
-	node2 := Stream{Agent: "node2", Display: "node2", Lines: []*wire.Envelope{
+	node2 := trace.Stream{Agent: "node2", Display: "node2", Lines: []*wire.Envelope{
 		hello(wire.RoleNode, "node2",
 			wire.Link{Index: 4, Name: "eth0", Kind: "veth", IfLink: 3, Addrs: []string{"192.168.50.2/24"}},
 			wire.Link{Index: 11, Name: "veth-b", Kind: "veth", IfLink: 2}),
 		topo(wire.Route{Dst: "10.244.2.2/32", Index: 11, Dev: "veth-b"}, wire.Route{Dst: "10.244.1.0/24", Gateway: "192.168.50.1", Index: 4, Dev: "eth0"}),
 	}}
-	podB := Stream{Agent: "pod-b", Display: "pod-b", Lines: []*wire.Envelope{
+	podB := trace.Stream{Agent: "pod-b", Display: "pod-b", Lines: []*wire.Envelope{
 		hello(wire.RolePod, "node2", wire.Link{Index: 2, Name: "eth0", Kind: "veth", IfLink: 11, Addrs: []string{"10.244.2.2/32"}}),
 	}}
 	us := time.Microsecond
@@ -81,7 +83,7 @@ func (c synth) streams() (Session, []Stream) {
 		podA.Lines = append(podA.Lines, pkt(at+15*us, 0, 2, "eth0", "in", true))
 	}
 	podA.Lines = append(podA.Lines, &wire.Envelope{Kind: wire.KindProbe, Probe: &wire.Probe{ID: "icmp/1", Event: "sent", TS: t0}})
-	return s, []Stream{podA, node1, node2, podB}
+	return s, []trace.Stream{podA, node1, node2, podB}
 }
 
 func TestClockOffsetRecoveredFromSyntheticSkew(t *testing.T) {
@@ -96,7 +98,7 @@ func TestClockOffsetRecoveredFromSyntheticSkew(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s, streams := c.in.streams()
-			tr := Merge(s, streams)
+			tr := merge.Merge(s, streams)
 			if len(tr.Clocks) != 1 {
 				t.Fatalf("clock estimates %+v; want one (node2 against node1)", tr.Clocks)
 			}
@@ -106,7 +108,7 @@ func TestClockOffsetRecoveredFromSyntheticSkew(t *testing.T) {
 				t.Errorf("estimate %+v; want node2 against node1 from 1 pair", e)
 			}
 			// The stated error bound holds: half the wire round trip.
-			if err := absDur(e.Offset - c.in.skew); err > e.Bound {
+			if err := (e.Offset - c.in.skew).Abs(); err > e.Bound {
 				t.Errorf("offset %v is %v off the true %v, more than its bound %v", e.Offset, err, c.in.skew, e.Bound)
 			}
 			if want := (c.in.up + c.in.back) / 2; e.Bound != want {
@@ -159,7 +161,7 @@ func TestClockOffsetRecoveredFromSyntheticSkew(t *testing.T) {
 
 func TestLossBetweenNodesIsOnTheUnderlay(t *testing.T) {
 	s, streams := synth{up: 30 * time.Microsecond, back: 30 * time.Microsecond, dropAt: "node2/eth0"}.streams()
-	tr := Merge(s, streams)
+	tr := merge.Merge(s, streams)
 	v := tr.Verdict
 	if v.Result != "lost" || !strings.HasPrefix(v.Reason, "lost on the underlay between node1 eth0 and node2 eth0") ||
 		!strings.Contains(v.NotSeen, "node2 eth0") || !strings.Contains(v.LastSeen, "node1 eth0") {

@@ -1,0 +1,159 @@
+// Package trace holds what a trace is made of: the session it answers, the
+// agents and interfaces that observed it, each packet's journey across the
+// hops that saw it, the path it was expected to take, the clocks, the
+// summarized flows and the verdict. The engine that builds a trace is in
+// its subpackages, each with one job, and all of them stand on these
+// types (this package imports none of them):
+//
+//	graph    where a packet can go: the interfaces of all agents, what joins
+//	         them, the route walk, the expected path between the endpoints
+//	match    where it went: journeys by fingerprint, their hops in path
+//	         order, deltas, clocks across nodes, changes, summaries
+//	verdict  what happened: each probe judged on the path, and why in words
+//	merge    the entry point: a session's streams in, one trace out
+//
+// Renderers (text, JSON lines, pcapng) read these types only.
+package trace
+
+import (
+	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
+)
+
+// Endpoint is one end of the trace.
+type Endpoint struct {
+	Name  string // "default/pod-a", "pod-a"
+	Short string // "pod-a"
+	IP    string
+	Node  string
+	Agent string // id of the agent in its namespace, "" if none
+}
+
+// Session is what the plugin asked for.
+type Session struct {
+	Src, Dst Endpoint
+	Probe    *wire.ProbeSpec // nil when passive
+	Shape    string          // what the launcher knows of the CNI ("bridge cni0")
+}
+
+// Stream is the observations of one agent, in the order it wrote them.
+type Stream struct {
+	Agent   string
+	Display string // "pod-a", "node-1"
+	Gaps    uint64
+	Lines   []*wire.Envelope
+	// Intake is what the plugin received of the stream and set aside.
+	Intake Intake
+}
+
+// Obs is one packet observed at one interface, placed in its journey.
+type Obs struct {
+	Agent        *AgentInfo
+	If           *Iface
+	P            *wire.Packet
+	Rank         int
+	Delta        time.Duration // since the previous hop of the journey
+	HasDelta     bool
+	NonMonotonic bool // earlier than the previous hop: the kernel stamped it so
+	// CrossClock: the previous hop is on another node, whose clock may
+	// differ: the delta is a one-way estimate (after the offset estimated
+	// from request/reply pairs was applied, when it was significant).
+	CrossClock bool
+	Note       string
+}
+
+// Journey is one packet across the hops that saw it.
+type Journey struct {
+	ID      int
+	FP      string
+	Toward  bool   // moving from Src toward Dst
+	Probe   string // probe id, if this packet is (the answer to) a probe
+	IsReply bool   // answer to a probe
+	Obs     []*Obs
+	First   time.Time
+}
+
+// At is the journey's observation at an interface, nil when it was not
+// seen there (or the journey is nil).
+func (j *Journey) At(i *Iface) *Obs {
+	if j == nil {
+		return nil
+	}
+	for _, o := range j.Obs {
+		if o.If == i {
+			return o
+		}
+	}
+	return nil
+}
+
+// Change is a neighbour, FDB or link change that matters for the flow.
+type Change struct {
+	Agent *AgentInfo
+	C     *wire.Change
+	Text  string
+	// At is when the change happened: the kernel timestamp of the frame
+	// that caused it (the first frame from a MAC entering a bridge port,
+	// the ARP frame that taught a neighbour entry) when one was observed,
+	// else when the agent was notified (C.TS), which is later.
+	At    time.Time
+	Cause *Obs
+}
+
+// Item is one entry of the trace in display order: a journey or a change.
+type Item struct {
+	TS      time.Time
+	Journey *Journey
+	Change  *Change
+}
+
+// Hop is one interface of the expected path and what happened there.
+type Hop struct {
+	Place  string `json:"place"` // agent display name
+	Label  string `json:"label"`
+	Role   string `json:"role"`             // pod eth0, host veth, bridge, overlay, node NIC, peer node NIC, …
+	Detail string `json:"detail,omitempty"` // "vni 1, VTEP 192.168.50.1", "proxy ARP", the route taken
+	Status string `json:"status"`           // "seen", "not seen", "not observable"
+}
+
+// Verdict is the trace's conclusion.
+type Verdict struct {
+	Result    string        `json:"result"` // delivered, lost, partial, arp-unanswered, observed
+	Answer    string        `json:"answer,omitempty"`
+	RTT       time.Duration `json:"rttNs,omitempty"`
+	Sent      int           `json:"sent"`
+	Delivered int           `json:"delivered"`
+	Answered  int           `json:"answered"`
+	LastSeen  string        `json:"lastSeen,omitempty"`
+	NotSeen   string        `json:"notSeen,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Path      string        `json:"path,omitempty"`
+	Evidence  []string      `json:"evidence,omitempty"`
+}
+
+// Trace is the merged result.
+type Trace struct {
+	Session  Session
+	Agents   []*AgentInfo
+	Start    time.Time
+	Journeys []*Journey
+	Changes  []*Change
+	Items    []Item
+	Path     []Hop
+	Probes   []*wire.Probe
+	Verdict  Verdict
+	Warnings []string
+	Packets  []*Obs // every packet observation, in time order
+	// Shape is the CNI shape recognised from the agents' topology along
+	// the path ("bridge cni0 + VXLAN overlay flannel.1 vni 1", "routed
+	// (proxy ARP, Calico-style)"), "" when nothing was recognised.
+	Shape string
+	// Clocks are the offsets estimated between the nodes' clocks.
+	Clocks []ClockEstimate
+	// Summarized lists the agents that counted frames per flow instead of
+	// streaming them, and Flows those counts per flow and hop, the
+	// busiest flow first.
+	Summarized []*Summarized
+	Flows      []*Flow
+}
