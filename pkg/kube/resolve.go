@@ -92,15 +92,26 @@ func phase(p *corev1.Pod) string {
 	return string(p.Status.Phase)
 }
 
-// CheckNodeOS refuses Windows nodes. Without permission to read nodes it
-// says nothing (the pod's own OS field was checked already).
-func CheckNodeOS(ctx context.Context, cs kubernetes.Interface, node string) error {
+// Node is what the plugin reads of a traced pod's node.
+type Node struct {
+	Name string
+	// Readable is false when the user may not get the node (the
+	// ClusterRole podtrace-nodes is not bound): Taints are then unknown.
+	Readable bool
+	Taints   []corev1.Taint
+}
+
+// CheckNode reads the node: it refuses Windows nodes and returns the
+// taints, which the node agent tolerates. Without permission to read nodes
+// it returns a Node that is not Readable, and no error (the pod's own OS
+// field was checked already).
+func CheckNode(ctx context.Context, cs kubernetes.Interface, node string) (Node, error) {
 	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return nil
+		return Node{Name: node}, nil
 	}
 	if osName := n.Labels["kubernetes.io/os"]; osName != "" && osName != "linux" {
-		return fmt.Errorf("node %s runs %s: the capture agent is Linux-only", node, osName)
+		return Node{}, fmt.Errorf("node %s runs %s: the capture agent is Linux-only", node, osName)
 	}
-	return nil
+	return Node{Name: node, Readable: true, Taints: n.Spec.Taints}, nil
 }
