@@ -305,7 +305,7 @@ func TestDeployArchiveAdmitsTheReleaseImage(t *testing.T) {
 			t.Errorf("ConfigMap %s admits %q; want the release's repository registry.example:5000/podtrace/podtrace-agent", doc.Metadata.Name, doc.Data["images"])
 		}
 	}
-	if strings.Join(kinds, " ") != "ConfigMap/podtrace-agent-policy ValidatingAdmissionPolicy/podtrace-agent-namespace ValidatingAdmissionPolicyBinding/podtrace-agent-namespace ValidatingAdmissionPolicy/podtrace-agent-ephemeral ValidatingAdmissionPolicyBinding/podtrace-agent-ephemeral" {
+	if strings.Join(kinds, " ") != "ConfigMap/podtrace-agent-policy ValidatingAdmissionPolicy/podtrace-agent-namespace ValidatingAdmissionPolicyBinding/podtrace-agent-namespace ValidatingAdmissionPolicy/podtrace-agent-ephemeral ValidatingAdmissionPolicyBinding/podtrace-agent-ephemeral ValidatingAdmissionPolicy/podtrace-agent-attach ValidatingAdmissionPolicyBinding/podtrace-agent-attach" {
 		t.Errorf("admission-policy.yaml holds %v", kinds)
 	}
 	// The other files are deploy/'s, unchanged.

@@ -281,3 +281,19 @@ func TestCheckAccessNamesEveryMissingPermission(t *testing.T) {
 		}
 	}
 }
+
+// A refusal by an admission policy names the policy and its message, as the
+// API server sent them (the text is a real kube-apiserver v1.37 answer).
+func TestExplainNamesTheAdmissionPolicy(t *testing.T) {
+	const msg = `pods "pod-a" is forbidden: ValidatingAdmissionPolicy 'podtrace-agent-ephemeral' with binding 'podtrace-agent-ephemeral' denied request: the agent container is not privileged: privileged is forbidden`
+	err := &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 403, Reason: metav1.StatusReasonForbidden, Message: msg}}
+	got := ExplainNS(err, "add the capture agent to pod e2e/pod-a", "e2e").Error()
+	for _, want := range []string{`add the capture agent to pod e2e/pod-a: the admission policy "podtrace-agent-ephemeral" refuses it: the agent container is not privileged`, "deploy/README.md"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explained as %q; want %q in it", got, want)
+		}
+	}
+	if strings.Contains(got, "permission denied") || strings.Contains(got, "bind the ClusterRole") {
+		t.Errorf("explained as an RBAC refusal: %q", got)
+	}
+}

@@ -250,14 +250,16 @@ func TestPolicyEphemeralAdmitsOnlyTheAgent(t *testing.T) {
 // with any container, here a privileged one.
 func TestPolicyLeavesOtherUsersAlone(t *testing.T) {
 	const user, ns = "podtrace-e2e-debugger", "e2e"
-	kubectl(t, adminConfig, "delete", "role,rolebinding", user, "-n", ns, "--ignore-not-found")
+	kubectl(t, adminConfig, "delete", "role,rolebinding", user, user+"-debug", "-n", ns, "--ignore-not-found")
 	mustKubectl(t, adminConfig, "create", "role", user, "-n", ns, "--verb=get,list,watch", "--resource=pods")
 	mustKubectl(t, adminConfig, "create", "role", user+"-debug", "-n", ns, "--verb=get,patch", "--resource=pods/ephemeralcontainers")
 	mustKubectl(t, adminConfig, "create", "rolebinding", user, "-n", ns, "--role="+user, "--user="+user)
 	mustKubectl(t, adminConfig, "create", "rolebinding", user+"-debug", "-n", ns, "--role="+user+"-debug", "--user="+user)
-	t.Cleanup(func() {
-		kubectl(t, adminConfig, "delete", "rolebinding", user, user+"-debug", "-n", ns)
-		kubectl(t, adminConfig, "delete", "role", user, user+"-debug", "-n", ns)
+	t.Cleanup(func() { // (t.Context() is cancelled by now: kubectl() would not run)
+		out, err := exec.Command("kubectl", "--kubeconfig", adminConfig, "delete", "role,rolebinding", user, user+"-debug", "-n", ns).CombinedOutput()
+		if err != nil {
+			t.Errorf("delete the debugger's roles: %v\n%s", err, out)
+		}
 	})
 	for _, who := range []struct {
 		name string
@@ -284,4 +286,11 @@ func TestPolicyLeavesOtherUsersAlone(t *testing.T) {
 			t.Errorf("%s: no privileged ephemeral container %s in pod-a", who.name, name)
 		}
 	}
+}
+
+// The limited user may attach to agent containers only (which every trace does): an
+// attach to the application's container of a pod it traces is refused, naming the policy.
+func TestPolicyAttachOnlyToAgents(t *testing.T) {
+	r := kubectl(t, userConfig, "attach", "pod-a", "-n", "e2e", "-c", "workload")
+	refusedBy(t, r, "podtrace-agent-attach")
 }

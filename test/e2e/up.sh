@@ -210,19 +210,22 @@ if [ "$NODES" = 2 ]; then
 fi
 waitfor "pods Ready" 120 kc wait --for=condition=Ready pod --all -n e2e --timeout=2s || { kc get pods -A -o wide >&2; fail_with_log kubelet; }
 kc wait --for=condition=Ready pod --all -n e2e-baseline --timeout=60s >/dev/null
-# The API server loads admission policies asynchronously: wait until both refuse what they must,
-# probed with server-side dry runs as the limited user (nothing is created).
+# The API server loads admission policies asynchronously: wait until each refuses what it must,
+# probed as the limited user with server-side dry runs (nothing is created) and an attach.
 policy_refuses() { # POLICY KUBECTL-ARGS...: the request is refused, naming POLICY
   local p=$1 out; shift
-  ! out=$(kubectl --kubeconfig "$USER_KUBECONFIG" "$@" --dry-run=server 2>&1) && grep -q "ValidatingAdmissionPolicy '$p'" <<<"$out"
+  ! out=$(timeout 20 kubectl --kubeconfig "$USER_KUBECONFIG" "$@" 2>&1) && grep -q "ValidatingAdmissionPolicy '$p'" <<<"$out"
 }
 waitfor "policy podtrace-agent-namespace" 60 policy_refuses podtrace-agent-namespace \
-  -n podtrace-system run podtrace-policy-probe --image="$WORKLOAD_IMAGE" --restart=Never ||
+  -n podtrace-system run podtrace-policy-probe --image="$WORKLOAD_IMAGE" --restart=Never --dry-run=server ||
   die "the admission policy podtrace-agent-namespace does not refuse a foreign pod in podtrace-system"
 waitfor "policy podtrace-agent-ephemeral" 60 policy_refuses podtrace-agent-ephemeral \
   -n e2e patch pod pod-a --subresource=ephemeralcontainers --type=strategic \
-  -p "{\"spec\":{\"ephemeralContainers\":[{\"name\":\"podtrace-policy-probe\",\"image\":\"$WORKLOAD_IMAGE\"}]}}" ||
+  -p "{\"spec\":{\"ephemeralContainers\":[{\"name\":\"podtrace-policy-probe\",\"image\":\"$WORKLOAD_IMAGE\"}]}}" --dry-run=server ||
   die "the admission policy podtrace-agent-ephemeral does not refuse a foreign ephemeral container"
+# (attach has no dry run: refused, it returns at once; admitted, timeout ends it)
+waitfor "policy podtrace-agent-attach" 60 policy_refuses podtrace-agent-attach -n e2e attach pod-a -c workload ||
+  die "the admission policy podtrace-agent-attach does not refuse an attach to an application container"
 
 touch "$E2E_STATE/up.done"
 kc get nodes -o wide >&2
