@@ -109,7 +109,7 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 			return err
 		}
 		if !node.Readable {
-			o.notes = append(o.notes, fmt.Sprintf("node %s cannot be read (get nodes: bind the ClusterRole podtrace-nodes of deploy/user-rbac.yaml): its node agent tolerates no taint", n))
+			o.notes = append(o.notes, fmt.Sprintf("node %s could not be read (%s): its node agent tolerates no taint", n, node.Why))
 		}
 		o.taints[n] = node.Taints
 	}

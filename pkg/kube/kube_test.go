@@ -297,3 +297,21 @@ func TestExplainNamesTheAdmissionPolicy(t *testing.T) {
 		t.Errorf("explained as an RBAC refusal: %q", got)
 	}
 }
+
+// A node the user may not read is no error: its taints are unknown, and
+// the reason says which ClusterRole to bind.
+func TestCheckNodeWithoutPermission(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}}})
+	n, err := CheckNode(context.Background(), cs, "n1")
+	if err != nil || !n.Readable || len(n.Taints) != 1 {
+		t.Errorf("readable node: %+v, %v", n, err)
+	}
+	cs.PrependReactor("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("RBAC: nope"))
+	})
+	n, err = CheckNode(context.Background(), cs, "n1")
+	if err != nil || n.Readable || len(n.Taints) != 0 || !strings.Contains(n.Why, "podtrace-nodes") {
+		t.Errorf("forbidden node: %+v, %v", n, err)
+	}
+}

@@ -98,7 +98,9 @@ type Node struct {
 	// Readable is false when the user may not get the node (the
 	// ClusterRole podtrace-nodes is not bound): Taints are then unknown.
 	Readable bool
-	Taints   []corev1.Taint
+	// Why the node is not readable, for a note.
+	Why    string
+	Taints []corev1.Taint
 }
 
 // CheckNode reads the node: it refuses Windows nodes and returns the
@@ -108,7 +110,11 @@ type Node struct {
 func CheckNode(ctx context.Context, cs kubernetes.Interface, node string) (Node, error) {
 	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return Node{Name: node}, nil
+		why := apiMessage(err)
+		if apierrors.IsForbidden(err) {
+			why = "no permission to get nodes: bind the ClusterRole podtrace-nodes of deploy/user-rbac.yaml"
+		}
+		return Node{Name: node, Why: why}, nil
 	}
 	if osName := n.Labels["kubernetes.io/os"]; osName != "" && osName != "linux" {
 		return Node{}, fmt.Errorf("node %s runs %s: the capture agent is Linux-only", node, osName)
