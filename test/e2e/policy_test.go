@@ -294,3 +294,33 @@ func TestPolicyAttachOnlyToAgents(t *testing.T) {
 	r := kubectl(t, userConfig, "attach", "pod-a", "-n", "e2e", "-c", "workload")
 	refusedBy(t, r, "podtrace-agent-attach")
 }
+
+// An agent image the admin did not allow is refused in the plugin's preflight: one error
+// naming the policy, and nothing is created.
+func TestPolicyForeignImage(t *testing.T) {
+	before := ephemeralCount(t, "e2e", "pod-a")
+	r := kubectl(t, userConfig, "podtrace", "e2e/pod-a", "e2e/pod-b", "--image", "podtrace.local/no-such-agent:e2e", "--image-pull-policy", "Never")
+	if r.err == nil {
+		t.Fatalf("a trace with an image the policy does not admit succeeded:\n%s", r)
+	}
+	var errs []string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "error:") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) != 1 {
+		t.Fatalf("want one error line, got %d:\n%s", len(errs), r.stderr)
+	}
+	for _, want := range []string{`the admission policy "podtrace-agent-ephemeral" refuses it`, "podtrace.local/no-such-agent:e2e", "nothing was created"} {
+		if !strings.Contains(errs[0], want) {
+			t.Errorf("error lacks %q: %s", want, errs[0])
+		}
+	}
+	if after := ephemeralCount(t, "e2e", "pod-a"); after != before {
+		t.Errorf("ephemeral containers of e2e/pod-a: %d before, %d after", before, after)
+	}
+	if p := nodePods(t); len(p) != 0 {
+		t.Errorf("node pods left: %v", p)
+	}
+}
