@@ -75,6 +75,6 @@ for mode in passive active; do
   rc=0
   wait "$pid" || rc=$?
   printf '%-8s exit %d  memory cgroup peak %3d MiB  CPU %s%% of one core over %.1f s  %s\n' "$mode" "$rc" $((mem / 1048576)) \
-    "$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v s="${t0:-0}" -v e="${t1:-1}" 'BEGIN { printf "%.0f", e > s ? 100 * (b - a) / (e - s) : 0 }')" \
+    "$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v s="${t0:-0}" -v e="${t1:-1}" 'BEGIN { printf "%.0f", (e > s ? 100 * (b - a) / (e - s) : 0) }')" \
     "$(awk -v s="${t0:-0}" -v e="${t1:-0}" 'BEGIN { print (e - s) / 1e9 }')" "$(grep -o 'received .*' "$W/$mode.err" | tail -1)"
 done
