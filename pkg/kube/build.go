@@ -105,8 +105,8 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 // seen at three capture points, 2 cores): CPU at most 0.26 of a core, peak
 // RssAnon 16 MiB, peak VmRSS 37 MiB (which counts the capture rings the
 // kernel maps in; they are not charged to the pod's memory cgroup); on a
-// real cluster the node agent pod's memory cgroup peaked at 13 MiB, 7% of a
-// core, in a passive trace across a 50,000 packets/s flood. The limits leave
+// real cluster the node agent pod's memory cgroup peaked at 13 MiB, 5-7% of a
+// core (test/e2e/measure-node-agent.sh), in a passive trace across a 50,000 packets/s flood. The limits leave
 // room for nodes with many more interfaces; the CPU limit is
 // high because a throttled agent drops frames.
 var NodeAgentResources = corev1.ResourceRequirements{
