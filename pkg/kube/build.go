@@ -101,14 +101,15 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 }
 
 // NodeAgentResources are the node agent container's requests and limits,
-// sized from bench/node-agent-resources.sh (a node agent under a UDP flood
-// seen at three capture points, 2 cores): CPU at most 0.26 of a core, peak
-// RssAnon 16 MiB, peak VmRSS 37 MiB (which counts the capture rings the
-// kernel maps in; they are not charged to the pod's memory cgroup); on a
-// real cluster the node agent pod's memory cgroup peaked at 13 MiB, 5-7% of a
-// core (test/e2e/measure-node-agent.sh), in a passive trace across a 50,000 packets/s flood. The limits leave
-// room for nodes with many more interfaces; the CPU limit is
-// high because a throttled agent drops frames.
+// sized from measurements of a node agent under a UDP flood. Off-cluster
+// (bench/node-agent-resources.sh, three capture points, 2 cores): CPU at
+// most 0.26 of a core, peak RssAnon 16 MiB, peak VmRSS 37 MiB (which counts
+// the capture rings the kernel maps in; they are not charged to the pod's
+// memory cgroup). On a real cluster (test/e2e/measure-node-agent.sh): the
+// pod's memory cgroup peaked at 13 MiB, CPU 5-7% of a core, in a passive
+// trace across a 50,000 packets/s flood. The limits leave room for nodes
+// with many more interfaces; the CPU limit is high because a throttled
+// agent drops frames.
 var NodeAgentResources = corev1.ResourceRequirements{
 	Requests: corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("50m"),
