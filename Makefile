@@ -66,8 +66,9 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/decode/ ./pkg/capture/ ./pkg/filter/
 
-# Release archives (.tar.gz, .zip on Windows) with LICENSE, checksums.txt and the krew
-# manifest rendered with their checksums, in dist/. VERSION must be vX.Y.Z[-pre].
+# Release archives (.tar.gz, .zip on Windows) with LICENSE, the deploy/ archive for the release
+# (podtrace-deploy_VERSION.tar.gz), checksums.txt and the krew manifest rendered with their
+# checksums, in dist/. VERSION must be vX.Y.Z[-pre].
 dist:
 	$(GO) run ./hack/dist -out dist -version '$(VERSION)' -commit '$(COMMIT)' -agent-image '$(AGENT_IMAGE)' \
 	  -plugin '$(PLATFORMS)' -agent '$(AGENT_PLATFORMS)' -epoch $$(git log -1 --format=%ct 2>/dev/null || echo 0)

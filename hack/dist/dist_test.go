@@ -260,3 +260,105 @@ func tarNames(t *testing.T, p string) []string {
 	sort.Strings(names)
 	return names
 }
+
+// The release carries deploy/ for its version: the admin's files in one
+// archive (listed in checksums.txt), the admission policy admitting the
+// release's agent image repository and nothing else.
+func TestDeployArchiveAdmitsTheReleaseImage(t *testing.T) {
+	dist := filepath.Join(t.TempDir(), "dist")
+	const version = "v1.2.3"
+	var log strings.Builder
+	err := Run(Config{Out: dist, Version: version, Commit: "c0ffee1", AgentImage: "registry.example:5000/podtrace/podtrace-agent:v1.2.3",
+		Epoch: time.Unix(1700000000, 0), Root: "../..", Log: &log})
+	t.Log(log.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "podtrace-deploy_" + version + ".tar.gz"
+	got := tarNames(t, filepath.Join(dist, name))
+	want := []string{"LICENSE", "README.md", "admission-policy.yaml", "agent-namespace.yaml", "user-rbac.yaml"}
+	for i := range want {
+		want[i] = "podtrace-deploy_" + version + "/" + want[i]
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("archive holds %v; want %v", got, want)
+	}
+	if sums := string(mustRead(t, filepath.Join(dist, "checksums.txt"))); !strings.Contains(sums, "  "+name+"\n") {
+		t.Errorf("checksums.txt lacks %s:\n%s", name, sums)
+	}
+	policy := tarFile(t, filepath.Join(dist, name), "podtrace-deploy_"+version+"/admission-policy.yaml")
+	dec := yaml.NewDecoder(strings.NewReader(string(policy)))
+	var kinds []string
+	for {
+		var doc struct {
+			Kind     string
+			Metadata struct{ Name string }
+			Data     map[string]string
+		}
+		if err := dec.Decode(&doc); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("admission-policy.yaml: %v", err)
+		}
+		kinds = append(kinds, doc.Kind+"/"+doc.Metadata.Name)
+		if doc.Kind == "ConfigMap" && doc.Data["images"] != "registry.example:5000/podtrace/podtrace-agent\n" {
+			t.Errorf("ConfigMap %s admits %q; want the release's repository registry.example:5000/podtrace/podtrace-agent", doc.Metadata.Name, doc.Data["images"])
+		}
+	}
+	if strings.Join(kinds, " ") != "ConfigMap/podtrace-agent-policy ValidatingAdmissionPolicy/podtrace-agent-namespace ValidatingAdmissionPolicyBinding/podtrace-agent-namespace ValidatingAdmissionPolicy/podtrace-agent-ephemeral ValidatingAdmissionPolicyBinding/podtrace-agent-ephemeral ValidatingAdmissionPolicy/podtrace-agent-attach ValidatingAdmissionPolicyBinding/podtrace-agent-attach" {
+		t.Errorf("admission-policy.yaml holds %v", kinds)
+	}
+	// The other files are deploy/'s, unchanged.
+	for _, f := range []string{"agent-namespace.yaml", "user-rbac.yaml", "README.md"} {
+		if string(tarFile(t, filepath.Join(dist, name), "podtrace-deploy_"+version+"/"+f)) != string(mustRead(t, "../../deploy/"+f)) {
+			t.Errorf("%s differs from deploy/%s", f, f)
+		}
+	}
+}
+
+// Repository and digest per the OCI distribution reference grammar: a port
+// in the registry is not a tag; a digest pins the image itself.
+func TestImageRepository(t *testing.T) {
+	const dig = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for in, want := range map[string]string{
+		"ghcr.io/podtrace/podtrace-agent:v0.1.0":    "ghcr.io/podtrace/podtrace-agent",
+		"ghcr.io/podtrace/podtrace-agent":           "ghcr.io/podtrace/podtrace-agent",
+		"registry.example:5000/podtrace-agent":      "registry.example:5000/podtrace-agent",
+		"registry.example:5000/podtrace-agent:v1":   "registry.example:5000/podtrace-agent",
+		"ghcr.io/podtrace/podtrace-agent@" + dig:    "ghcr.io/podtrace/podtrace-agent@" + dig,
+		"ghcr.io/podtrace/podtrace-agent:v1@" + dig: "ghcr.io/podtrace/podtrace-agent:v1@" + dig,
+		"":           "",
+		"bad ref:v1": "",
+	} {
+		if got := ImageRepository(in); got != want {
+			t.Errorf("ImageRepository(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func tarFile(t *testing.T, archive, name string) []byte {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no %s: %v", archive, name, err)
+		}
+		if h.Name == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+}

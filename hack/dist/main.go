@@ -2,8 +2,11 @@
 // podtrace-agent for Linux, with version, commit and the default agent image
 // injected by -ldflags -X; one archive per binary and platform (.tar.gz, .zip
 // on Windows) holding the binary and LICENSE (and the plugin's completion
-// helper); checksums.txt in sha256sum format; and the krew manifest rendered
-// with the release's version, archive URLs and checksums.
+// helper); the cluster admin's files of deploy/ for this version
+// (podtrace-deploy_VERSION.tar.gz, the admission policy admitting the
+// release's agent image repository); checksums.txt in sha256sum format; and
+// the krew manifest rendered with the release's version, archive URLs and
+// checksums.
 //
 //	go run ./hack/dist -out dist -version v0.1.0 -commit abc1234 \
 //	    -agent-image ghcr.io/podtrace/podtrace-agent:v0.1.0 \
@@ -169,6 +172,17 @@ func Run(c Config) error {
 			fmt.Fprintf(c.Log, "dist: %-52s %6.2f MiB  (%s %6.2f MiB, built in %.0fs)\n", name, mib(len(archive)), exe, mib(len(data)), time.Since(start).Seconds())
 		}
 	}
+	deploy, err := DeployArchive(c.Root, c.Version, c.AgentImage, license, c.Epoch)
+	if err != nil {
+		return err
+	}
+	name := "podtrace-deploy_" + c.Version + ".tar.gz"
+	if err := os.WriteFile(filepath.Join(c.Out, name), deploy, 0o644); err != nil {
+		return err
+	}
+	dsum := sha256.Sum256(deploy)
+	arts = append(arts, Artifact{Name: name, Size: int64(len(deploy)), Sum: hex.EncodeToString(dsum[:])})
+	fmt.Fprintf(c.Log, "dist: %-52s %6.2f MiB  (deploy/ for %s)\n", name, mib(len(deploy)), c.Version)
 	var sums bytes.Buffer
 	bySum := map[string]string{}
 	sort.Slice(arts, func(i, j int) bool { return arts[i].Name < arts[j].Name })
@@ -196,6 +210,57 @@ func Run(c Config) error {
 	}
 	fmt.Fprintf(c.Log, "dist: %s/krew-manifest.yaml (krew wants it named podtrace.yaml in an index)\n", c.Out)
 	return nil
+}
+
+// DeployFiles are the files of deploy/ a cluster admin applies, in the
+// order of the README's apply command, then the README.
+var DeployFiles = []string{"agent-namespace.yaml", "user-rbac.yaml", "admission-policy.yaml", "README.md"}
+
+var imagesRE = regexp.MustCompile(`(?m)^(  images: \|\n)((?:    .*\n)+)`)
+
+// DeployArchive returns podtrace-deploy_VERSION.tar.gz: the directory
+// podtrace-deploy_VERSION/ holding DeployFiles and LICENSE, with the
+// admission policy's allowed images set to the agent image's repository (or
+// to the image itself when it is pinned by digest).
+func DeployArchive(root, version, agentImage string, license []byte, mtime time.Time) ([]byte, error) {
+	allowed := ImageRepository(agentImage)
+	if allowed == "" {
+		return nil, fmt.Errorf("-agent-image %q is not an image reference", agentImage)
+	}
+	dir := "podtrace-deploy_" + version + "/"
+	var files []entry
+	for _, f := range DeployFiles {
+		data, err := os.ReadFile(filepath.Join(root, "deploy", f))
+		if err != nil {
+			return nil, err
+		}
+		if f == "admission-policy.yaml" {
+			if !imagesRE.Match(data) {
+				return nil, errors.New("deploy/admission-policy.yaml: no \"  images: |\" block in the ConfigMap to set the agent image in")
+			}
+			data = imagesRE.ReplaceAllLiteral(data, []byte("  images: |\n    "+allowed+"\n"))
+		}
+		files = append(files, entry{dir + f, data, 0o644})
+	}
+	files = append(files, entry{dir + "LICENSE", license, 0o644})
+	return tarGz(files, mtime)
+}
+
+// ImageRepository is what the admission policy admits for an image: the
+// reference itself when pinned by digest, else its repository (the tag
+// removed). "" when ref is not an image reference.
+func ImageRepository(ref string) string {
+	if strings.ContainsAny(ref, " \t\n") || ref == "" {
+		return ""
+	}
+	if strings.Contains(ref, "@") {
+		return ref
+	}
+	slash := strings.LastIndex(ref, "/")
+	if i := strings.LastIndex(ref, ":"); i > slash {
+		return ref[:i]
+	}
+	return ref
 }
 
 func mib(n int) float64 { return float64(n) / (1 << 20) }

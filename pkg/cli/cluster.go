@@ -33,7 +33,6 @@ type ClusterOptions struct {
 	PullSecrets    []string
 	AgentNamespace string
 	Mode           string
-	Privileged     bool
 	DryRun         bool
 	ReadyTimeout   time.Duration
 	TraceOptions
@@ -44,6 +43,7 @@ type ClusterOptions struct {
 	src, dst   *kube.Target
 	session    string
 	notes      []string
+	taints     map[string][]corev1.Taint
 }
 
 // NewClusterOptions returns options with defaults.
@@ -59,7 +59,6 @@ func (o *ClusterOptions) AddFlags(cmd *cobra.Command) {
 	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", nil, "image pull secret in the agent namespace for node agents (repeatable); pod agents use the pod's own pull secrets")
 	f.StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents (deploy/agent-namespace.yaml)")
 	f.StringVar(&o.Mode, "mode", "auto", "auto: agents in both pods and on their nodes, or, with --passive where a pod's namespace forbids the agent, node agents only; ephemeral: always inject into the pods; node: node agents only (with --passive)")
-	f.BoolVar(&o.Privileged, "privileged", false, "run the agents privileged instead of with NET_RAW and NET_ADMIN only (for runtimes whose capability handling needs it)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and every object it would create or patch, as YAML, and exit; creates nothing")
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long an agent may take to run (image pull included)")
 	o.ConfigFlags.AddFlags(f)
@@ -103,10 +102,16 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 	if err := errors.Join(serr, derr); err != nil {
 		return err
 	}
+	o.taints = map[string][]corev1.Taint{}
 	for _, n := range o.nodes() {
-		if err := kube.CheckNodeOS(ctx, o.client, n); err != nil {
+		node, err := kube.CheckNode(ctx, o.client, n)
+		if err != nil {
 			return err
 		}
+		if !node.Readable {
+			o.notes = append(o.notes, fmt.Sprintf("node %s could not be read (%s): its node agent tolerates no taint", n, node.Why))
+		}
+		o.taints[n] = node.Taints
 	}
 	o.session = kube.NewSessionID()
 	return nil
@@ -143,8 +148,8 @@ func (o *ClusterOptions) nodes() []string {
 
 func (o *ClusterOptions) params() kube.AgentParams {
 	return kube.AgentParams{Session: o.session, Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy),
-		PullSecrets: o.PullSecrets, Privileged: o.Privileged, Capabilities: "capture",
-		Deadline: o.AgentDeadline(), Namespace: o.AgentNamespace}
+		PullSecrets: o.PullSecrets, Capabilities: "capture",
+		Deadline: o.AgentDeadline(), Namespace: o.AgentNamespace, NodeTaints: o.taints}
 }
 
 // Plan places the agents: one in each pod (the source probes) unless

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -44,7 +45,6 @@ type AgentParams struct {
 	Image       string
 	PullPolicy  corev1.PullPolicy
 	PullSecrets []string
-	Privileged  bool
 	// Capabilities says which capabilities the container adds: "capture"
 	// (NET_RAW, NET_ADMIN: what capture needs) or "default" (none added:
 	// the runtime's default set, which under containerd includes NET_RAW;
@@ -52,6 +52,9 @@ type AgentParams struct {
 	Capabilities string
 	Deadline     time.Duration
 	Namespace    string // agent namespace for node pods
+	// NodeTaints are the taints of each node by name: a node agent
+	// tolerates those of its node and no others.
+	NodeTaints map[string][]corev1.Taint
 }
 
 // ContainerName is the ephemeral container's name for a session.
@@ -69,19 +72,21 @@ func NodePodName(session, node string) string {
 	return fmt.Sprintf("%s%s-%s-%04x", ContainerPrefix, session, n, h.Sum32()&0xffff)
 }
 
+// securityContext is the agent container's: root in the container (AF_PACKET
+// sockets are checked against CAP_NET_RAW of the user namespace, and a pod
+// that says runAsNonRoot must not stop the agent from starting), every
+// capability dropped but what capture needs, no privilege escalation, the
+// runtime's default seccomp profile, and a read-only root filesystem (the
+// agent writes nothing but its stdout and stderr). The admission policies
+// in deploy/admission-policy.yaml admit exactly this.
 func (p AgentParams) securityContext() *corev1.SecurityContext {
 	sc := &corev1.SecurityContext{
-		// Capture needs root in the container: AF_PACKET sockets are
-		// checked against CAP_NET_RAW of the user namespace, and a pod
-		// that says runAsNonRoot must not stop the agent from starting.
-		RunAsUser:    ptr.To[int64](0),
-		RunAsNonRoot: ptr.To(false),
+		RunAsUser:                ptr.To[int64](0),
+		RunAsNonRoot:             ptr.To(false),
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
-	if p.Privileged {
-		sc.Privileged = ptr.To(true)
-		return sc
-	}
-	sc.AllowPrivilegeEscalation = ptr.To(false)
 	if p.Capabilities == "default" {
 		return sc
 	}
@@ -93,6 +98,42 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 		Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
 	}
 	return sc
+}
+
+// NodeAgentResources are the node agent container's requests and limits,
+// sized from measurements of a node agent under a UDP flood. Off-cluster
+// (bench/node-agent-resources.sh, three capture points, 2 cores): CPU at
+// most 0.26 of a core, peak RssAnon 16 MiB, peak VmRSS 37 MiB (which counts
+// the capture rings the kernel maps in; they are not charged to the pod's
+// memory cgroup). On a real cluster (test/e2e/measure-node-agent.sh): the
+// pod's memory cgroup peaked at 13 MiB, CPU 5-7% of a core, in a passive
+// trace across a 50,000 packets/s flood. The limits leave room for nodes
+// with many more interfaces; the CPU limit is high because a throttled
+// agent drops frames.
+var NodeAgentResources = corev1.ResourceRequirements{
+	Requests: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("50m"),
+		corev1.ResourceMemory: resource.MustParse("32Mi"),
+	},
+	Limits: corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("1"),
+		corev1.ResourceMemory: resource.MustParse("128Mi"),
+	},
+}
+
+// Tolerations tolerates exactly the given taints of a node: each by its key,
+// value and effect, forever (a NoExecute taint does not evict the agent
+// mid-trace).
+func Tolerations(taints []corev1.Taint) []corev1.Toleration {
+	var out []corev1.Toleration
+	for _, t := range taints {
+		tol := corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOpEqual, Value: t.Value, Effect: t.Effect}
+		if t.Value == "" {
+			tol.Operator, tol.Value = corev1.TolerationOpExists, ""
+		}
+		out = append(out, tol)
+	}
+	return out
 }
 
 // EphemeralContainer builds the pod agent for one pod. The agent reads
@@ -123,9 +164,10 @@ func WithEphemeralContainer(pod *corev1.Pod, ec corev1.EphemeralContainer) *core
 }
 
 // NodePod builds the node agent: a short-lived hostNetwork pod pinned to
-// the node, tolerating every taint, never restarted, bounded by
-// activeDeadlineSeconds, labelled so that `kubectl podtrace cleanup` finds
-// it.
+// the node, tolerating the node's taints (p.NodeTaints) and no others, never
+// restarted, bounded by activeDeadlineSeconds and NodeAgentResources,
+// without API credentials or volumes, labelled so that `kubectl podtrace
+// cleanup` finds it.
 func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 	var secrets []corev1.LocalObjectReference
 	for _, s := range p.PullSecrets {
@@ -153,7 +195,7 @@ func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 			TerminationGracePeriodSeconds: ptr.To[int64](2),
 			AutomountServiceAccountToken:  ptr.To(false),
 			EnableServiceLinks:            ptr.To(false),
-			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Tolerations:                   Tolerations(p.NodeTaints[node]),
 			ImagePullSecrets:              secrets,
 			Containers: []corev1.Container{{
 				Name:                     "agent",
@@ -165,6 +207,7 @@ func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 				StdinOnce:                true,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          p.securityContext(),
+				Resources:                *NodeAgentResources.DeepCopy(),
 			}},
 		},
 	}

@@ -14,6 +14,9 @@ import (
 // pods/ephemeralcontainers subresource.
 var ErrEphemeralDisabled = errors.New("ephemeral containers are disabled in this cluster (the pods/ephemeralcontainers subresource answers 404): use --mode node --passive, or enable the EphemeralContainers feature (Kubernetes ≥ 1.23 has it on)")
 
+// policyRE reads the API server's refusal by a ValidatingAdmissionPolicy.
+var policyRE = regexp.MustCompile(`ValidatingAdmissionPolicy '([^']+)' with binding '[^']*' denied request: (.*)$`)
+
 var podSecurityRE = regexp.MustCompile(`violates PodSecurity "([a-z]+):([^"]*)": (.*)$`)
 
 // PodSecurityError is a refusal by the PodSecurity admission controller.
@@ -48,6 +51,13 @@ func ExplainNS(err error, what, ns string) error {
 			pe.Level, pe.Version, pe.Detail = m[1], m[2], m[3]
 		}
 		return pe
+	case policyRE.MatchString(err.Error()):
+		m := policyRE.FindStringSubmatch(err.Error())
+		hint := "ask your cluster admin"
+		if strings.HasPrefix(m[1], "podtrace-") {
+			hint = "the cluster admin decides what it admits (deploy/README.md); an --image must be one the admin allowed"
+		}
+		return fmt.Errorf("%s: the admission policy %q refuses it: %s (%s)", what, m[1], m[2], hint)
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("%s: permission denied: %s (bind the ClusterRole and Role in deploy/user-rbac.yaml to your user)", what, apiMessage(err))
 	case apierrors.IsUnauthorized(err):

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
 )
 
 func TestParseRef(t *testing.T) {
@@ -57,12 +58,19 @@ func TestEphemeralContainerHasCaptureCapabilitiesOnly(t *testing.T) {
 	if diff := cmp.Diff(&corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"}}, sc.Capabilities); diff != "" {
 		t.Errorf("capabilities (-want +got):\n%s", diff)
 	}
-	p := params()
-	p.Privileged = true
-	if sc := EphemeralContainer(p, nil).SecurityContext; sc.Privileged == nil || !*sc.Privileged || sc.Capabilities != nil {
-		t.Errorf("--privileged: %+v", sc)
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("allowPrivilegeEscalation %v; want false", sc.AllowPrivilegeEscalation)
 	}
-	p = params()
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("readOnlyRootFilesystem %v; want true (the agent writes nothing to disk)", sc.ReadOnlyRootFilesystem)
+	}
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("seccompProfile %+v; want RuntimeDefault", sc.SeccompProfile)
+	}
+	if ec.Resources.Limits != nil || ec.Resources.Requests != nil {
+		t.Errorf("resources %+v: the API server refuses resources on ephemeral containers", ec.Resources)
+	}
+	p := params()
 	p.Capabilities = "default"
 	if sc := EphemeralContainer(p, nil).SecurityContext; sc.Capabilities != nil {
 		t.Errorf("default capabilities must add none: %+v", sc.Capabilities)
@@ -77,8 +85,8 @@ func TestNodePodIsPinnedBoundedAndLabelled(t *testing.T) {
 		t.Errorf("placement: %+v", s)
 	case s.ActiveDeadlineSeconds == nil || *s.ActiveDeadlineSeconds != 105:
 		t.Errorf("activeDeadlineSeconds %v; want the agent deadline + 30", s.ActiveDeadlineSeconds)
-	case len(s.Tolerations) != 1 || s.Tolerations[0].Operator != corev1.TolerationOpExists:
-		t.Errorf("tolerations %+v; want to tolerate every taint", s.Tolerations)
+	case len(s.Tolerations) != 0:
+		t.Errorf("tolerations %+v; the node has no taints, so want none", s.Tolerations)
 	case p.Labels[ManagedByLabel] != "kubectl-podtrace" || p.Labels[SessionLabel] != "ab12c":
 		t.Errorf("labels %v", p.Labels)
 	case p.Namespace != "podtrace-system" || len(s.ImagePullSecrets) != 1 || s.ImagePullSecrets[0].Name != "mirror":
@@ -86,12 +94,66 @@ func TestNodePodIsPinnedBoundedAndLabelled(t *testing.T) {
 	case *s.AutomountServiceAccountToken:
 		t.Errorf("the agent needs no service account token")
 	}
+	c := s.Containers[0]
+	if diff := cmp.Diff(EphemeralContainer(params(), nil).SecurityContext, c.SecurityContext); diff != "" {
+		t.Errorf("node agent security context differs from the pod agent's (-pod +node):\n%s", diff)
+	}
+	if c.Resources.Limits.Memory().IsZero() || c.Resources.Limits.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Errorf("resources %+v; want requests and limits", c.Resources)
+	}
+	if len(s.Volumes) != 0 || len(c.VolumeMounts) != 0 || s.HostPID || s.HostIPC {
+		t.Errorf("volumes %v mounts %v hostPID %v hostIPC %v; want none", s.Volumes, c.VolumeMounts, s.HostPID, s.HostIPC)
+	}
 	if len(p.Name) > 63 || !strings.HasPrefix(p.Name, "podtrace-ab12c-node-1") {
 		t.Errorf("name %q", p.Name)
 	}
 	if NodePodName("s", "a-very-long-node-name-that-goes-on-and-on-and-on.example.com") == NodePodName("s", "a-very-long-node-name-that-goes-on-and-on-and-on.example.org") {
 		t.Errorf("long node names that differ late must give different pod names")
 	}
+}
+
+// A node agent tolerates the taints of its node, each as the node has it, and
+// no others: not those of another node, not every taint.
+func TestNodePodToleratesItsNodesTaintsOnly(t *testing.T) {
+	p := params()
+	p.NodeTaints = map[string][]corev1.Taint{
+		"cp-1": {
+			{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule},
+			{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoExecute},
+		},
+		"gpu-1": {{Key: "nvidia.com/gpu", Value: "present", Effect: corev1.TaintEffectNoSchedule}},
+	}
+	want := []corev1.Toleration{
+		{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule},
+		{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "db", Effect: corev1.TaintEffectNoExecute},
+	}
+	got := NodePod(p, "cp-1", nil).Spec.Tolerations
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tolerations on cp-1 (-want +got):\n%s", diff)
+	}
+	// The scheduler's rule (a toleration matches a taint of the same key and
+	// effect, with Exists or an equal value) agrees: each taint of cp-1 is
+	// tolerated, the other node's is not.
+	for _, taint := range p.NodeTaints["cp-1"] {
+		if !tolerated(got, taint) {
+			t.Errorf("taint %v of cp-1 is not tolerated by %+v", taint, got)
+		}
+	}
+	if tolerated(got, p.NodeTaints["gpu-1"][0]) {
+		t.Errorf("taint %v of another node is tolerated by %+v", p.NodeTaints["gpu-1"][0], got)
+	}
+	if got := NodePod(p, "plain-1", nil).Spec.Tolerations; len(got) != 0 {
+		t.Errorf("a node without taints: tolerations %+v", got)
+	}
+}
+
+func tolerated(tols []corev1.Toleration, taint corev1.Taint) bool {
+	for i := range tols {
+		if tols[i].ToleratesTaint(klog.Background(), &taint, false) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestEphemeralPatchAddsOnlyTheContainer(t *testing.T) {
@@ -217,5 +279,39 @@ func TestCheckAccessNamesEveryMissingPermission(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("%q lacks %q", err, w)
 		}
+	}
+}
+
+// A refusal by an admission policy names the policy and its message, as the
+// API server sent them (the text is a real kube-apiserver v1.37 answer).
+func TestExplainNamesTheAdmissionPolicy(t *testing.T) {
+	const msg = `pods "pod-a" is forbidden: ValidatingAdmissionPolicy 'podtrace-agent-ephemeral' with binding 'podtrace-agent-ephemeral' denied request: the agent container is not privileged: privileged is forbidden`
+	err := &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 403, Reason: metav1.StatusReasonForbidden, Message: msg}}
+	got := ExplainNS(err, "add the capture agent to pod e2e/pod-a", "e2e").Error()
+	for _, want := range []string{`add the capture agent to pod e2e/pod-a: the admission policy "podtrace-agent-ephemeral" refuses it: the agent container is not privileged`, "deploy/README.md"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("explained as %q; want %q in it", got, want)
+		}
+	}
+	if strings.Contains(got, "permission denied") || strings.Contains(got, "bind the ClusterRole") {
+		t.Errorf("explained as an RBAC refusal: %q", got)
+	}
+}
+
+// A node the user may not read is no error: its taints are unknown, and
+// the reason says which ClusterRole to bind.
+func TestCheckNodeWithoutPermission(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}}})
+	n, err := CheckNode(context.Background(), cs, "n1")
+	if err != nil || !n.Readable || len(n.Taints) != 1 {
+		t.Errorf("readable node: %+v, %v", n, err)
+	}
+	cs.PrependReactor("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("RBAC: nope"))
+	})
+	n, err = CheckNode(context.Background(), cs, "n1")
+	if err != nil || n.Readable || len(n.Taints) != 0 || !strings.Contains(n.Why, "podtrace-nodes") {
+		t.Errorf("forbidden node: %+v, %v", n, err)
 	}
 }

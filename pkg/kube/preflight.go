@@ -96,7 +96,7 @@ func CheckAccess(ctx context.Context, cs kubernetes.Interface, needs []Access) e
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return fmt.Errorf("preflight: you are missing %d permission(s):\n  - %s\nbind the ClusterRole and Role in deploy/user-rbac.yaml to your user, or ask your cluster admin to", len(missing), strings.Join(missing, "\n  - "))
+		return fmt.Errorf("preflight: you are missing %d permission(s):\n  - %s\nask your cluster admin to bind you the roles of deploy/user-rbac.yaml: ClusterRole podtrace-user in each namespace you trace, Role podtrace-user in the agent namespace (deploy/README.md)", len(missing), strings.Join(missing, "\n  - "))
 	}
 	return nil
 }

@@ -92,15 +92,32 @@ func phase(p *corev1.Pod) string {
 	return string(p.Status.Phase)
 }
 
-// CheckNodeOS refuses Windows nodes. Without permission to read nodes it
-// says nothing (the pod's own OS field was checked already).
-func CheckNodeOS(ctx context.Context, cs kubernetes.Interface, node string) error {
+// Node is what the plugin reads of a traced pod's node.
+type Node struct {
+	Name string
+	// Readable is false when the user may not get the node (the
+	// ClusterRole podtrace-nodes is not bound): Taints are then unknown.
+	Readable bool
+	// Why the node is not readable, for a note.
+	Why    string
+	Taints []corev1.Taint
+}
+
+// CheckNode reads the node: it refuses Windows nodes and returns the
+// taints, which the node agent tolerates. Without permission to read nodes
+// it returns a Node that is not Readable, and no error (the pod's own OS
+// field was checked already).
+func CheckNode(ctx context.Context, cs kubernetes.Interface, node string) (Node, error) {
 	n, err := cs.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 	if err != nil {
-		return nil
+		why := apiMessage(err)
+		if apierrors.IsForbidden(err) {
+			why = "no permission to get nodes: bind the ClusterRole podtrace-nodes of deploy/user-rbac.yaml"
+		}
+		return Node{Name: node, Why: why}, nil
 	}
 	if osName := n.Labels["kubernetes.io/os"]; osName != "" && osName != "linux" {
-		return fmt.Errorf("node %s runs %s: the capture agent is Linux-only", node, osName)
+		return Node{}, fmt.Errorf("node %s runs %s: the capture agent is Linux-only", node, osName)
 	}
-	return nil
+	return Node{Name: node, Readable: true, Taints: n.Spec.Taints}, nil
 }

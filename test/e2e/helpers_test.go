@@ -118,7 +118,11 @@ type pod struct {
 			ImagePullPolicy string   `json:"imagePullPolicy"`
 			Command         []string `json:"command"`
 			SecurityContext *struct {
-				Privileged *bool `json:"privileged"`
+				Privileged             *bool `json:"privileged"`
+				ReadOnlyRootFilesystem *bool `json:"readOnlyRootFilesystem"`
+				SeccompProfile         *struct {
+					Type string `json:"type"`
+				} `json:"seccompProfile"`
 			} `json:"securityContext"`
 		} `json:"ephemeralContainers"`
 	} `json:"spec"`

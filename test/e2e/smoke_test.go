@@ -10,9 +10,11 @@ import (
 	"time"
 )
 
-// The limited user is bound only to the roles in deploy/user-rbac.yaml. These tests
-// prove that this is enough to inject a privileged agent into a pod and read its
-// output, and that PodSecurity still refuses it where baseline is enforced.
+// The limited user is bound only to the roles in deploy/user-rbac.yaml, namespace by
+// namespace as deploy/README.md documents. These tests prove that this is enough to
+// inject the agent into a pod and read its output, with the admission policies of
+// deploy/admission-policy.yaml installed, and that PodSecurity still refuses a privileged
+// agent where baseline is enforced.
 
 func TestLimitedUserIsLimited(t *testing.T) {
 	for _, c := range []struct {
@@ -24,7 +26,10 @@ func TestLimitedUserIsLimited(t *testing.T) {
 		{[]string{"get", "pods", "--subresource=log", "-n", "e2e"}, "yes"},
 		{[]string{"create", "pods", "-n", "podtrace-system"}, "yes"},
 		{[]string{"get", "nodes"}, "yes"},
-		// nothing beyond what the plugin needs
+		// nothing beyond what the plugin needs, and only where it is bound
+		{[]string{"get", "pods", "-n", "default"}, "no"},
+		{[]string{"patch", "pods", "--subresource=ephemeralcontainers", "-n", "default"}, "no"},
+		{[]string{"create", "pods", "-n", "default"}, "no"},
 		{[]string{"create", "pods", "-n", "e2e"}, "no"},
 		{[]string{"delete", "pods", "-n", "e2e"}, "no"},
 		{[]string{"create", "pods", "--subresource=exec", "-n", "e2e"}, "no"},
@@ -38,21 +43,36 @@ func TestLimitedUserIsLimited(t *testing.T) {
 	}
 }
 
-// debugArgs injects the agent into pod-a as a privileged ephemeral container, the
-// way the plugin does, with kubectl debug.
+// debugArgs injects the agent into pod-a as a privileged ephemeral container with
+// kubectl debug (which the admission policy refuses to podtrace users).
 func debugArgs(ns, name string) []string {
 	return []string{"debug", "pod-a", "-n", ns, "--container=" + name, "--image=" + agentImage,
 		"--image-pull-policy=Never", "--profile=sysadmin", "--",
 		"/podtrace-agent", "--role", "pod", "--deadline", "3s"}
 }
 
-func TestSmokePrivilegedAgentAsLimitedUser(t *testing.T) {
+// The agent container exactly as the plugin builds it (its --dry-run patch), run for 3 s
+// on its own: admitted for the limited user, it runs with a read-only root filesystem
+// and the runtime's default seccomp profile, and its stream is readable.
+func TestSmokeAgentAsLimitedUser(t *testing.T) {
 	const ns = "e2e"
-	name := uniqueName("smoke")
+	name := uniqueName("podtrace-smoke")
+	_, patch := planned(t)
+	for k := range at(t, patch, "spec") {
+		if strings.HasPrefix(k, "$setElementOrder") {
+			delete(at(t, patch, "spec"), k)
+		}
+	}
+	ec := at(t, patch, "spec", "ephemeralContainers", 0)
+	ec["name"], ec["args"], ec["stdin"], ec["stdinOnce"] = name, []any{"--role", "pod", "--deadline", "3s"}, false, false
+	body, err := json.Marshal(patch)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	mustKubectl(t, userConfig, debugArgs(ns, name)...)
+	mustKubectl(t, userConfig, "patch", "pod", "pod-a", "-n", ns, "--subresource=ephemeralcontainers", "--type=strategic", "-p", string(body))
 
-	// the container is in the spec, privileged, with our image, never pulled
+	// the container is in the spec, hardened, with our image, never pulled
 	var p pod
 	getJSON(t, userConfig, &p, "get", "pod", "-n", ns, "pod-a")
 	found := false
@@ -64,8 +84,9 @@ func TestSmokePrivilegedAgentAsLimitedUser(t *testing.T) {
 		if ec.Image != agentImage || ec.ImagePullPolicy != "Never" {
 			t.Errorf("ephemeral container %s: image %q pull %q, want %q Never", name, ec.Image, ec.ImagePullPolicy, agentImage)
 		}
-		if ec.SecurityContext == nil || ec.SecurityContext.Privileged == nil || !*ec.SecurityContext.Privileged {
-			t.Errorf("ephemeral container %s is not privileged", name)
+		if sc := ec.SecurityContext; sc == nil || sc.Privileged != nil && *sc.Privileged || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			sc.SeccompProfile == nil || sc.SeccompProfile.Type != "RuntimeDefault" {
+			t.Errorf("ephemeral container %s: security context %+v; want not privileged, read-only root, seccomp RuntimeDefault", name, sc)
 		}
 	}
 	if !found {

@@ -252,14 +252,16 @@ func TestTimeToVerdict(t *testing.T) {
 		}
 		trace = append(trace, time.Since(s))
 
+		// (as the admin: the admission policy lets the limited user add the
+		// agent's own container only; the injection costs the same)
 		name := uniqueName("dbg")
 		s = time.Now()
-		mustKubectl(t, userConfig, "debug", "pod-a", "-n", "e2e", "--container="+name, "--image="+agentImage,
+		mustKubectl(t, adminConfig, "debug", "pod-a", "-n", "e2e", "--container="+name, "--image="+agentImage,
 			"--image-pull-policy=Never", "--profile=netadmin", "--", "/podtrace-agent", "--role", "pod", "--deadline", "5s")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		for ctx.Err() == nil {
 			var p pod
-			getJSON(t, userConfig, &p, "get", "pod", "-n", "e2e", "pod-a")
+			getJSON(t, adminConfig, &p, "get", "pod", "-n", "e2e", "pod-a")
 			if st := p.ephemeralStatus(name); st != nil && (st.State.Running != nil || st.State.Terminated != nil) {
 				break
 			}
@@ -299,8 +301,10 @@ func TestPassiveFallsBackToNodeAgentsUnderBaseline(t *testing.T) {
 
 // An agent image the node cannot get is a clear error naming the image and
 // what to do, shown as soon as the kubelet reports it, and nothing is left.
+// (A tag of the repository the admission policy admits: the policy refuses
+// any other repository before the kubelet sees it, TestPolicyForeignImage.)
 func TestMissingAgentImageIsAClearError(t *testing.T) {
-	const image = "podtrace.local/no-such-agent:e2e"
+	image := agentImage[:strings.LastIndex(agentImage, ":")] + ":no-such-tag"
 	start := time.Now()
 	r := kubectl(t, userConfig, "podtrace", "e2e/pod-a", "e2e/pod-b", "--image", image, "--image-pull-policy", "Never", "--ready-timeout", "60s")
 	if r.err == nil {

@@ -196,8 +196,11 @@ if [ "$NODES" = 2 ]; then
   log "second node up in $(( $(date +%s) - s ))s"
 fi
 
-# --- fixtures: agent namespace and user RBAC from deploy/, test namespaces, pods, the limited user --
-kc apply -f "$ROOT/deploy/agent-namespace.yaml" -f "$ROOT/deploy/user-rbac.yaml" >/dev/null
+# --- fixtures: agent namespace, user RBAC and admission policies from deploy/, test namespaces, pods,
+# the limited user; the policies admit the harness's agent image repository, set as an admin would
+kc apply -f "$ROOT/deploy/agent-namespace.yaml" -f "$ROOT/deploy/user-rbac.yaml" -f "$ROOT/deploy/admission-policy.yaml" >/dev/null
+kc -n podtrace-system patch configmap podtrace-agent-policy --type merge \
+  -p "{\"data\":{\"images\":\"${AGENT_IMAGE%:*}\\n\"}}" >/dev/null
 kc apply -f "$HERE/fixtures/namespaces.yaml" -f "$HERE/fixtures/user.yaml" >/dev/null
 render "$HERE/fixtures/pods.yaml.in" "$E2E_STATE/config/pods.yaml"
 kc apply -f "$E2E_STATE/config/pods.yaml" >/dev/null
@@ -207,6 +210,22 @@ if [ "$NODES" = 2 ]; then
 fi
 waitfor "pods Ready" 120 kc wait --for=condition=Ready pod --all -n e2e --timeout=2s || { kc get pods -A -o wide >&2; fail_with_log kubelet; }
 kc wait --for=condition=Ready pod --all -n e2e-baseline --timeout=60s >/dev/null
+# The API server loads admission policies asynchronously: wait until each refuses what it must,
+# probed as the limited user with server-side dry runs (nothing is created) and an attach.
+policy_refuses() { # POLICY KUBECTL-ARGS...: the request is refused, naming POLICY
+  local p=$1 out; shift
+  ! out=$(timeout 20 kubectl --kubeconfig "$USER_KUBECONFIG" "$@" 2>&1) && grep -q "ValidatingAdmissionPolicy '$p'" <<<"$out"
+}
+waitfor "policy podtrace-agent-namespace" 60 policy_refuses podtrace-agent-namespace \
+  -n podtrace-system run podtrace-policy-probe --image="$WORKLOAD_IMAGE" --restart=Never --dry-run=server ||
+  die "the admission policy podtrace-agent-namespace does not refuse a foreign pod in podtrace-system"
+waitfor "policy podtrace-agent-ephemeral" 60 policy_refuses podtrace-agent-ephemeral \
+  -n e2e patch pod pod-a --subresource=ephemeralcontainers --type=strategic \
+  -p "{\"spec\":{\"ephemeralContainers\":[{\"name\":\"podtrace-policy-probe\",\"image\":\"$WORKLOAD_IMAGE\"}]}}" --dry-run=server ||
+  die "the admission policy podtrace-agent-ephemeral does not refuse a foreign ephemeral container"
+# (attach has no dry run: refused, it returns at once; admitted, timeout ends it)
+waitfor "policy podtrace-agent-attach" 60 policy_refuses podtrace-agent-attach -n e2e attach pod-a -c workload ||
+  die "the admission policy podtrace-agent-attach does not refuse an attach to an application container"
 
 touch "$E2E_STATE/up.done"
 kc get nodes -o wide >&2
