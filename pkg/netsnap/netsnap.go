@@ -74,11 +74,11 @@ func handle() (h *netlink.Handle, done func(), err error) {
 }
 
 func links(h *netlink.Handle) ([]wire.Link, error) {
-	ls, err := h.LinkList()
+	ls, err := dump(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -264,7 +264,7 @@ func Take(when string) (*wire.Topology, error) {
 	}
 	t := &wire.Topology{When: when, Links: ls}
 
-	fdb, err := h.NeighList(0, unix.AF_BRIDGE)
+	fdb, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(0, unix.AF_BRIDGE) })
 	if err != nil {
 		return nil, fmt.Errorf("list bridge FDB: %w", err)
 	}
@@ -274,7 +274,7 @@ func Take(when string) (*wire.Topology, error) {
 		}
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		ns, err := h.NeighList(0, fam)
+		ns, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
 		if err != nil {
 			return nil, fmt.Errorf("list neighbours: %w", err)
 		}
@@ -284,7 +284,9 @@ func Take(when string) (*wire.Topology, error) {
 			}
 		}
 	}
-	rs, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	rs, err := dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}

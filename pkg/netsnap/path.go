@@ -97,14 +97,14 @@ func vteps(h *netlink.Handle, vx *netlink.Vxlan, next net.IP) []net.IP {
 		fam = netlink.FAMILY_V6
 	}
 	var mac net.HardwareAddr
-	if ns, err := h.NeighList(vx.Index, fam); err == nil {
+	if ns, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(vx.Index, fam) }); err == nil {
 		for _, n := range ns {
 			if n.IP.Equal(next) {
 				mac = n.HardwareAddr
 			}
 		}
 	}
-	fdb, err := h.NeighList(vx.Index, unix.AF_BRIDGE)
+	fdb, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(vx.Index, unix.AF_BRIDGE) })
 	if err != nil {
 		return nil
 	}

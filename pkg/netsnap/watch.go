@@ -123,7 +123,7 @@ func (w *watcher) seed() error {
 	w.links = map[int]wire.Link{}
 	w.neigh = map[string]wire.Neigh{}
 	w.fdb = map[string]wire.FDB{}
-	ls, err := h.LinkList()
+	ls, err := dump(h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -137,7 +137,7 @@ func (w *watcher) seed() error {
 		}
 	}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6, unix.AF_BRIDGE} {
-		ns, err := h.NeighList(0, fam)
+		ns, err := dump(func() ([]netlink.Neigh, error) { return h.NeighList(0, fam) })
 		if err != nil {
 			return fmt.Errorf("list neighbours: %w", err)
 		}
