@@ -59,7 +59,9 @@ func (r result) String() string {
 // kubectl runs the real kubectl with the given kubeconfig, as a user would.
 func kubectl(t *testing.T, kubeconfig string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	// not t.Context(): it is cancelled before t.Cleanup functions run, and
+	// cleanups call kubectl too
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)

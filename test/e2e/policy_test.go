@@ -30,7 +30,9 @@ const (
 // kubectlIn is kubectl with stdin.
 func kubectlIn(t *testing.T, kubeconfig string, stdin []byte, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	// not t.Context(): it is cancelled before t.Cleanup functions run, and
+	// cleanups call kubectl too
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
