@@ -65,7 +65,6 @@ func parseArgs(args []string) (agent.Config, error) {
 		cfg      agent.Config
 		hosts    string
 		netns    string
-		payload  bool
 		spec     wire.ProbeSpec
 		probeArg string
 		traceArg string
@@ -78,8 +77,8 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.StringVar(&netns, "netns", "", "network namespace to run in: a name under /var/run/netns or a path such as /proc/PID/ns/net (default: the current one)")
 	fs.StringVar(&hosts, "hosts", "", "comma-separated IPs of the traced pods; the default capture filter follows their traffic")
 	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax (replaces the default filter)")
-	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes kept per frame (headers only by default)")
-	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
+	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes the kernel copies per frame; without --payload only the headers of those leave the agent")
+	fs.BoolVar(&cfg.Payload, "payload", false, "stream whole frames, transport payload included (default: headers only, up to the innermost TCP/UDP/ICMP header)")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
@@ -111,7 +110,7 @@ func parseArgs(args []string) (agent.Config, error) {
 	case cfg.Budget == 0:
 		cfg.Budget = -1 // no limit
 	}
-	if payload {
+	if cfg.Payload {
 		cfg.Snaplen = wire.PayloadSnaplen
 	}
 	if cfg.SummarizeAbove < 0 || cfg.SummaryRecords < 1 || cfg.SummaryInterval < 10*time.Millisecond {

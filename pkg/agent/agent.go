@@ -43,14 +43,18 @@ const maxHeld = 16 << 20
 // Config is what the agent is asked to do. The command line maps onto it
 // one to one (cmd/podtrace-agent).
 type Config struct {
-	ID       string   // agent id in the stream (e.g. "pod-a", "node-1")
-	Role     string   // wire.RolePod or wire.RoleNode
-	Name     string   // what it watches, for humans ("default/pod-a", "node-1")
-	Node     string   // node name
-	NetNS    string   // the namespace it was started in, for humans
-	Hosts    []string // IPs of the traced pods: the default capture filter
-	Filter   string   // tcpdump expression; replaces the default filter
-	Snaplen  int
+	ID      string   // agent id in the stream (e.g. "pod-a", "node-1")
+	Role    string   // wire.RolePod or wire.RoleNode
+	Name    string   // what it watches, for humans ("default/pod-a", "node-1")
+	Node    string   // node name
+	NetNS   string   // the namespace it was started in, for humans
+	Hosts   []string // IPs of the traced pods: the default capture filter
+	Filter  string   // tcpdump expression; replaces the default filter (a node agent's is ANDed with Hosts)
+	Snaplen int
+	// Payload keeps whole frames in the stream (up to Snaplen). Without
+	// it the agent keeps only the headers of each frame: the transport
+	// payload never leaves it (decode.Decoder.HeadersOnly).
+	Payload  bool
 	Promisc  bool          // put bridges in promiscuous mode to see bridged unicast
 	Deadline time.Duration // hard limit on the run
 	// Probe is the probe this agent sends (the source pod's agent).
@@ -222,6 +226,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Each packet is written out before the next is decoded, and
 		// before its ring block goes back to the kernel: decode in place.
 		dec.Reuse = true
+		dec.HeadersOnly = !cfg.Payload
 		fn := func(f capture.Frame) {
 			if late.Load() {
 				unreported++
