@@ -76,7 +76,7 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.StringVar(&cfg.Node, "node", "", "node name")
 	fs.StringVar(&netns, "netns", "", "network namespace to run in: a name under /var/run/netns or a path such as /proc/PID/ns/net (default: the current one)")
 	fs.StringVar(&hosts, "hosts", "", "comma-separated IPs of the traced pods; the default capture filter follows their traffic")
-	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax (replaces the default filter)")
+	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax: replaces the default filter; on a node agent (--role node) it is ANDed with the traffic of --hosts")
 	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes the kernel copies per frame; without --payload only the headers of those leave the agent")
 	fs.BoolVar(&cfg.Payload, "payload", false, "stream whole frames, transport payload included (default: headers only, up to the innermost TCP/UDP/ICMP header)")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")

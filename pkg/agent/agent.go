@@ -338,8 +338,27 @@ func Run(ctx context.Context, cfg Config) error {
 // probe's scope when the agent knows the probe and the two endpoints, else
 // the traffic between the hosts. A warning says what the scope could not
 // include.
+//
+// A node agent sees the whole node's traffic: whatever it is given, it
+// captures only what concerns the traced hosts (scope.Hosts), so that no
+// filter turns it into a node-wide sniffer, and without hosts it does not
+// start.
 func captureFilter(cfg Config) (expr, warning string, err error) {
+	if cfg.Role == wire.RoleNode && len(cfg.Hosts) == 0 {
+		if cfg.Filter != "" {
+			return "", "", fmt.Errorf("--filter %q on a node agent needs --hosts: a node agent captures only the traced endpoints' traffic", cfg.Filter)
+		}
+		return "", "", errors.New("a node agent needs --hosts: it captures only the traced endpoints' traffic")
+	}
 	if cfg.Filter != "" {
+		if cfg.Role == wire.RoleNode {
+			// The user's expression on its own first: an error names it,
+			// not the combination.
+			if _, err := filter.Compile(cfg.Filter, cfg.Snaplen); err != nil {
+				return "", "", err
+			}
+			return "(" + cfg.Filter + ") and (" + scope.Hosts(cfg.Hosts) + ")", "", nil
+		}
 		return cfg.Filter, "", nil
 	}
 	m := cfg.Match
