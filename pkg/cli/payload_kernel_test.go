@@ -89,6 +89,21 @@ func TestHeadersOnlyUnlessPayload(t *testing.T) {
 			if r := podtrace(t, args...); r.code != 0 {
 				t.Fatalf("exit %d", r.code)
 			}
+			// What the run wrote is its user's only.
+			outs, _ := filepath.Glob(filepath.Join(saved, "*"))
+			for _, f := range append(outs, file, saved) {
+				want := os.FileMode(0o600)
+				if f == saved {
+					want = 0o700
+				}
+				fi, err := os.Lstat(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != want {
+					t.Errorf("%s: mode %v; want %v", f, fi.Mode().Perm(), want)
+				}
+			}
 			raw, err := os.ReadFile(file)
 			if err != nil {
 				t.Fatal(err)

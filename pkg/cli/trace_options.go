@@ -15,6 +15,7 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/pcapng"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
@@ -66,7 +67,8 @@ type TraceOptions struct {
 	genericiooptions.IOStreams
 
 	probe  *wire.ProbeSpec
-	budget int64 // Budget in bytes per second; -1: no limit
+	budget int64         // Budget in bytes per second; -1: no limit
+	pcap   *outfile.File // --pcap, opened before any agent starts
 }
 
 // AddFlags registers the shared flags.
@@ -221,6 +223,19 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 // RunPlan runs a plan and prints the result; the error carries the exit
 // code.
 func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session.Plan, notes []string) error {
+	// The output files first: a path that cannot be written must not cost
+	// a trace, nor leave agents in pods for nothing.
+	unsaved, err := o.openOutputs()
+	if err != nil {
+		return err
+	}
+	defer o.pcap.Abort() // nothing when written
+	saved := false
+	defer func() {
+		if !saved {
+			unsaved()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	p.Passive, p.Duration = o.Passive, o.Duration
@@ -235,22 +250,58 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		if err := session.Save(o.Save, p.Session, res, notes); err != nil {
 			return fmt.Errorf("--save %s: %w", o.Save, err)
 		}
+		saved = true
 		fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
 	}
 	return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+}
+
+// openOutputs checks --save and opens --pcap, before anything is started:
+// the --save directory is created (0700) when missing, and unsaved
+// removes it again if the run saved nothing into it; the pcapng file is
+// written beside its name and put in place when complete (package
+// outfile).
+func (o *TraceOptions) openOutputs() (unsaved func(), err error) {
+	unsaved = func() {}
+	if o.Save != "" {
+		created, err := outfile.Dir(o.Save)
+		if err != nil {
+			return unsaved, fmt.Errorf("--save: %w", err)
+		}
+		if created {
+			dir := o.Save
+			unsaved = func() { _ = os.Remove(dir) } // removes it only while empty
+		}
+	}
+	if o.Pcap != "" && o.pcap == nil {
+		f, err := outfile.Create(o.Pcap)
+		if err != nil {
+			unsaved()
+			return func() {}, fmt.Errorf("--pcap: %w", err)
+		}
+		o.pcap = f
+	}
+	return unsaved, nil
 }
 
 // Show writes the trace in the chosen formats; the error carries the exit
 // code.
 func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 	if o.Pcap != "" {
-		f, err := os.Create(o.Pcap)
-		if err != nil {
-			return fmt.Errorf("--pcap: %w", err)
+		if o.pcap == nil {
+			f, err := outfile.Create(o.Pcap)
+			if err != nil {
+				return fmt.Errorf("--pcap: %w", err)
+			}
+			o.pcap = f
 		}
+		f := o.pcap
+		o.pcap = nil
 		n, werr := pcapng.Write(f, t)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
+		if werr == nil {
+			werr = f.Commit()
+		} else {
+			f.Abort()
 		}
 		if werr != nil {
 			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)
