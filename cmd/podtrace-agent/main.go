@@ -52,9 +52,27 @@ func run() error {
 	}
 	cfg.Stdin = os.Stdin
 	cfg.Out = os.Stdout
+	cfg.Watchdog = watchdog
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
 	return agent.Run(ctx, cfg)
+}
+
+// watchdog ends the process when the agent did not finish within
+// agent.WatchdogGrace of its end (deadline, stop, signal): its output is
+// blocked (a pipe nobody reads), and a write cannot be interrupted. The
+// last word goes to stderr if stderr takes it at once.
+func watchdog() {
+	said := make(chan struct{})
+	go func() {
+		fmt.Fprintf(os.Stderr, "podtrace-agent: still writing %s after the end of its run (is its output read?): exiting without its last lines\n", agent.WatchdogGrace)
+		close(said)
+	}()
+	select {
+	case <-said:
+	case <-time.After(100 * time.Millisecond):
+	}
+	os.Exit(1)
 }
 
 // parseArgs maps the agent's command line (the arguments launchers build

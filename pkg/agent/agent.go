@@ -81,7 +81,19 @@ type Config struct {
 	// streams (wire.DefaultBudget when zero, no limit when negative);
 	// lines over it are cut and counted in the stats line.
 	Budget int64
+	// Watchdog, when set, is called if Run has not returned
+	// WatchdogGrace after its run ended (deadline, stop or signal): a
+	// write to an output nobody reads blocks forever, and the process
+	// must end anyway (cmd/podtrace-agent exits).
+	Watchdog func()
 }
+
+// WatchdogGrace is how long the agent may take, once its run ended, to
+// drain its ring and write its last lines (stats, topology, bye): a
+// fraction of a second unless its output is blocked, a few seconds when a
+// backlog goes out through a slow API server stream (the plugin waits 10 s
+// for the bye).
+const WatchdogGrace = 5 * time.Second
 
 // Why the agent stopped.
 var (
@@ -106,6 +118,19 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	if cfg.Watchdog != nil {
+		returned := make(chan struct{})
+		defer close(returned)
+		context.AfterFunc(ctx, func() {
+			t := time.NewTimer(WatchdogGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cfg.Watchdog()
+			case <-returned:
+			}
+		})
+	}
 
 	w := wire.NewWriter(cfg.Out, cfg.ID)
 	switch {
