@@ -13,7 +13,8 @@ import (
 )
 
 // An output path that cannot be written is found before anything is
-// created in the cluster: the trace fails with one line naming the path,
+// created in the cluster — when the flags are validated, and again before
+// the first agent starts: the trace fails with one line naming the path,
 // and the API server saw only the preflight's dry runs — no ephemeral
 // container added to a pod, no node pod created. A --save directory made
 // for the run is removed again.
@@ -54,12 +55,15 @@ func TestUnwritableOutputCreatesNothingInTheCluster(t *testing.T) {
 			if err := o.Complete(ctx, []string{"pod-a", "pod-b"}); err != nil {
 				t.Fatal(err)
 			}
-			if err := o.Validate(); err != nil {
-				t.Fatal(err)
+			// Validate finds it, creating nothing.
+			if err := o.Validate(); err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("validate: %v; want one line with %q", err, c.want)
 			}
+			// And the run, as if the link appeared after validation,
+			// before it starts any agent.
 			err := o.Run(ctx)
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("error %v; want one line with %q", err, c.want)
+				t.Fatalf("run: %v; want one line with %q", err, c.want)
 			}
 			for _, a := range *writes {
 				if a.GetVerb() == "delete" {

@@ -126,6 +126,17 @@ func (o *TraceOptions) Validate() error {
 	if err := o.parseBudget(); err != nil {
 		return err
 	}
+	// Early, creating nothing; RunPlan creates them before any agent.
+	if o.Pcap != "" {
+		if err := outfile.Check(o.Pcap); err != nil {
+			return fmt.Errorf("--pcap: %w", err)
+		}
+	}
+	if o.Save != "" {
+		if err := outfile.CheckDir(o.Save); err != nil {
+			return fmt.Errorf("--save: %w", err)
+		}
+	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
 	}

@@ -59,6 +59,32 @@ func Create(path string) (*File, error) {
 	return &File{File: f, target: path}, nil
 }
 
+// Check says, creating nothing, whether Create(path) would be refused
+// for what is at path or at its directory: a symbolic link or anything but
+// a regular file at path, anything but a directory at its directory.
+func Check(path string) error {
+	if err := checkTarget(path); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// CheckDir says, creating nothing, whether Dir(path) would be refused.
+func CheckDir(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: refusing to write through it; name a directory that is not a link", path)
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	return nil
+}
+
 // Name is the file's target path.
 func (f *File) Name() string { return f.target }
 
@@ -101,12 +127,8 @@ func (f *File) Abort() {
 // is created with its missing parents (DirMode). It says whether it
 // created path.
 func Dir(path string) (created bool, err error) {
-	fi, err := os.Lstat(path)
-	switch {
-	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		return false, fmt.Errorf("%s is a symbolic link: refusing to write through it; name a directory that is not a link", path)
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return false, fmt.Errorf("%s: %w", path, unwrapPath(err))
+	if err := CheckDir(path); err != nil {
+		return false, err
 	}
 	return ensureDir(path)
 }
