@@ -24,8 +24,9 @@ func run() int {
 	// client-go reports some stream errors through klog as well as to us;
 	// every error the user needs is returned and printed once, in words.
 	klog.SetLogger(logr.Discard())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	interrupts(cancel)
 	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
 	cmd := cli.NewCmdPodtrace(streams)
 	if err := cmd.ExecuteContext(ctx); err != nil {
@@ -37,4 +38,20 @@ func run() int {
 		return cli.ExitError
 	}
 	return 0
+}
+
+// interrupts turns the first SIGINT, SIGTERM or SIGHUP into a cancelled
+// context: the command stops its agents and removes what it created. A
+// second one exits at once, saying what may be left and how to remove it.
+func interrupts(cancel context.CancelFunc) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		<-sigs
+		cancel()
+		fmt.Fprintln(os.Stderr, "podtrace: interrupted: stopping the agents and removing what this run created (interrupt again to exit at once)")
+		<-sigs
+		fmt.Fprintln(os.Stderr, "podtrace: interrupted again: exiting before the teardown ended; "+cli.Leftover())
+		os.Exit(130)
+	}()
 }

@@ -599,7 +599,8 @@ func TestBadInput(t *testing.T) {
 		stream bool   // fatal error + bye expected on stdout
 	}{
 		{"role", []string{"--netns", n.NetNS, "--role", "bogus"}, `--role "bogus"`, false},
-		{"filter", []string{"--netns", n.NetNS, "--role", "node", "--filter", "tcp port"}, "tcp port", true},
+		{"filter", []string{"--netns", n.NetNS, "--role", "node", "--hosts", "10.244.0.2,10.244.0.3", "--filter", "tcp port"}, "tcp port", true},
+		{"node without hosts", []string{"--netns", n.NetNS, "--role", "node", "--filter", "udp"}, "needs --hosts", true},
 		{"netns", []string{"--netns", "does-not-exist"}, "does-not-exist", false},
 		{"probe port", []string{"--netns", n.NetNS, "--probe", "tcp", "--dst", "10.244.0.3"}, "--probe tcp needs --port", false},
 		{"probe dst", []string{"--netns", n.NetNS, "--probe", "tcp"}, "--probe needs --dst", false},
@@ -730,13 +731,66 @@ func TestSnaplen(t *testing.T) {
 				if tc.payload && pk.CapLen != pk.Len {
 					t.Errorf("caplen %d with --payload, want len %d", pk.CapLen, pk.Len)
 				}
-				if !tc.payload && pk.CapLen > 192 {
-					t.Errorf("caplen %d by default, want <= 192", pk.CapLen)
+				if !tc.payload && (pk.CapLen != 14+20+8 || len(pk.Frame) != pk.CapLen) {
+					t.Errorf("caplen %d, frame of %d bytes by default; want the headers only: Ethernet, IPv4, UDP (42)", pk.CapLen, len(pk.Frame))
 				}
 			}
 			if seen == 0 {
 				t.Fatalf("no UDP datagram to port %d in the stream", port)
 			}
 		})
+	}
+}
+
+// TestNodeFilterStaysWithinTheTracedHosts: a node agent sees every pod of
+// its node, so a user's --filter must not widen what it captures beyond the
+// traced endpoints. With --hosts pod-a,pod-b and --filter udp, UDP between
+// pod-c and the bridge's address (10.244.0.1, the pods' gateway) never
+// reaches the stream, while UDP from pod-a to pod-b, sent after it through
+// the same bridge, does.
+func TestNodeFilterStaysWithinTheTracedHosts(t *testing.T) {
+	l := newLab(t)
+	n := node(t, l)
+	a, b, c := pod(t, l, "pod-a"), pod(t, l, "pod-b"), pod(t, l, "pod-c")
+	const otherPort, tracedPort = 40201, 40202
+	p := start(t, true, "--netns", n.NetNS, "--role", "node", "--id", "node1", "--hosts", a.IP+","+b.IP,
+		"--filter", "udp", "--deadline", "60s", "--control", "stdin")
+	p.waitHello()
+	sendUDP(t, c.NetNS, net.JoinHostPort("10.244.0.1", strconv.Itoa(otherPort)), 5, 100)
+	sendUDP(t, a.NetNS, net.JoinHostPort(b.IP, strconv.Itoa(tracedPort)), 3, 100)
+	p.waitLines("UDP from pod-a to pod-b", 3, func(e *wire.Envelope) bool {
+		return e.Kind == wire.KindPacket && e.Packet.L4 != nil && e.Packet.L4.Proto == "udp" && e.Packet.L4.DstPort == tracedPort
+	})
+	_ = p.stdin.Close()
+	if code, _ := p.wait(); code != 0 {
+		t.Fatalf("exit code %d\nstderr: %s", code, p.stderr.String())
+	}
+	lines := p.stream()
+	checkLifecycle(t, lines, "stopped")
+	if h := lines[0].Hello; !strings.Contains(h.Filter, "(udp) and (") || !strings.Contains(h.Filter, a.IP) {
+		t.Errorf("hello filter %q: want udp ANDed with the traced hosts", h.Filter)
+	}
+	var other, traced int
+	for _, e := range lines {
+		if e.Kind != wire.KindPacket || e.Packet.IP == nil {
+			continue
+		}
+		switch {
+		case e.Packet.IP.Src == c.IP || e.Packet.IP.Dst == c.IP:
+			other++
+			t.Errorf("pod-c's traffic in a trace of pod-a and pod-b: %s on %s", e.Packet.Summary, e.Packet.Iface)
+		case e.Packet.L4 != nil && e.Packet.L4.DstPort == tracedPort:
+			traced++
+		}
+	}
+	t.Logf("filter %q: %d frames of pod-a → pod-b, %d of pod-c → 10.244.0.1", lines[0].Hello.Filter, traced, other)
+
+	// Without --hosts a node agent does not start, with or without a filter.
+	for _, args := range [][]string{{"--filter", "udp"}, nil} {
+		q := start(t, false, append([]string{"--netns", n.NetNS, "--role", "node", "--deadline", "10s"}, args...)...)
+		code, _ := q.wait()
+		if stderr := q.stderr.String(); code != 1 || !strings.Contains(stderr, "needs --hosts") {
+			t.Errorf("node agent %v without --hosts: exit %d, stderr %q; want 1 and \"needs --hosts\"", args, code, stderr)
+		}
 	}
 }

@@ -37,7 +37,7 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Payload: true, Deadline: time.Minute,
 			Match: &wire.ProbeSpec{Proto: "udp", Dst: "10.244.0.3", Port: 53, Count: 2, ID: 41000}, Budget: -1},
 		want: agent.Config{ID: "node-1", Role: wire.RoleNode, Name: "node-1", Node: "node-1",
-			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Snaplen: wire.PayloadSnaplen, Promisc: true,
+			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Snaplen: wire.PayloadSnaplen, Payload: true, Promisc: true,
 			Deadline: time.Minute, Control: "stdin",
 			// Interval and Timeout are the flags' defaults: a tracer sends nothing.
 			Match:           &wire.ProbeSpec{Proto: "udp", Dst: "10.244.0.3", Port: 53, Count: 2, ID: 41000, Interval: 200 * time.Millisecond, Timeout: time.Second},

@@ -52,9 +52,27 @@ func run() error {
 	}
 	cfg.Stdin = os.Stdin
 	cfg.Out = os.Stdout
+	cfg.Watchdog = watchdog
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
 	return agent.Run(ctx, cfg)
+}
+
+// watchdog ends the process when the agent did not finish within
+// agent.WatchdogGrace of its end (deadline, stop, signal): its output is
+// blocked (a pipe nobody reads), and a write cannot be interrupted. The
+// last word goes to stderr if stderr takes it at once.
+func watchdog() {
+	said := make(chan struct{})
+	go func() {
+		fmt.Fprintf(os.Stderr, "podtrace-agent: still writing %s after the end of its run (is its output read?): exiting without its last lines\n", agent.WatchdogGrace)
+		close(said)
+	}()
+	select {
+	case <-said:
+	case <-time.After(100 * time.Millisecond):
+	}
+	os.Exit(1)
 }
 
 // parseArgs maps the agent's command line (the arguments launchers build
@@ -65,7 +83,6 @@ func parseArgs(args []string) (agent.Config, error) {
 		cfg      agent.Config
 		hosts    string
 		netns    string
-		payload  bool
 		spec     wire.ProbeSpec
 		probeArg string
 		traceArg string
@@ -77,9 +94,9 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.StringVar(&cfg.Node, "node", "", "node name")
 	fs.StringVar(&netns, "netns", "", "network namespace to run in: a name under /var/run/netns or a path such as /proc/PID/ns/net (default: the current one)")
 	fs.StringVar(&hosts, "hosts", "", "comma-separated IPs of the traced pods; the default capture filter follows their traffic")
-	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax (replaces the default filter)")
-	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes kept per frame (headers only by default)")
-	fs.BoolVar(&payload, "payload", false, "capture whole frames, payload included")
+	fs.StringVar(&cfg.Filter, "filter", "", "capture filter in tcpdump syntax: replaces the default filter; on a node agent (--role node) it is ANDed with the traffic of --hosts")
+	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes the kernel copies per frame; without --payload only the headers of those leave the agent")
+	fs.BoolVar(&cfg.Payload, "payload", false, "stream whole frames, transport payload included (default: headers only, up to the innermost TCP/UDP/ICMP header)")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
@@ -111,7 +128,7 @@ func parseArgs(args []string) (agent.Config, error) {
 	case cfg.Budget == 0:
 		cfg.Budget = -1 // no limit
 	}
-	if payload {
+	if cfg.Payload {
 		cfg.Snaplen = wire.PayloadSnaplen
 	}
 	if cfg.SummarizeAbove < 0 || cfg.SummaryRecords < 1 || cfg.SummaryInterval < 10*time.Millisecond {

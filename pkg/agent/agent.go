@@ -43,14 +43,18 @@ const maxHeld = 16 << 20
 // Config is what the agent is asked to do. The command line maps onto it
 // one to one (cmd/podtrace-agent).
 type Config struct {
-	ID       string   // agent id in the stream (e.g. "pod-a", "node-1")
-	Role     string   // wire.RolePod or wire.RoleNode
-	Name     string   // what it watches, for humans ("default/pod-a", "node-1")
-	Node     string   // node name
-	NetNS    string   // the namespace it was started in, for humans
-	Hosts    []string // IPs of the traced pods: the default capture filter
-	Filter   string   // tcpdump expression; replaces the default filter
-	Snaplen  int
+	ID      string   // agent id in the stream (e.g. "pod-a", "node-1")
+	Role    string   // wire.RolePod or wire.RoleNode
+	Name    string   // what it watches, for humans ("default/pod-a", "node-1")
+	Node    string   // node name
+	NetNS   string   // the namespace it was started in, for humans
+	Hosts   []string // IPs of the traced pods: the default capture filter
+	Filter  string   // tcpdump expression; replaces the default filter (a node agent's is ANDed with Hosts)
+	Snaplen int
+	// Payload keeps whole frames in the stream (up to Snaplen). Without
+	// it the agent keeps only the headers of each frame: the transport
+	// payload never leaves it (decode.Decoder.HeadersOnly).
+	Payload  bool
 	Promisc  bool          // put bridges in promiscuous mode to see bridged unicast
 	Deadline time.Duration // hard limit on the run
 	// Probe is the probe this agent sends (the source pod's agent).
@@ -77,7 +81,19 @@ type Config struct {
 	// streams (wire.DefaultBudget when zero, no limit when negative);
 	// lines over it are cut and counted in the stats line.
 	Budget int64
+	// Watchdog, when set, is called if Run has not returned
+	// WatchdogGrace after its run ended (deadline, stop or signal): a
+	// write to an output nobody reads blocks forever, and the process
+	// must end anyway (cmd/podtrace-agent exits).
+	Watchdog func()
 }
+
+// WatchdogGrace is how long the agent may take, once its run ended, to
+// drain its ring and write its last lines (stats, topology, bye): a
+// fraction of a second unless its output is blocked, a few seconds when a
+// backlog goes out through a slow API server stream (the plugin waits 10 s
+// for the bye).
+const WatchdogGrace = 5 * time.Second
 
 // Why the agent stopped.
 var (
@@ -102,6 +118,19 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	if cfg.Watchdog != nil {
+		returned := make(chan struct{})
+		defer close(returned)
+		context.AfterFunc(ctx, func() {
+			t := time.NewTimer(WatchdogGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cfg.Watchdog()
+			case <-returned:
+			}
+		})
+	}
 
 	w := wire.NewWriter(cfg.Out, cfg.ID)
 	switch {
@@ -222,6 +251,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// Each packet is written out before the next is decoded, and
 		// before its ring block goes back to the kernel: decode in place.
 		dec.Reuse = true
+		dec.HeadersOnly = !cfg.Payload
 		fn := func(f capture.Frame) {
 			if late.Load() {
 				unreported++
@@ -333,8 +363,27 @@ func Run(ctx context.Context, cfg Config) error {
 // probe's scope when the agent knows the probe and the two endpoints, else
 // the traffic between the hosts. A warning says what the scope could not
 // include.
+//
+// A node agent sees the whole node's traffic: whatever it is given, it
+// captures only what concerns the traced hosts (scope.Hosts), so that no
+// filter turns it into a node-wide sniffer, and without hosts it does not
+// start.
 func captureFilter(cfg Config) (expr, warning string, err error) {
+	if cfg.Role == wire.RoleNode && len(cfg.Hosts) == 0 {
+		if cfg.Filter != "" {
+			return "", "", fmt.Errorf("--filter %q on a node agent needs --hosts: a node agent captures only the traced endpoints' traffic", cfg.Filter)
+		}
+		return "", "", errors.New("a node agent needs --hosts: it captures only the traced endpoints' traffic")
+	}
 	if cfg.Filter != "" {
+		if cfg.Role == wire.RoleNode {
+			// The user's expression on its own first: an error names it,
+			// not the combination.
+			if _, err := filter.Compile(cfg.Filter, cfg.Snaplen); err != nil {
+				return "", "", err
+			}
+			return "(" + cfg.Filter + ") and (" + scope.Hosts(cfg.Hosts) + ")", "", nil
+		}
 		return cfg.Filter, "", nil
 	}
 	m := cfg.Match

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +23,7 @@ type CleanupOptions struct {
 	AgentNamespace string
 	AllNamespaces  bool
 	All            bool
+	Session        string
 	genericiooptions.IOStreams
 }
 
@@ -37,6 +39,7 @@ list the agent ephemeral containers still running in pods of the namespace (-n) 
 namespaces (-A). Ephemeral containers cannot be removed from a pod; they exit on their own at
 their deadline.`,
 		Example: `  kubectl podtrace cleanup
+  kubectl podtrace cleanup --session 3f9a1c     # what an interrupted run left, still running
   kubectl podtrace cleanup -A --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
@@ -44,6 +47,7 @@ their deadline.`,
 	cmd.Flags().StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents")
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list agent containers in pods of every namespace")
 	cmd.Flags().BoolVar(&o.All, "all", false, "delete every node agent pod, also those of runs in progress")
+	cmd.Flags().StringVar(&o.Session, "session", "", "delete the node agent pods of this session (as an interrupted run names it), also while they run")
 	o.ConfigFlags.AddFlags(cmd.Flags())
 	return cmd
 }
@@ -60,13 +64,20 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	pods, err := cs.CoreV1().Pods(o.AgentNamespace).List(ctx, metav1.ListOptions{LabelSelector: kube.ManagedByLabel + "=" + kube.ManagedBy})
+	sel := kube.ManagedByLabel + "=" + kube.ManagedBy
+	if o.Session != "" {
+		if errs := validation.IsValidLabelValue(o.Session); len(errs) > 0 {
+			return fmt.Errorf("--session %q: not a session id (%s)", o.Session, errs[0])
+		}
+		sel += "," + kube.SessionLabel + "=" + o.Session
+	}
+	pods, err := cs.CoreV1().Pods(o.AgentNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return kube.Explain(err, fmt.Sprintf("list node agent pods in namespace %q", o.AgentNamespace))
 	}
 	deleted := 0
 	for _, p := range pods.Items {
-		if !o.All && !finished(&p, time.Now()) {
+		if !o.All && o.Session == "" && !finished(&p, time.Now()) {
 			fmt.Fprintf(o.Out, "kept    pod %s/%s (session %s, still running: use --all to delete it)\n", p.Namespace, p.Name, p.Labels[kube.SessionLabel])
 			continue
 		}

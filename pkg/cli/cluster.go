@@ -239,12 +239,14 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	if o.DryRun {
 		return o.printDryRun(o.Out, plan)
 	}
+	setLeftover(fmt.Sprintf("node agent pods of session %s may be left in namespace %s (they end by themselves within %s): delete them now with `kubectl podtrace cleanup --session %s`; agent containers added to pods exit at their deadline",
+		o.session, o.AgentNamespace, o.AgentDeadline(), o.session))
 	l := &clusterlaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
 		Pods:     map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod, o.dst.Ref.String(): o.dst.Pod},
 		Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout}
 	defer func() {
 		if err := l.Cleanup(); err != nil {
-			fmt.Fprintf(o.ErrOut, "podtrace: cleanup: %v (run `kubectl podtrace cleanup`)\n", err)
+			fmt.Fprintf(o.ErrOut, "podtrace: cleanup: %v\n", err)
 		}
 	}()
 	if inject {

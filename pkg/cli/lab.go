@@ -93,6 +93,7 @@ func (o *LabOptions) Run(ctx context.Context) (err error) {
 	}
 	prefix := lab.NewPrefix()
 	fmt.Fprintf(o.ErrOut, "podtrace: building the %s lab %s\n", o.Topology, prefix)
+	setLeftover(fmt.Sprintf("the lab's network namespaces %s-* may be left: remove them with `kubectl podtrace lab --cleanup`", prefix))
 	l, err := lab.Build(ctx, lab.Options{Topology: o.Topology, Prefix: prefix})
 	if err != nil {
 		return err

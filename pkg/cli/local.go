@@ -122,6 +122,7 @@ func (o *LocalOptions) Validate() error {
 // Run traces.
 func (o *LocalOptions) Run(ctx context.Context) error {
 	plan := localPlan(&o.TraceOptions, o.src, o.dst, o.nodeTargets)
+	setLeftover(fmt.Sprintf("agent processes of this run may be left: they stop when their input closes, at the latest at their deadline (%s after they started)", o.AgentDeadline()))
 	return o.RunPlan(ctx, &local.Launcher{Binary: o.binary}, plan, nil)
 }
 

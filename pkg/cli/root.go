@@ -7,6 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	// The auth providers kubectl has: OIDC, and for the retired Azure and
+	// GCP providers the error that points to their exec plugins. Exec
+	// credential plugins are client-go's own.
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/version"
 )

@@ -15,6 +15,7 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/filter"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/pcapng"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
@@ -66,7 +67,8 @@ type TraceOptions struct {
 	genericiooptions.IOStreams
 
 	probe  *wire.ProbeSpec
-	budget int64 // Budget in bytes per second; -1: no limit
+	budget int64         // Budget in bytes per second; -1: no limit
+	pcap   *outfile.File // --pcap, opened before any agent starts
 }
 
 // AddFlags registers the shared flags.
@@ -79,9 +81,9 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Wait, "wait", time.Second, "how long to wait for each probe's answer")
 	f.BoolVar(&o.Passive, "passive", false, "observe existing traffic instead of probing (see --duration, --filter)")
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to observe with --passive")
-	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP")
-	f.BoolVar(&o.Payload, "payload", false, "capture whole frames, payload included (headers only by default)")
-	f.IntVar(&o.Snaplen, "snaplen", 0, fmt.Sprintf("bytes kept per frame (default %d: headers only)", wire.DefaultSnaplen))
+	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP; on the nodes it is ANDed with the endpoints' traffic, so it never widens to other pods")
+	f.BoolVar(&o.Payload, "payload", false, "keep whole frames, application payload included, in --pcap, --save and the stream (default: headers only, each frame cut after its innermost TCP/UDP/ICMP header)")
+	f.IntVar(&o.Snaplen, "snaplen", 0, fmt.Sprintf("bytes the kernel copies per frame (default %d); without --payload only their headers leave the agents", wire.DefaultSnaplen))
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json (JSON lines, the last one the verdict)")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
@@ -123,6 +125,17 @@ func (o *TraceOptions) Validate() error {
 	}
 	if err := o.parseBudget(); err != nil {
 		return err
+	}
+	// Early, creating nothing; RunPlan creates them before any agent.
+	if o.Pcap != "" {
+		if err := outfile.Check(o.Pcap); err != nil {
+			return fmt.Errorf("--pcap: %w", err)
+		}
+	}
+	if o.Save != "" {
+		if err := outfile.CheckDir(o.Save); err != nil {
+			return fmt.Errorf("--save: %w", err)
+		}
 	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
@@ -221,6 +234,19 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 // RunPlan runs a plan and prints the result; the error carries the exit
 // code.
 func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session.Plan, notes []string) error {
+	// The output files first: a path that cannot be written must not cost
+	// a trace, nor leave agents in pods for nothing.
+	unsaved, err := o.openOutputs()
+	if err != nil {
+		return err
+	}
+	defer o.pcap.Abort() // nothing when written
+	saved := false
+	defer func() {
+		if !saved {
+			unsaved()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	p.Passive, p.Duration = o.Passive, o.Duration
@@ -235,22 +261,58 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		if err := session.Save(o.Save, p.Session, res, notes); err != nil {
 			return fmt.Errorf("--save %s: %w", o.Save, err)
 		}
+		saved = true
 		fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
 	}
 	return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+}
+
+// openOutputs checks --save and opens --pcap, before anything is started:
+// the --save directory is created (0700) when missing, and unsaved
+// removes it again if the run saved nothing into it; the pcapng file is
+// written beside its name and put in place when complete (package
+// outfile).
+func (o *TraceOptions) openOutputs() (unsaved func(), err error) {
+	unsaved = func() {}
+	if o.Save != "" {
+		created, err := outfile.Dir(o.Save)
+		if err != nil {
+			return unsaved, fmt.Errorf("--save: %w", err)
+		}
+		if created {
+			dir := o.Save
+			unsaved = func() { _ = os.Remove(dir) } // removes it only while empty
+		}
+	}
+	if o.Pcap != "" && o.pcap == nil {
+		f, err := outfile.Create(o.Pcap)
+		if err != nil {
+			unsaved()
+			return func() {}, fmt.Errorf("--pcap: %w", err)
+		}
+		o.pcap = f
+	}
+	return unsaved, nil
 }
 
 // Show writes the trace in the chosen formats; the error carries the exit
 // code.
 func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 	if o.Pcap != "" {
-		f, err := os.Create(o.Pcap)
-		if err != nil {
-			return fmt.Errorf("--pcap: %w", err)
+		if o.pcap == nil {
+			f, err := outfile.Create(o.Pcap)
+			if err != nil {
+				return fmt.Errorf("--pcap: %w", err)
+			}
+			o.pcap = f
 		}
+		f := o.pcap
+		o.pcap = nil
 		n, werr := pcapng.Write(f, t)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
+		if werr == nil {
+			werr = f.Commit()
+		} else {
+			f.Abort()
 		}
 		if werr != nil {
 			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)

@@ -57,6 +57,17 @@ type Decoder struct {
 	vx           layers.VXLAN
 	// KeepFrame copies the captured bytes into Packet.Frame.
 	KeepFrame bool
+	// HeadersOnly keeps in Packet.Frame only the frame's headers, up to
+	// the end of the innermost transport header (TCP with its options,
+	// UDP, ICMP; inside VXLAN and Geneve the inner packet's): the
+	// application's bytes are cut off. An ICMP error keeps the IP and
+	// transport headers it quotes (they name the packet it is about), an
+	// NDP or other ICMPv6 control message all of itself, ARP all of
+	// itself; a packet whose transport is not decoded keeps its IP header,
+	// anything else its Ethernet header. Packet.Len still tells the length
+	// on the wire. The fingerprint is computed from the whole capture
+	// first. Off by default.
+	HeadersOnly bool
 	// Reuse makes Decode return a Packet that the Decoder owns and
 	// overwrites on the next call, whose Frame is Input.Data itself (not
 	// a copy): for a caller that writes each packet out at once, it saves
@@ -182,11 +193,6 @@ func (d *Decoder) Decode(in Input) *wire.Packet {
 	if in.PktType == unix.PACKET_OUTGOING {
 		p.Dir = "out"
 	}
-	if d.KeepFrame && d.Reuse {
-		p.Frame = in.Data
-	} else if d.KeepFrame {
-		p.Frame = d.copyFrame(in.Data)
-	}
 	s := d.outer
 	_ = s.parser.DecodeLayers(in.Data, &s.found)
 	if s.parser.Truncated || in.Len > len(in.Data) {
@@ -195,8 +201,11 @@ func (d *Decoder) Decode(in Input) *wire.Packet {
 	d.describe(s, p, in.VLAN, blk, 0)
 	// Overlay: decode the inner frame and describe it instead, keeping the
 	// outer headers in Encap.
+	headers := s          // the stack whose last header ends what HeadersOnly keeps
+	var innerFrame []byte // the inner frame, when decapsulated
 	if p.L4 != nil && p.L4.Proto == "udp" && p.IP != nil {
 		if typ, vni, inner, ok := d.decap(s); ok {
+			headers, innerFrame = d.inner, inner
 			blk.encap = wire.Encap{
 				Type: typ, VNI: vni,
 				OuterSrc: p.IP.Src, OuterDst: p.IP.Dst,
@@ -217,6 +226,18 @@ func (d *Decoder) Decode(in Input) *wire.Packet {
 	d.buf = appendSummary(d.buf[:0], p)
 	p.Summary = string(d.buf)
 	p.FP = Fingerprint(p, s, d)
+	if d.KeepFrame {
+		frame := in.Data
+		if d.HeadersOnly {
+			frame = frame[:headerEnd(in.Data, headers, innerFrame)]
+			p.CapLen = len(frame)
+		}
+		if d.Reuse {
+			p.Frame = frame
+		} else {
+			p.Frame = d.copyFrame(frame)
+		}
+	}
 	return p
 }
 

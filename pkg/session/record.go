@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
@@ -35,27 +36,39 @@ type recAgent struct {
 }
 
 // Save writes a recording of the result into dir (created if missing).
+// What agents saw of the cluster's traffic is the user's alone: the files
+// are 0600, a directory created is 0700, and a symbolic link at dir or at
+// a file's name is refused (package outfile).
 func Save(dir string, s trace.Session, r *Result, notes []string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if _, err := outfile.Dir(dir); err != nil {
 		return err
+	}
+	write := func(name string, fill func(f *os.File) error) error {
+		f, err := outfile.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := fill(f.File); err != nil {
+			f.Abort()
+			return err
+		}
+		return f.Commit()
 	}
 	h := recordingHeader{Session: s, ArmedNs: r.Armed, Notes: notes}
 	for i, st := range r.Streams {
 		file := fmt.Sprintf("%02d-%s.jsonl", i+1, safeName(st.Agent))
 		in := st.Intake
 		h.Agents = append(h.Agents, recAgent{ID: st.Agent, Display: st.Display, Gaps: st.Gaps, File: file, Intake: &in})
-		f, err := os.Create(filepath.Join(dir, file))
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(f)
-		for _, e := range st.Lines {
-			if err := enc.Encode(e); err != nil {
-				f.Close()
-				return err
+		err := write(file, func(f *os.File) error {
+			enc := json.NewEncoder(f)
+			for _, e := range st.Lines {
+				if err := enc.Encode(e); err != nil {
+					return err
+				}
 			}
-		}
-		if err := f.Close(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -63,7 +76,10 @@ func Save(dir string, s trace.Session, r *Result, notes []string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "session.json"), append(b, '\n'), 0o644)
+	return write("session.json", func(f *os.File) error {
+		_, err := f.Write(append(b, '\n'))
+		return err
+	})
 }
 
 // Load reads a recording back.

@@ -45,9 +45,11 @@ func ProbeID(spec *ProbeSpec, seq int) string {
 // take consecutive ports from spec.ID on.
 func SourcePort(spec *ProbeSpec, seq int) int { return spec.ID + seq - 1 }
 
-// Snaplen defaults: headers only unless the payload is asked for. 192
-// bytes hold Ethernet + IPv4 + TCP with options + 8 payload bytes even
-// under VXLAN or Geneve outer headers.
+// Snaplen defaults: what the kernel copies of each frame. 192 bytes hold
+// Ethernet + IPv4 + TCP with options + 8 payload bytes even under VXLAN or
+// Geneve outer headers; the agent hashes those 8 bytes into the
+// fingerprint and, unless the payload is asked for (--payload, which
+// copies whole frames), streams only the headers.
 const (
 	DefaultSnaplen = 192
 	PayloadSnaplen = 65535

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -43,9 +44,39 @@ type Launcher struct {
 	Progress io.Writer
 	// ReadyTimeout bounds the wait for an agent container to run.
 	ReadyTimeout time.Duration
+	// TeardownBudget bounds the whole teardown, from the first agent
+	// stopped to the last node pod deleted (DefaultTeardownBudget when
+	// zero): every delete of the session shares it, so a slow or
+	// unreachable API server costs the user this long, not a timeout per
+	// pod.
+	TeardownBudget time.Duration
 
 	mu      sync.Mutex
 	created []*corev1.Pod
+
+	teardownOnce   sync.Once
+	teardownCtx    context.Context
+	teardownCancel context.CancelFunc // kept, not called: the budget ends on its own
+}
+
+// DefaultTeardownBudget is the teardown budget when none is set.
+const DefaultTeardownBudget = 30 * time.Second
+
+// teardown is the context every delete of the session runs in: it starts
+// at the first call and ends after TeardownBudget, whatever the caller's
+// context (a Ctrl-C cancelled that one).
+func (l *Launcher) teardown() context.Context {
+	l.teardownOnce.Do(func() {
+		l.teardownCtx, l.teardownCancel = context.WithTimeout(context.Background(), l.teardownBudget())
+	})
+	return l.teardownCtx
+}
+
+func (l *Launcher) teardownBudget() time.Duration {
+	if l.TeardownBudget <= 0 {
+		return DefaultTeardownBudget
+	}
+	return l.TeardownBudget
 }
 
 func (l *Launcher) progress(format string, a ...any) {
@@ -90,12 +121,12 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if err := l.waitRunning(wctx, created.Namespace, created.Name, "agent", false, s.ID); err != nil {
-			l.deletePod(created)
+			_ = l.deletePod(l.teardown(), created)
 			return nil, err
 		}
 		a, err := l.attach(ctx, created.Namespace, created.Name, "agent", created)
 		if err != nil {
-			l.deletePod(created)
+			_ = l.deletePod(l.teardown(), created)
 		}
 		return a, err
 	}
@@ -250,15 +281,17 @@ func (a *agent) Send(cmd string) error {
 func (a *agent) Stop(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
+		td := a.l.teardown()
 		_ = a.stdin.Close()
 		select {
 		case <-a.done:
 		case <-time.After(5 * time.Second):
 		case <-ctx.Done():
+		case <-td.Done():
 		}
 		a.cancel()
 		if a.owned != nil {
-			err = a.l.deletePod(a.owned)
+			err = a.l.deletePod(td, a.owned)
 		}
 	})
 	return err
@@ -271,12 +304,11 @@ func (a *agent) Diagnostics() string {
 	return strings.TrimSpace(a.stderr.String())
 }
 
-// deletePod deletes a node agent pod with its own context.
-func (l *Launcher) deletePod(p *corev1.Pod) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+// deletePod deletes a node agent pod within ctx (the teardown's, or a
+// failed start's own).
+func (l *Launcher) deletePod(ctx context.Context, p *corev1.Pod) error {
 	err := l.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-	if err != nil && !strings.Contains(err.Error(), "not found") {
+	if err != nil && !apierrors.IsNotFound(err) {
 		return kube.Explain(err, fmt.Sprintf("delete node agent pod %s/%s", p.Namespace, p.Name))
 	}
 	l.mu.Lock()
@@ -291,27 +323,59 @@ func (l *Launcher) deletePod(p *corev1.Pod) error {
 }
 
 // Cleanup deletes every node pod of the session that still exists — also
-// those whose creation raced with a cancellation — with its own context.
+// those whose creation raced with a cancellation — within what is left of
+// the teardown budget (it starts it if no agent was stopped), all at once.
+// When the budget runs out, the error names what may be left and how to
+// remove it.
 func (l *Launcher) Cleanup() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := l.teardown()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
 	var errs []error
+	del := func(p *corev1.Pod) {
+		defer wg.Done()
+		if err := l.deletePod(ctx, p); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+	}
 	l.mu.Lock()
 	left := append([]*corev1.Pod(nil), l.created...)
 	l.mu.Unlock()
 	for _, p := range left {
-		if err := l.deletePod(p); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		go del(p)
 	}
 	list, err := l.Client.CoreV1().Pods(l.Params.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: kube.ManagedByLabel + "=" + kube.ManagedBy + "," + kube.SessionLabel + "=" + l.Params.Session})
 	if err == nil {
 		for i := range list.Items {
-			if err := l.deletePod(&list.Items[i]); err != nil {
-				errs = append(errs, err)
-			}
+			wg.Add(1)
+			go del(&list.Items[i])
 		}
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	if ctx.Err() != nil {
+		l.mu.Lock()
+		var names []string
+		for _, p := range l.created {
+			names = append(names, p.Name)
+		}
+		l.mu.Unlock()
+		what := "node agent pods of session " + l.Params.Session
+		if len(names) > 0 {
+			what += " (" + strings.Join(names, ", ") + ")"
+		}
+		return fmt.Errorf("the teardown did not finish within %s: %s may be left in namespace %s until their deadline; delete them with `kubectl podtrace cleanup --session %s`",
+			l.teardownBudget(), what, l.Params.Namespace, l.Params.Session)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("%s; delete what is left with `kubectl podtrace cleanup --session %s`", strings.Join(msgs, "; "), l.Params.Session)
 }
