@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -71,5 +72,38 @@ func TestICMPErrorFromTheNodeIsLostAtTheNode(t *testing.T) {
 				t.Errorf("evidence %q; want the node's three unanswered ARP requests, flooded nowhere", ev.Evidence)
 			}
 		})
+	}
+}
+
+// IPv6 resolves addresses by neighbour discovery (RFC 4861): for an
+// address nobody on the bridge has, pod-a's kernel sends three
+// solicitations (MAX_MULTICAST_SOLICIT), one a second, the bridge floods
+// them, nobody advertises, and the echo request never leaves pod-a. The
+// verdict names neighbour discovery, as it names ARP for IPv4.
+func TestIPv6AbsentDestinationIsNeighbourDiscoveryUnanswered(t *testing.T) {
+	nettest.RequireRoot(t)
+	p := nettest.Prefix()
+	t.Cleanup(func() { assertNothingLeft(t, p) }) // runs last: after the namespaces are deleted
+	node, a, b := nettest.NS(t, p+"-node"), nettest.NS(t, p+"-a"), nettest.NS(t, p+"-b")
+	nettest.Run(t, "ip", "-n", node, "link", "add", "br0", "type", "bridge")
+	nettest.Run(t, "ip", "-n", node, "link", "set", "br0", "up")
+	for i, pod := range []string{a, b} {
+		host := fmt.Sprintf("%sv%d", p, i)
+		nettest.Veth(t, node, host, pod, p+"e")
+		nettest.Run(t, "ip", "-n", node, "link", "set", host, "master", "br0")
+		nettest.Run(t, "ip", "-n", pod, "link", "set", p+"e", "name", "eth0")
+		nettest.Run(t, "ip", "-n", pod, "addr", "add", fmt.Sprintf("fd00:db8::%d/64", i+2), "dev", "eth0", "nodad")
+		nettest.Run(t, "ip", "-n", pod, "link", "set", "eth0", "up")
+	}
+	r := podtrace(t, "local", "--from", a, "--to", "fd00:db8::99", "--node-netns", node, "-o", "json", "--wait", "6s")
+	if r.code != ExitLost {
+		t.Fatalf("exit %d; want %d\n%s", r.code, ExitLost, r.stderr)
+	}
+	v := parseJSON(t, r.stdout)
+	last := v[len(v)-1]
+	t.Logf("verdict %s: %s", last.Result, last.Reason)
+	if last.Result != "arp-unanswered" || !strings.Contains(last.Reason, "neighbour discovery unanswered: fd00:db8::99 was solicited 3 time(s) and nobody answered") ||
+		!strings.Contains(last.Reason, fmt.Sprintf("flooded to %sv1", p)) {
+		t.Errorf("verdict %+v; want neighbour discovery unanswered for fd00:db8::99, three solicitations flooded to pod-b's port", last)
 	}
 }
