@@ -346,12 +346,16 @@ func TestWatch(t *testing.T) {
 	l := buildLab(t)
 	node := l.Nodes[0]
 	a, b := pod(t, l, "pod-a"), pod(t, l, "pod-b")
+	baseline := watcherGoroutines()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var onNode, onA, onB recorder
 	watch(t, ctx, node.NetNS, &onNode)
 	watch(t, ctx, a.NetNS, &onA)
 	watch(t, ctx, b.NetNS, &onB)
+	if running := watcherGoroutines(); running <= baseline {
+		t.Fatalf("%d watcher goroutines with three watchers running (%d before): the stop check below could not fail", running, baseline)
+	}
 
 	start := time.Now()
 	ping(t, a, b)
@@ -419,15 +423,67 @@ func TestWatch(t *testing.T) {
 		t.Errorf("node: no fdb deleted for %s:%s", a.MAC, changes(onNode.get()))
 	}
 
-	// Stopping: no more changes after cancel, and no goroutine stays blocked.
+	// Stopping: every goroutine of the three watchers (theirs and the
+	// netlink library's) returns after cancel; then a change that a
+	// watcher started afterwards sees reaches none of them.
 	cancel()
-	time.Sleep(100 * time.Millisecond)
+	if !waitGoroutines(func(n int) bool { return n <= baseline }) {
+		t.Fatalf("%d watcher goroutines still running after cancel (%d before the test):\n%s", watcherGoroutines(), baseline, watcherStacks())
+	}
 	n := len(onNode.get())
+	var control recorder
+	ctl, stop := context.WithCancel(context.Background())
+	defer stop()
+	watch(t, ctl, node.NetNS, &control)
 	nettest.In(t, node.NetNS, "ip", "link", "set", a.HostVeth, "up")
-	time.Sleep(200 * time.Millisecond)
+	if !control.waitFor(func(cs []wire.Change) bool {
+		return hasChange(cs, "link", "changed", func(c wire.Change) bool { return c.Link.Name == a.HostVeth && c.Link.State == "up" })
+	}) {
+		t.Fatalf("a running watcher did not see %s come up:%s", a.HostVeth, changes(control.get()))
+	}
 	if m := len(onNode.get()); m != n {
 		t.Errorf("%d changes after cancel", m-n)
 	}
+}
+
+// watcherStacks is the stacks of the goroutines a Watch runs: its own loop
+// and the netlink library's subscription readers.
+func watcherStacks() string {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "netsnap.(*watcher).run") || strings.Contains(g, "netlink.linkSubscribeAt") || strings.Contains(g, "netlink.neighSubscribeAt") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
+}
+
+func watcherGoroutines() int {
+	s := watcherStacks()
+	if s == "" {
+		return 0
+	}
+	return strings.Count(s, "\n\n") + 1
+}
+
+// waitGoroutines polls until ok holds for the number of watcher
+// goroutines; only goroutines that never return take the whole minute.
+func waitGoroutines(ok func(int) bool) bool {
+	for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if ok(watcherGoroutines()) {
+			return true
+		}
+	}
+	return ok(watcherGoroutines())
 }
 
 func TestOverlayAndRouted(t *testing.T) {

@@ -4,8 +4,9 @@
 // the route walk a packet takes through them toward an address (routes,
 // bridges' ports and FDB, overlay devices and their VTEPs), and the
 // expected path between the trace's endpoints with each hop's role and the
-// CNI shape it shows. It reads the agents' hello and topology lines only,
-// never a packet's fate: that is the job of match and verdict.
+// CNI shape it shows. It reads the agents' hello and topology lines (and,
+// for an endpoint without an agent, where its frames enter a node), never a
+// packet's fate: that is the job of match and verdict.
 package graph
 
 import (

@@ -428,7 +428,7 @@ func lossReason(s trace.Session, last *trace.Obs, next *trace.Iface, forward boo
 func unansweredARP(t *trace.Trace, s trace.Session) string {
 	asked := map[string]int{}
 	ndp := map[string]bool{}
-	var flooded map[string]bool
+	flooded := map[string]map[string]bool{} // by address asked: the host veths the bridge flooded it to
 	var order []string
 	answered := map[string]bool{}
 	for _, j := range t.Journeys {
@@ -458,10 +458,10 @@ func unansweredARP(t *trace.Trace, s trace.Session) string {
 		asked[target]++
 		for _, o := range j.Obs {
 			if o.If.Role == "host veth" && o.P.Dir == "out" {
-				if flooded == nil {
-					flooded = map[string]bool{}
+				if flooded[target] == nil {
+					flooded[target] = map[string]bool{}
 				}
-				flooded[o.If.Label()] = true
+				flooded[target][o.If.Label()] = true
 			}
 		}
 	}
@@ -473,9 +473,9 @@ func unansweredARP(t *trace.Trace, s trace.Session) string {
 		if ndp[ip] {
 			msg = fmt.Sprintf("neighbour discovery unanswered: %s was solicited %d time(s) and nobody answered", ip, asked[ip])
 		}
-		if len(flooded) > 0 {
+		if len(flooded[ip]) > 0 {
 			var ports []string
-			for p := range flooded {
+			for p := range flooded[ip] {
 				ports = append(ports, p)
 			}
 			sort.Strings(ports)
