@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/capture"
@@ -31,11 +30,6 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/version"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
-
-// maxDrain bounds how long the agent keeps reading its ring after it was
-// told to stop (several block timeouts: the last partly filled block is
-// retired and read).
-const maxDrain = 100 * time.Millisecond
 
 // maxHeld bounds the lines kept in memory until the plugin attaches.
 const maxHeld = 16 << 20
@@ -238,12 +232,12 @@ func Run(ctx context.Context, cfg Config) error {
 	// Capture loop.
 	var capWG sync.WaitGroup
 	var emitted, unreported, cutPackets uint64
-	// Once told to stop, the agent reports frames for maxDrain more, then
-	// stops even in the middle of a Read: one pass over a full ring under
-	// a slow reader would otherwise take seconds.
-	var late atomic.Bool
-	stopDrainTimer := context.AfterFunc(ctx, func() { time.AfterFunc(maxDrain, func() { late.Store(true) }) })
+	// Once told to stop, the agent reports what the kernel captured before
+	// the stop, and nothing after it (see drain).
+	var dr drain
+	stopDrainTimer := context.AfterFunc(ctx, func() { dr.stop(time.Now()) })
 	defer stopDrainTimer()
+	var before int // frames of the current read captured before the stop
 	capWG.Add(1)
 	go func() {
 		defer capWG.Done()
@@ -253,10 +247,11 @@ func Run(ctx context.Context, cfg Config) error {
 		dec.Reuse = true
 		dec.HeadersOnly = !cfg.Payload
 		fn := func(f capture.Frame) {
-			if late.Load() {
+			if !dr.report(f.TS) {
 				unreported++
 				return
 			}
+			before++
 			if sum != nil && sum.take(f) {
 				return // counted in a summary
 			}
@@ -271,6 +266,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		lastFlush := time.Now()
 		for {
+			before = 0
 			n, err := h.Read(20*time.Millisecond, fn)
 			if err != nil {
 				if !errors.Is(err, capture.ErrClosed) {
@@ -285,11 +281,9 @@ func Run(ctx context.Context, cfg Config) error {
 			if sum != nil {
 				sum.tick(time.Now(), w)
 			}
-			// Drained (the last block was retired and read), or under
-			// steady traffic, where a block is ready on every Read, out
-			// of drain time: else the agent would outlive its deadline
-			// for as long as the traffic lasts.
-			if ctx.Err() != nil && (n == 0 || late.Load()) {
+			// Drained (the last block was retired and read), caught up
+			// with the stop under steady traffic, or out of drain time.
+			if dr.done(n, before) {
 				return
 			}
 		}
