@@ -5,8 +5,10 @@ VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || 
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 PKG     := github.com/podtrace/kubectl-podtrace
 AGENT_IMAGE ?= ghcr.io/podtrace/podtrace-agent:$(VERSION)
-LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT) \
-	-X $(PKG)/pkg/version.AgentImage=$(AGENT_IMAGE)
+# The agent does not record the agent image: a release pins the plugin's default image to
+# the digest of an image that holds the agent (make release), which must not depend on it.
+AGENT_LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
+LDFLAGS := $(AGENT_LDFLAGS) -X $(PKG)/pkg/version.AgentImage=$(AGENT_IMAGE)
 # Release platforms (make dist) and agent image platforms (make image).
 PLATFORMS       ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 AGENT_PLATFORMS ?= linux/amd64 linux/arm64
@@ -14,7 +16,7 @@ AGENT_PLATFORMS ?= linux/amd64 linux/arm64
 # Recipes use bash: the test pipelines need pipefail.
 SHELL := /bin/bash
 
-.PHONY: all build agent plugin test race demo lint vet fmt bench measure clean dist image
+.PHONY: all build agent plugin test race demo lint vet fmt bench measure clean dist image release
 all: build
 
 build: plugin agent
@@ -23,7 +25,7 @@ plugin:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-podtrace ./cmd/kubectl-podtrace
 
 agent:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/podtrace-agent ./cmd/podtrace-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(AGENT_LDFLAGS)' -o $(BIN)/podtrace-agent ./cmd/podtrace-agent
 
 # The main job on the built-in default: build, then trace across the local lab (root).
 demo: build
@@ -69,6 +71,12 @@ bench: build
 # Release archives (.tar.gz, .zip on Windows) with LICENSE, the deploy/ archive for the release
 # (podtrace-deploy_VERSION.tar.gz), checksums.txt and the krew manifest rendered with their
 # checksums, in dist/. VERSION must be vX.Y.Z[-pre].
+# A release: the agent image first, then the archives of a plugin whose default agent image
+# is pinned to that image's digest (AGENT_IMAGE@sha256:…). Push bin/podtrace-agent-image.tar
+# as is (e.g. crane push --index): the digest is the same in the registry. VERSION=vX.Y.Z.
+release: image
+	$(MAKE) --no-print-directory dist AGENT_IMAGE='$(AGENT_IMAGE)@'$$(cat $(BIN)/podtrace-agent-image.digest)
+
 dist:
 	$(GO) run ./hack/dist -out dist -version '$(VERSION)' -commit '$(COMMIT)' -agent-image '$(AGENT_IMAGE)' \
 	  -plugin '$(PLATFORMS)' -agent '$(AGENT_PLATFORMS)' -epoch $$(git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -79,10 +87,11 @@ dist:
 image:
 	@set -e; for p in $(AGENT_PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; d=$(BIN)/image/$${os}_$${arch}; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$d/podtrace-agent ./cmd/podtrace-agent; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(AGENT_LDFLAGS)' -o $$d/podtrace-agent ./cmd/podtrace-agent; \
 	done
 	$(GO) run ./images/mkimage -ref '$(AGENT_IMAGE)' -entrypoint /podtrace-agent \
 	  -platforms '$(AGENT_PLATFORMS)' -oci $(BIN)/podtrace-agent-image.tar -docker '$(BIN)/podtrace-agent-image-{arch}.tar' \
+	  -digest $(BIN)/podtrace-agent-image.digest \
 	  '$(BIN)/image/{os}_{arch}/podtrace-agent:/podtrace-agent'
 
 # Flood figures: agent vs tcpdump on one veth, CPU and RSS, lab time to verdict; what one

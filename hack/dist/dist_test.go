@@ -108,7 +108,8 @@ func TestKrewManifestValidatesAndInstallsOffline(t *testing.T) {
 	kubectl := need(t, "kubectl", "https://kubernetes.io/docs/tasks/tools/ or apt-get install kubectl")
 	tmp := t.TempDir()
 	const version = "v0.9.1-test.1"
-	const image = "registry.example/podtrace/podtrace-agent:v0.9.1-test.1"
+	// as make release records it: the tag and the image index's digest
+	const image = "registry.example/podtrace/podtrace-agent:v0.9.1-test.1@sha256:0b4d8e1c2b6f3a9e5d7c1f0a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f4a6b8c"
 
 	// 1. The archive, checksums and manifest, as make dist makes them.
 	dist := filepath.Join(tmp, "dist")

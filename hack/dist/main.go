@@ -117,7 +117,10 @@ func Run(c Config) error {
 		return err
 	}
 	v := pkg + "/pkg/version."
-	ldflags := "-s -w -X " + v + "Version=" + c.Version + " -X " + v + "Commit=" + c.Commit + " -X " + v + "AgentImage=" + c.AgentImage
+	// The agent does not record the agent image: a release pins the
+	// plugin's default image to the digest of an image holding the agent.
+	agentLdflags := "-s -w -X " + v + "Version=" + c.Version + " -X " + v + "Commit=" + c.Commit
+	ldflags := agentLdflags + " -X " + v + "AgentImage=" + c.AgentImage
 	var arts []Artifact
 	for _, set := range []struct {
 		name      string
@@ -137,7 +140,11 @@ func Run(c Config) error {
 			}
 			bin := filepath.Join(build, goos+"_"+goarch, exe)
 			start := time.Now()
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, "./cmd/"+set.name)
+			lf := ldflags
+			if set.name == "podtrace-agent" {
+				lf = agentLdflags
+			}
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", lf, "-o", bin, "./cmd/"+set.name)
 			cmd.Dir = c.Root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 			if out, err := cmd.CombinedOutput(); err != nil {

@@ -16,7 +16,8 @@
 // absolute path DST with mode 0755; with -platforms, {os} and {arch} in SRC (and
 // in the -docker file name) name each platform's file. The layer also holds
 // /etc/passwd and /etc/group (root only) and empty /tmp, /proc, /sys, /dev, /run.
-// All timestamps are zero, so the same inputs give the same image digest.
+// All timestamps are zero, so the same inputs give the same image digest; -digest
+// writes the index's digest, which a release pins the plugin's default image to.
 package main
 
 import (
@@ -55,8 +56,9 @@ func main() {
 	platforms := flag.String("platforms", "", "space separated os/arch list, e.g. 'linux/amd64 linux/arm64'")
 	ociOut := flag.String("oci", "", "output tarball: OCI image layout with an image index of every platform")
 	dockerOut := flag.String("docker", "", "output tarball per platform (docker-archive); {os} and {arch} are replaced")
+	digestOut := flag.String("digest", "", "with -oci: file to write the image index's digest to (sha256:…), what a release pins its default image to")
 	flag.Parse()
-	if (*out == "" && *ociOut == "" && *dockerOut == "") || *ref == "" || flag.NArg() == 0 {
+	if (*out == "" && *ociOut == "" && *dockerOut == "") || *ref == "" || flag.NArg() == 0 || (*digestOut != "" && *ociOut == "") {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -128,6 +130,11 @@ func main() {
 			log.Fatal(err)
 		}
 		logFile(*ociOut, fmt.Sprintf("OCI image layout, index %s of %d platforms", d, len(adds)))
+		if *digestOut != "" {
+			if err := os.WriteFile(*digestOut, []byte(d.String()+"\n"), 0o644); err != nil {
+				log.Fatal(err)
+			}
+		}
 	}
 }
 
