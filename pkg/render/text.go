@@ -24,7 +24,7 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	s := t.Session
 
 	// Header lines.
-	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), s.Src.IP, c.place.Sprint(Safe(s.Dst.Name)), s.Dst.IP)
+	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), Safe(s.Src.IP), c.place.Sprint(Safe(s.Dst.Name)), Safe(s.Dst.IP))
 	switch {
 	case s.Src.Node != "" && s.Src.Node == s.Dst.Node:
 		fmt.Fprintf(b, " · same node %s", Safe(s.Src.Node))
