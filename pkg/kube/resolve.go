@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -23,8 +24,24 @@ type Ref struct {
 
 func (r Ref) String() string { return r.Namespace + "/" + r.Name }
 
-// ParseRef accepts "pod", "ns/pod", "pod/NAME" and "ns/pod/NAME".
+// ParseRef accepts "pod", "ns/pod", "pod/NAME" and "ns/pod/NAME"; the
+// namespace must be a DNS label and the name a DNS subdomain, as the API
+// server requires of them.
 func ParseRef(arg, defaultNamespace string) (Ref, error) {
+	r, err := splitRef(arg, defaultNamespace)
+	if err != nil {
+		return Ref{}, err
+	}
+	if msgs := validation.IsDNS1123Label(r.Namespace); len(msgs) > 0 {
+		return Ref{}, fmt.Errorf("%q: namespace %q is not valid: %s", arg, r.Namespace, msgs[0])
+	}
+	if msgs := validation.IsDNS1123Subdomain(r.Name); len(msgs) > 0 {
+		return Ref{}, fmt.Errorf("%q: pod name %q is not valid: %s", arg, r.Name, msgs[0])
+	}
+	return r, nil
+}
+
+func splitRef(arg, defaultNamespace string) (Ref, error) {
 	parts := strings.Split(arg, "/")
 	bad := fmt.Errorf("%q is not a pod: use NAME, NAMESPACE/NAME or pod/NAME", arg)
 	for _, p := range parts {
