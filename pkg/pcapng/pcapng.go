@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -35,12 +36,17 @@ func HopName(o *trace.Obs) string {
 	return clean(node) + "/" + clean(ns) + "/" + clean(o.If.Name)
 }
 
+// epoch is where pcapng timestamps start: they count up from it, unsigned.
+var epoch = time.Unix(0, 0)
+
 // Write writes every packet observation of the trace that carries frame
-// bytes, in time order, and returns how many it wrote.
+// bytes, in time order, and returns how many it wrote. A frame timed
+// before 1970 (a broken or hostile agent's) cannot be written: pcapng
+// timestamps count from the Unix epoch.
 func Write(w io.Writer, t *trace.Trace) (int, error) {
 	obs := make([]*trace.Obs, 0, len(t.Packets))
 	for _, o := range t.Packets {
-		if len(o.P.Frame) > 0 {
+		if len(o.P.Frame) > 0 && !o.P.TS.Before(epoch) {
 			obs = append(obs, o)
 		}
 	}
