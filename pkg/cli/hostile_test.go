@@ -270,3 +270,45 @@ func TestErrorsOnStandardErrorAreEscaped(t *testing.T) {
 		t.Fatalf("standard error %q; want one line naming the path escaped", errOut)
 	}
 }
+
+// Damaged lines in a recording are skipped, counted and reported, and the
+// trace is still shown: a kind without its payload, a line of a newer
+// version, a line with the payload of another kind, and a line over the
+// 4 MiB bound.
+func TestReplaySkipsDamagedLinesAndSaysHowMany(t *testing.T) {
+	src := "../render/testdata/recordings/bridge-delivered"
+	dir := t.TempDir()
+	files, err := filepath.Glob(filepath.Join(src, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no recording: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(f) == "01-pod-a.jsonl" {
+			b = append(b, []byte(`{"v":1,"seq":900,"agent":"pod-a","kind":"probe"}`+"\n"+
+				`{"v":2,"seq":901,"agent":"pod-a","kind":"bye","bye":{"reason":"stopped"}}`+"\n"+
+				`{"v":1,"seq":902,"agent":"pod-a","kind":"bye","bye":{"reason":"stopped"},"hello":{"role":"pod"}}`+"\n"+
+				`{"v":1,"seq":903,"agent":"pod-a","kind":"error","error":{"msg":"`+strings.Repeat("x", 5<<20)+`"}}`+"\n")...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "01-pod-a.jsonl")); err != nil {
+		t.Fatalf("the recording has no stream 01-pod-a.jsonl: %v", err)
+	}
+	out, errOut, code := runPlugin(t, "replay", dir, "--color", "never")
+	if code != ExitDelivered || !strings.Contains(out, "verdict DELIVERED") {
+		t.Fatalf("exit %d: %s%s; want the trace, delivered", code, out, errOut)
+	}
+	if !strings.Contains(out, `pod-a: 4 invalid lines skipped (the first: a "probe" line without its "probe" payload)`) {
+		t.Errorf("the trace does not say that 4 lines were skipped:\n%s", out)
+	}
+	out, _, _ = runPlugin(t, "replay", dir, "-o", "json")
+	if !strings.Contains(out, `"invalidLines":4`) {
+		t.Errorf("the JSON trace does not count 4 invalid lines:\n%s", out)
+	}
+}
