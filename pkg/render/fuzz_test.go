@@ -5,21 +5,24 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/podtrace/kubectl-podtrace/pkg/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // fuzzRecordings are the golden recordings, loaded once: the fuzz
 // targets put mutated bytes in the place of one of their streams.
 type fuzzRecording struct {
-	s       merge.Session
-	streams []merge.Stream
+	s       trace.Session
+	streams []trace.Stream
 	raw     [][]byte // each stream's file, as recorded
 	header  []byte   // session.json
 	files   []string
@@ -59,7 +62,7 @@ func loadFuzzRecordings(f *testing.F) []fuzzRecording {
 
 // checkRendered renders a trace as text (plain and colored) and JSON:
 // no panic, and nothing in the output that acts on a terminal.
-func checkRendered(t *testing.T, tr *merge.Trace, h Header) {
+func checkRendered(t *testing.T, tr *trace.Trace, h Header) {
 	t.Helper()
 	var plain, colored, js bytes.Buffer
 	if err := Text(&plain, tr, h, false); err != nil {
@@ -103,9 +106,9 @@ func FuzzStreamTrace(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, rec, agent uint8, stream []byte) {
 		r := recs[int(rec)%len(recs)]
-		streams := append([]merge.Stream(nil), r.streams...)
+		streams := append([]trace.Stream(nil), r.streams...)
 		k := int(agent) % len(streams)
-		st := merge.Stream{Agent: streams[k].Agent, Display: streams[k].Display}
+		st := trace.Stream{Agent: streams[k].Agent, Display: streams[k].Display}
 		rd := wire.NewReader(bytes.NewReader(stream))
 		for {
 			e, err := rd.Next()
@@ -117,7 +120,7 @@ func FuzzStreamTrace(f *testing.F) {
 			}
 			st.Lines = append(st.Lines, e)
 		}
-		st.Intake = merge.Intake{ReceivedBytes: rd.Bytes, Invalid: rd.Skipped, InvalidReason: rd.Reason, Clamped: rd.Clamped}
+		st.Intake = trace.Intake{ReceivedBytes: rd.Bytes, Invalid: rd.Skipped, InvalidReason: rd.Reason, Clamped: rd.Clamped}
 		streams[k] = st
 		checkRendered(t, merge.Merge(r.s, streams), Header{})
 	})
@@ -157,4 +160,19 @@ func FuzzReplay(f *testing.F) {
 		}
 		checkRendered(t, merge.Merge(s, streams), Header{Armed: armed, Notes: notes})
 	})
+}
+
+// A time span saturated by a hostile timestamp (year 1 against 2026)
+// prints as the longest span; the shortest used to recurse forever,
+// -math.MinInt64 being math.MinInt64 (found by FuzzStreamTrace).
+func TestDurOfTheExtremes(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		math.MaxInt64: "9223372036.855 s",
+		math.MinInt64: "-9223372036.855 s",
+		-time.Second:  "-1.000 s",
+	} {
+		if got := Dur(d); got != want {
+			t.Errorf("Dur(%d) = %q; want %q", int64(d), got, want)
+		}
+	}
 }
