@@ -46,16 +46,18 @@ test: lint build
 # Every fuzz target, one after the other, FUZZTIME each (a duration, or Nx for N
 # inputs), FUZZPARALLEL workers. make test runs each briefly (TEST_FUZZTIME); a crash
 # fails the run and leaves its input in the package's testdata/fuzz/TARGET/, where it
-# stays as a regression seed that every go test runs.
+# stays as a regression seed that every go test runs. Minimizing an input that found
+# new code is bounded (FUZZMINIMIZE; Go's default, a minute, stalls a loaded machine).
 FUZZTIME       ?= 30s
 FUZZPARALLEL   ?= 1
+FUZZMINIMIZE   ?= 5s
 TEST_FUZZTIME  ?= 3s
 FUZZ_TARGETS   := ./pkg/decode/:FuzzDecode ./pkg/filter/:FuzzCompile ./pkg/render/:FuzzStreamTrace \
 	./pkg/render/:FuzzReplay ./pkg/pcapng/:FuzzWriteReadBack ./pkg/kube/:FuzzParseRef
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL) -timeout 0 $$pkg; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) -parallel $(FUZZPARALLEL) -timeout 0 $$pkg; \
 	done
 
 # The race detector on the packages that run goroutines: the session and the local
