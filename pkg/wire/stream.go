@@ -227,6 +227,10 @@ type Reader struct {
 	Reason  string
 	// Clamped counts the lines whose strings or lists were shortened.
 	Clamped uint64
+	// OnSkip, if set, is called from Next after each line it skipped
+	// (Skipped and Reason are then up to date): a reader still waiting
+	// for its first good line can say why none came.
+	OnSkip func()
 }
 
 // NewReader returns a Reader.
@@ -265,6 +269,9 @@ func (r *Reader) skip(why string) {
 	r.Skipped++
 	if r.Reason == "" {
 		r.Reason = why
+	}
+	if r.OnSkip != nil {
+		r.OnSkip()
 	}
 }
 
