@@ -53,7 +53,7 @@ FUZZPARALLEL   ?= 1
 FUZZMINIMIZE   ?= 5s
 TEST_FUZZTIME  ?= 3s
 FUZZ_TARGETS   := ./pkg/decode/:FuzzDecode ./pkg/filter/:FuzzCompile ./pkg/render/:FuzzStreamTrace \
-	./pkg/render/:FuzzReplay ./pkg/pcapng/:FuzzWriteReadBack ./pkg/kube/:FuzzParseRef
+	./pkg/render/:FuzzReplay ./pkg/pcapng/:FuzzWriteReadBack ./pkg/kube/ref/:FuzzParse
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \

@@ -15,37 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/klog/v2"
 )
-
-func TestParseRef(t *testing.T) {
-	for _, c := range []struct {
-		in      string
-		want    Ref
-		wantErr bool
-	}{
-		{"pod-a", Ref{"default", "pod-a"}, false},
-		{"shop/pod-a", Ref{"shop", "pod-a"}, false},
-		{"pod/pod-a", Ref{"default", "pod-a"}, false},
-		{"shop/pod/pod-a", Ref{"shop", "pod-a"}, false},
-		{"shop/", Ref{}, true},
-		{"a/b/c", Ref{}, true},
-		{"", Ref{}, true},
-		{"Pod-A", Ref{}, true},                          // upper case: not a DNS subdomain (RFC 1123)
-		{"shop.eu/pod-a", Ref{}, true},                  // a namespace is a DNS label: no dots
-		{"pod-a.v2", Ref{"default", "pod-a.v2"}, false}, // a pod name may have dots
-		{"pod-a\x1b[2J", Ref{}, true},
-		{strings.Repeat("a", 254), Ref{}, true}, // a DNS subdomain has at most 253 characters
-	} {
-		got, err := ParseRef(c.in, "default")
-		if (err != nil) != c.wantErr || got != c.want {
-			t.Errorf("ParseRef(%q) = %v, %v; want %v (error %v)", c.in, got, err, c.want, c.wantErr)
-		}
-	}
-}
 
 func params() AgentParams {
 	return AgentParams{Session: "ab12c", Image: "registry.example.com/podtrace-agent:v1", PullPolicy: corev1.PullIfNotPresent,
@@ -259,12 +232,12 @@ func TestResolveRefusesWhatCannotBeTraced(t *testing.T) {
 		"noip":    "no IP address yet",
 		"windows": "Linux-only",
 	} {
-		_, err := Resolve(context.Background(), cs, Ref{"e2e", name})
+		_, err := Resolve(context.Background(), cs, Ref{Namespace: "e2e", Name: name})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want %q", name, err, want)
 		}
 	}
-	if tg, err := Resolve(context.Background(), cs, Ref{"e2e", "ok"}); err != nil || tg.IP != "10.244.0.9" || tg.Node != "n1" {
+	if tg, err := Resolve(context.Background(), cs, Ref{Namespace: "e2e", Name: "ok"}); err != nil || tg.IP != "10.244.0.9" || tg.Node != "n1" {
 		t.Errorf("ok: %+v %v", tg, err)
 	}
 }
@@ -320,37 +293,4 @@ func TestCheckNodeWithoutPermission(t *testing.T) {
 	if err != nil || n.Readable || len(n.Taints) != 0 || !strings.Contains(n.Why, "podtrace-nodes") {
 		t.Errorf("forbidden node: %+v, %v", n, err)
 	}
-}
-
-// FuzzParseRef: go test -run '^$' -fuzz '^FuzzParseRef$' ./pkg/kube/
-// Whatever the argument: no panic; an error of one line with no raw
-// control character; an accepted reference names a namespace and a pod
-// the API server would accept (apimachinery's validation), and reads
-// back to itself written as NAMESPACE/pod/NAME.
-func FuzzParseRef(f *testing.F) {
-	for _, s := range []string{"pod-a", "shop/pod-a", "pod/pod-a", "shop/pod/pod-a", "pods/x", "po/po/x", "a/b/c", "shop/", "/", "",
-		"pod-a.v2", "Pod-A", "\x1b]0;x\x07/p", "ns/\u202ep"} {
-		f.Add(s, "default")
-	}
-	f.Fuzz(func(t *testing.T, arg, def string) {
-		r, err := ParseRef(arg, def)
-		if err != nil {
-			msg := err.Error()
-			for _, c := range msg {
-				if c < 0x20 || c == 0x7f || c >= 0x80 && c <= 0x9f || c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069 {
-					t.Fatalf("error %q holds %q raw", msg, c)
-				}
-			}
-			return
-		}
-		if m := validation.IsDNS1123Label(r.Namespace); len(m) > 0 {
-			t.Fatalf("ParseRef(%q, %q) accepted namespace %q: %v", arg, def, r.Namespace, m)
-		}
-		if m := validation.IsDNS1123Subdomain(r.Name); len(m) > 0 {
-			t.Fatalf("ParseRef(%q, %q) accepted name %q: %v", arg, def, r.Name, m)
-		}
-		if back, err := ParseRef(r.Namespace+"/pod/"+r.Name, "other"); err != nil || back != r {
-			t.Fatalf("%v written as NAMESPACE/pod/NAME reads back as %v, %v", r, back, err)
-		}
-	})
 }
