@@ -16,7 +16,7 @@ AGENT_PLATFORMS ?= linux/amd64 linux/arm64
 # Recipes use bash: the test pipelines need pipefail.
 SHELL := /bin/bash
 
-.PHONY: all build agent plugin test race demo lint vet fmt bench measure clean dist image release
+.PHONY: all build agent plugin test race fuzz demo lint vet fmt bench measure clean dist image release
 all: build
 
 build: plugin agent
@@ -43,6 +43,24 @@ SUMMARY   := $(GO) run ./hack/testsummary -allow hack/testsummary/allowed-skips.
 test: lint build
 	set -o pipefail; $(TESTENV) PODTRACE_BIN=$(CURDIR)/$(BIN) $(GO) test -json $(TESTFLAGS) -p 1 -timeout 40m ./... | $(SUMMARY)
 	$(MAKE) --no-print-directory race
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# Every fuzz target, one after the other, FUZZTIME each (a duration, or Nx for N
+# inputs), FUZZPARALLEL workers. make test runs each briefly (TEST_FUZZTIME); a crash
+# fails the run and leaves its input in the package's testdata/fuzz/TARGET/, where it
+# stays as a regression seed that every go test runs. Minimizing an input that found
+# new code is bounded (FUZZMINIMIZE; Go's default, a minute, stalls a loaded machine).
+FUZZTIME       ?= 30s
+FUZZPARALLEL   ?= 1
+FUZZMINIMIZE   ?= 5s
+TEST_FUZZTIME  ?= 3s
+FUZZ_TARGETS   := ./pkg/decode/:FuzzDecode ./pkg/filter/:FuzzCompile ./pkg/render/:FuzzStreamTrace \
+	./pkg/render/:FuzzReplay ./pkg/pcapng/:FuzzWriteReadBack ./pkg/kube/ref/:FuzzParse
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) -parallel $(FUZZPARALLEL) -timeout 0 $$pkg; \
+	done
 
 # The race detector on the packages that run goroutines: the session and the local
 # launcher (driven in-process by the cli kernel tests), the agent and the plugin (-race

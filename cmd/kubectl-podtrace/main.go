@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/cli"
+	"github.com/podtrace/kubectl-podtrace/pkg/render"
 )
 
 func main() {
@@ -27,14 +28,19 @@ func run() int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	interrupts(cancel)
-	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	// Everything written to standard error (progress, kubelet and agent
+	// messages, errors) may carry text from the cluster or an agent: it
+	// goes out through the terminal escaper.
+	stderr := render.NewSafeWriter(os.Stderr)
+	defer stderr.Flush()
+	streams := genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: stderr}
 	cmd := cli.NewCmdPodtrace(streams)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		var ec *cli.ExitCodeError
 		if errors.As(err, &ec) {
 			return ec.Code
 		}
-		fmt.Fprintln(os.Stderr, "error:", err)
+		fmt.Fprintln(stderr, "error:", err)
 		return cli.ExitError
 	}
 	return 0

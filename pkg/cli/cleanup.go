@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/kube"
+	"github.com/podtrace/kubectl-podtrace/pkg/render"
 )
 
 // CleanupOptions find what crashed runs left behind.
@@ -78,7 +79,7 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 	deleted := 0
 	for _, p := range pods.Items {
 		if !o.All && o.Session == "" && !finished(&p, time.Now()) {
-			fmt.Fprintf(o.Out, "kept    pod %s/%s (session %s, still running: use --all to delete it)\n", p.Namespace, p.Name, p.Labels[kube.SessionLabel])
+			fmt.Fprintf(o.Out, "kept    pod %s/%s (session %s, still running: use --all to delete it)\n", render.Safe(p.Namespace), render.Safe(p.Name), render.Safe(p.Labels[kube.SessionLabel]))
 			continue
 		}
 		err := cs.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
@@ -86,7 +87,7 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 			return kube.Explain(err, fmt.Sprintf("delete pod %s/%s", p.Namespace, p.Name))
 		}
 		deleted++
-		fmt.Fprintf(o.Out, "deleted pod %s/%s (session %s)\n", p.Namespace, p.Name, p.Labels[kube.SessionLabel])
+		fmt.Fprintf(o.Out, "deleted pod %s/%s (session %s)\n", render.Safe(p.Namespace), render.Safe(p.Name), render.Safe(p.Labels[kube.SessionLabel]))
 	}
 	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
@@ -105,7 +106,7 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 			if len(st.Name) > len(kube.ContainerPrefix) && st.Name[:len(kube.ContainerPrefix)] == kube.ContainerPrefix && st.State.Running != nil {
 				running++
 				fmt.Fprintf(o.Out, "running agent container %s in pod %s/%s since %s (it exits at its deadline)\n",
-					st.Name, p.Namespace, p.Name, st.State.Running.StartedAt.Format(time.RFC3339))
+					render.Safe(st.Name), render.Safe(p.Namespace), render.Safe(p.Name), st.State.Running.StartedAt.Format(time.RFC3339))
 			}
 		}
 	}

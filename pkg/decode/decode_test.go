@@ -206,11 +206,51 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range garbageSeeds(f) {
 		f.Add(s)
 	}
+	for _, s := range overlaySeeds(f) {
+		f.Add(s)
+	}
 	reuse := New()
 	reuse.Reuse = true
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		checkDecodes(t, reuse, frame)
 	})
+}
+
+// overlaySeeds are overlay frames beyond the golden ones, for the fuzzer
+// to mutate: VXLAN on both ports around ICMP, TCP and ARP, VXLAN inside
+// VXLAN, Geneve (RFC 8926) with and without options, with a non-Ethernet
+// protocol, and with an option length that runs past the frame.
+func overlaySeeds(t testing.TB) [][]byte {
+	tcp := func() []byte {
+		eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: 9, Protocol: layers.IPProtocolTCP, SrcIP: ipA, DstIP: ipB}
+		tc := &layers.TCP{SrcPort: 40001, DstPort: 8080, Seq: 1, SYN: true, Window: 1024}
+		_ = tc.SetNetworkLayerForChecksum(ip)
+		return serialize(t, eth, ip, tc)
+	}()
+	arp := serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
+		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPRequest, SourceHwAddress: macA, SourceProtAddress: ipA, DstHwAddress: make([]byte, 6), DstProtAddress: ipB})
+	geneve := func(inner []byte, optWords byte, proto uint16) []byte {
+		eth := &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IPv4(192, 168, 50, 1).To4(), DstIP: net.IPv4(192, 168, 50, 2).To4()}
+		udp := &layers.UDP{SrcPort: 40000, DstPort: 6081}
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		// version 0, option length in words, protocol, VNI 0x0a0b0c, reserved
+		hdr := []byte{optWords & 0x3f, 0, byte(proto >> 8), byte(proto), 0x0a, 0x0b, 0x0c, 0}
+		for i := 0; i < int(optWords)*4; i++ {
+			hdr = append(hdr, byte(i))
+		}
+		return serialize(t, eth, ip, udp, gopacket.Payload(append(hdr, inner...)))
+	}
+	ping := echo(t, macA, macB, 63, 1)
+	teb := uint16(layers.EthernetTypeTransparentEthernetBridging)
+	return [][]byte{
+		vxlanWrap(t, ping, 4789), vxlanWrap(t, tcp, 8472), vxlanWrap(t, arp, 4789),
+		vxlanWrap(t, vxlanWrap(t, ping, 4789), 8472),
+		geneve(ping, 0, teb), geneve(tcp, 2, teb), geneve(arp, 1, teb),
+		geneve(ping, 0, uint16(layers.EthernetTypeIPv4)), geneve(ping, 63, teb),
+	}
 }
 
 func BenchmarkDecodeEcho(b *testing.B) {

@@ -20,27 +20,6 @@ import (
 	"k8s.io/klog/v2"
 )
 
-func TestParseRef(t *testing.T) {
-	for _, c := range []struct {
-		in      string
-		want    Ref
-		wantErr bool
-	}{
-		{"pod-a", Ref{"default", "pod-a"}, false},
-		{"shop/pod-a", Ref{"shop", "pod-a"}, false},
-		{"pod/pod-a", Ref{"default", "pod-a"}, false},
-		{"shop/pod/pod-a", Ref{"shop", "pod-a"}, false},
-		{"shop/", Ref{}, true},
-		{"a/b/c", Ref{}, true},
-		{"", Ref{}, true},
-	} {
-		got, err := ParseRef(c.in, "default")
-		if (err != nil) != c.wantErr || got != c.want {
-			t.Errorf("ParseRef(%q) = %v, %v; want %v (error %v)", c.in, got, err, c.want, c.wantErr)
-		}
-	}
-}
-
 func params() AgentParams {
 	return AgentParams{Session: "ab12c", Image: "registry.example.com/podtrace-agent:v1", PullPolicy: corev1.PullIfNotPresent,
 		PullSecrets: []string{"mirror"}, Capabilities: "capture", Deadline: 75 * time.Second, Namespace: "podtrace-system"}
@@ -253,12 +232,12 @@ func TestResolveRefusesWhatCannotBeTraced(t *testing.T) {
 		"noip":    "no IP address yet",
 		"windows": "Linux-only",
 	} {
-		_, err := Resolve(context.Background(), cs, Ref{"e2e", name})
+		_, err := Resolve(context.Background(), cs, Ref{Namespace: "e2e", Name: name})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v; want %q", name, err, want)
 		}
 	}
-	if tg, err := Resolve(context.Background(), cs, Ref{"e2e", "ok"}); err != nil || tg.IP != "10.244.0.9" || tg.Node != "n1" {
+	if tg, err := Resolve(context.Background(), cs, Ref{Namespace: "e2e", Name: "ok"}); err != nil || tg.IP != "10.244.0.9" || tg.Node != "n1" {
 		t.Errorf("ok: %+v %v", tg, err)
 	}
 }

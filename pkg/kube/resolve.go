@@ -7,46 +7,21 @@ package kube
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/kube/ref"
 )
 
 // Ref names a pod as the user wrote it.
-type Ref struct {
-	Namespace string
-	Name      string
-}
+type Ref = ref.Ref
 
-func (r Ref) String() string { return r.Namespace + "/" + r.Name }
-
-// ParseRef accepts "pod", "ns/pod", "pod/NAME" and "ns/pod/NAME".
-func ParseRef(arg, defaultNamespace string) (Ref, error) {
-	parts := strings.Split(arg, "/")
-	bad := fmt.Errorf("%q is not a pod: use NAME, NAMESPACE/NAME or pod/NAME", arg)
-	for _, p := range parts {
-		if p == "" {
-			return Ref{}, bad
-		}
-	}
-	switch len(parts) {
-	case 1:
-		return Ref{defaultNamespace, parts[0]}, nil
-	case 2:
-		if parts[0] == "pod" || parts[0] == "pods" || parts[0] == "po" {
-			return Ref{defaultNamespace, parts[1]}, nil
-		}
-		return Ref{parts[0], parts[1]}, nil
-	case 3:
-		if parts[1] == "pod" || parts[1] == "pods" || parts[1] == "po" {
-			return Ref{parts[0], parts[2]}, nil
-		}
-	}
-	return Ref{}, bad
-}
+// ParseRef accepts "pod", "ns/pod", "pod/NAME" and "ns/pod/NAME" (see
+// ref.Parse).
+func ParseRef(arg, defaultNamespace string) (Ref, error) { return ref.Parse(arg, defaultNamespace) }
 
 // Target is a resolved pod.
 type Target struct {

@@ -10,6 +10,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -35,12 +37,17 @@ func HopName(o *trace.Obs) string {
 	return clean(node) + "/" + clean(ns) + "/" + clean(o.If.Name)
 }
 
+// epoch is where pcapng timestamps start: they count up from it, unsigned.
+var epoch = time.Unix(0, 0)
+
 // Write writes every packet observation of the trace that carries frame
-// bytes, in time order, and returns how many it wrote.
+// bytes, in time order, and returns how many it wrote. A frame timed
+// before 1970 (a broken or hostile agent's) cannot be written: pcapng
+// timestamps count from the Unix epoch.
 func Write(w io.Writer, t *trace.Trace) (int, error) {
 	obs := make([]*trace.Obs, 0, len(t.Packets))
 	for _, o := range t.Packets {
-		if len(o.P.Frame) > 0 {
+		if len(o.P.Frame) > 0 && !o.P.TS.Before(epoch) {
 			obs = append(obs, o)
 		}
 	}
@@ -80,7 +87,8 @@ func Write(w io.Writer, t *trace.Trace) (int, error) {
 		if o.Agent.Hello != nil {
 			f = o.Agent.Hello.Filter
 		}
-		return pcapgo.NgInterface{Name: HopName(o), Description: desc, Filter: f, OS: "Linux",
+		return pcapgo.NgInterface{Name: optString(HopName(o), maxOption), Description: optString(desc, maxOption),
+			Filter: optString(f, maxOption-1), OS: "Linux", // the filter option starts with a byte of its own
 			LinkType: layers.LinkTypeEthernet, TimestampResolution: 9, SnapLength: snap}
 	}
 	first := pcapgo.NgInterface{Name: "none", LinkType: layers.LinkTypeEthernet, TimestampResolution: 9}
@@ -118,10 +126,27 @@ func Write(w io.Writer, t *trace.Trace) (int, error) {
 	return len(obs), nw.Flush()
 }
 
+// maxOption is the longest option value a block holds: its length is 16
+// bits (pcapng §3.5), and with the padding to 32 bits it must stay so
+// for readers (gopacket's adds them in 16 bits).
+const maxOption = 0xfffc
+
+// optString cuts s to at most n bytes, at a rune boundary.
+func optString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // writeEPB writes an Enhanced Packet Block (pcapng §4.3) with an
 // opt_comment, timestamps in nanoseconds as the interface blocks declare.
 func writeEPB(w io.Writer, ci gopacket.CaptureInfo, data []byte, comment string) error {
 	pad := func(n int) int { return (4 - n&3) & 3 }
+	comment = optString(comment, maxOption)
 	optLen := 4 + len(comment) + pad(len(comment)) + 4 // comment + opt_endofopt
 	total := 28 + len(data) + pad(len(data)) + optLen + 4
 	b := make([]byte, 0, total)

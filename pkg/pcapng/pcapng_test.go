@@ -114,3 +114,79 @@ func TestWriteEmptyTrace(t *testing.T) {
 		t.Fatalf("an empty trace must still be a valid file: %v", err)
 	}
 }
+
+// FuzzWriteReadBack: go test -run '^$' -fuzz '^FuzzWriteReadBack$' ./pkg/pcapng/
+// Whatever the names, roles, filter, frame, length, snaplen and time
+// (they come from agents), Write either says why it cannot or writes a
+// file that gopacket's pcapng reader (an independent reader) reads back
+// exactly: every frame with its bytes, time and length, on an interface
+// named as HopName says.
+func FuzzWriteReadBack(f *testing.F) {
+	f.Add("node-1", "default/pod-a", "eth0", "pod eth0", "icmp or arp", bytes.Repeat([]byte{0xab}, 42), int64(1700000000123456789), 1500, 192, true)
+	f.Add("", "pod-b", "veth1234", "host veth", "", []byte{1}, int64(0), 0, 0, false)
+	f.Add("node-1", "pod-a", strings.Repeat("i", 70000), strings.Repeat("r", 70000), strings.Repeat("f", 70000), []byte{1}, int64(1), 60, 192, true)
+	f.Add("n/1", "a/b/c", "cni0", "bridge", strings.Repeat("f", 300), make([]byte, 65535), int64(-1), 70000, 65535, true)
+	f.Fuzz(func(t *testing.T, node, pod, iface, role, filter string, frame []byte, tsNs int64, wireLen, snaplen int, probe bool) {
+		agent := &trace.AgentInfo{ID: "a", Role: "pod", Name: pod, Node: node, Hello: &wire.Hello{Snaplen: snaplen, Filter: filter}}
+		ifc := &trace.Iface{Name: iface, Role: role, Agent: agent}
+		t0 := time.Unix(0, tsNs)
+		obs := []*trace.Obs{
+			{Agent: agent, If: ifc, P: &wire.Packet{TS: t0, Len: wireLen, Frame: frame}},
+			{Agent: agent, If: ifc, P: &wire.Packet{TS: t0.Add(time.Microsecond), Len: wireLen, Frame: frame}},
+		}
+		j := &trace.Journey{FP: "fp", Obs: obs}
+		if probe {
+			j.Probe = "icmp/1"
+		}
+		var buf bytes.Buffer
+		n, err := Write(&buf, &trace.Trace{Packets: obs, Journeys: []*trace.Journey{j}})
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("an error of more than one line: %q", err)
+			}
+			return
+		}
+		// pcapng timestamps count from the Unix epoch: a frame timed
+		// before cannot be written.
+		want := 0
+		for _, o := range obs {
+			if len(frame) > 0 && o.P.TS.UnixNano() >= 0 {
+				want++
+			}
+		}
+		kept := obs[len(obs)-want:]
+		if n != want {
+			t.Fatalf("wrote %d frames; want %d", n, want)
+		}
+		r, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.DefaultNgReaderOptions)
+		if err != nil {
+			t.Fatalf("the file does not open: %v", err)
+		}
+		for i := 0; ; i++ {
+			data, ci, err := r.ReadPacketData()
+			if err == io.EOF {
+				if i != want {
+					t.Fatalf("read %d frames; want %d", i, want)
+				}
+				break
+			}
+			if err != nil {
+				t.Fatalf("frame %d: %v", i, err)
+			}
+			o := kept[i]
+			if !bytes.Equal(data, o.P.Frame) || !ci.Timestamp.Equal(o.P.TS) || ci.Length != max(o.P.Len, len(o.P.Frame)) {
+				t.Fatalf("frame %d: %d bytes at %v, length %d; want %d bytes at %v, length %d",
+					i, len(data), ci.Timestamp, ci.Length, len(o.P.Frame), o.P.TS, max(o.P.Len, len(o.P.Frame)))
+			}
+			intf, err := r.Interface(ci.InterfaceIndex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An option holds at most 65,535 bytes (pcapng §3.5): a longer
+			// name is cut.
+			if name := HopName(o); !strings.HasPrefix(name, intf.Name) || len(intf.Name) < min(len(name), 0xfff0) {
+				t.Fatalf("frame %d on %q; want %q", i, intf.Name, name)
+			}
+		}
+	})
+}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
-	"unicode"
 
 	"github.com/fatih/color"
 	"golang.org/x/term"
@@ -63,29 +61,4 @@ func newColorer(on bool) *colorer {
 		warn:   mk(color.FgYellow, color.Bold),
 		head:   mk(color.Bold),
 	}
-}
-
-// Safe makes a string from a packet or a cluster safe for a terminal:
-// control characters and escape sequences are shown escaped, never
-// interpreted.
-func Safe(s string) string {
-	clean := true
-	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			fmt.Fprintf(&b, "\\x%02x", r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

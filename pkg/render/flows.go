@@ -51,17 +51,17 @@ func writeFlows(b *strings.Builder, t *trace.Trace, c *colorer, pad func(string,
 		for _, h := range f.Hops {
 			extra := []string{}
 			if h.Flags != "" {
-				extra = append(extra, "flags "+h.Flags)
+				extra = append(extra, "flags "+Safe(h.Flags))
 			}
 			if h.Encap != "" {
-				extra = append(extra, fmt.Sprintf("%s vni %d", h.Encap, h.VNI))
+				extra = append(extra, fmt.Sprintf("%s vni %d", Safe(h.Encap), h.VNI))
 			}
 			frames := "frames"
 			if h.Packets == 1 {
 				frames = "frame "
 			}
 			line := fmt.Sprintf("      %s  %s  %-3s %10d %s  %9s  %s … %s", c.place.Sprint(pad(Safe(h.Agent.Name), wPlace)), pad(Safe(h.If.Label()), wIf),
-				h.Dir, h.Packets, frames, trace.FormatBytes(int64(h.Bytes)), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
+				Safe(h.Dir), h.Packets, frames, trace.FormatBytes(int64(h.Bytes)), rel(h.First.Sub(t.Start)), rel(h.Last.Sub(t.Start)))
 			if len(extra) > 0 {
 				line += "  " + strings.Join(extra, "  ")
 			}

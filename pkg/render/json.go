@@ -148,7 +148,7 @@ type jsonVerdict struct {
 // JSON writes the trace as JSON lines, one event per line; the last line
 // is the verdict.
 func JSON(w io.Writer, t *trace.Trace, h Header) error {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(safeJSONWriter{w})
 	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
 		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks}
 	for _, a := range t.Agents {
@@ -212,4 +212,15 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 		}
 	}
 	return enc.Encode(jsonVerdict{Kind: "verdict", Verdict: t.Verdict})
+}
+
+// safeJSONWriter passes each encoded line through safeJSON: no rune that
+// could act on a terminal reaches one that shows the JSON as it is.
+type safeJSONWriter struct{ w io.Writer }
+
+func (s safeJSONWriter) Write(p []byte) (int, error) {
+	if _, err := s.w.Write(safeJSON(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

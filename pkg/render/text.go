@@ -24,7 +24,7 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	s := t.Session
 
 	// Header lines.
-	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), s.Src.IP, c.place.Sprint(Safe(s.Dst.Name)), s.Dst.IP)
+	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), Safe(s.Src.IP), c.place.Sprint(Safe(s.Dst.Name)), Safe(s.Dst.IP))
 	switch {
 	case s.Src.Node != "" && s.Src.Node == s.Dst.Node:
 		fmt.Fprintf(b, " · same node %s", Safe(s.Src.Node))
@@ -37,7 +37,7 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	fmt.Fprintf(b, " · %s\n", probeText(s.Probe))
 	var ag []string
 	for _, a := range t.Agents {
-		ag = append(ag, fmt.Sprintf("%s (%s)", Safe(a.Name), a.Role))
+		ag = append(ag, fmt.Sprintf("%s (%s)", Safe(a.Name), Safe(a.Role)))
 	}
 	armed := ""
 	if h.Armed > 0 {
@@ -128,7 +128,7 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 			}
 			if o.P.Encap != nil {
 				e := o.P.Encap
-				extra = append(extra, fmt.Sprintf("%s vni %d %s:%d → %s:%d", e.Type, e.VNI, e.OuterSrc, e.SrcPort, e.OuterDst, e.DstPort))
+				extra = append(extra, fmt.Sprintf("%s vni %d %s:%d → %s:%d", Safe(e.Type), e.VNI, Safe(e.OuterSrc), e.SrcPort, Safe(e.OuterDst), e.DstPort))
 			}
 			if o.Note != "" {
 				extra = append(extra, Safe(o.Note))
@@ -167,7 +167,7 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 			case "not observable":
 				status = c.dim.Sprint(status)
 			default:
-				status = c.bad.Sprint(status)
+				status = c.bad.Sprint(Safe(status))
 			}
 			line := fmt.Sprintf("%s%s%s  %s  %s", head, arrow, pad(Safe(hp.Place+" "+hp.Label), wp), pad(Safe(hp.Role), wr), status)
 			if hp.Detail != "" {
@@ -180,7 +180,7 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 		fmt.Fprintf(b, "%s %s\n", c.warn.Sprint("warning"), Safe(w))
 	}
 	b.WriteString(VerdictLine(t.Verdict, t.Session, c) + "\n")
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, safeText(b.String(), colorOn))
 	return err
 }
 
@@ -189,7 +189,7 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 	if c == nil {
 		c = newColorer(false)
 	}
-	res := strings.ToUpper(v.Result)
+	res := Safe(strings.ToUpper(v.Result))
 	var parts []string
 	switch v.Result {
 	case "delivered":
@@ -248,7 +248,7 @@ func answerText(a string, s trace.Session) string {
 	case "echo-reply":
 		return "echo reply"
 	}
-	return a
+	return Safe(a)
 }
 
 func probeText(p *wire.ProbeSpec) string {

@@ -163,3 +163,19 @@ func TestMergeSkipsEnvelopesWithoutPayload(t *testing.T) {
 
 // Stream is trace.Stream, for the test above.
 type Stream = trace.Stream
+
+// An agent of another stream version writes lines this plugin skips, and
+// keeps running: the run ends at the arm timeout with an error that says
+// why no hello came, not "no diagnostics".
+func TestAgentOfAnotherStreamVersionIsNamedWithTheReason(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	l := &fakeLauncher{written: map[string]*atomic.Int64{}, play: func(id string, w io.Writer) {
+		io.WriteString(w, `{"v":2,"seq":1,"agent":"`+id+`","kind":"hello","hello":{"role":"pod"}}`+"\n")
+		<-release // still running, saying nothing this plugin reads
+	}}
+	_, err := Run(context.Background(), l, plan(), Options{ArmTimeout: 10 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "was not armed within 10s: 1 invalid lines skipped (the first: stream version 2 is not supported (this plugin reads 1..1)") {
+		t.Fatalf("Run: %v; want the arm timeout naming the skipped version 2 line", err)
+	}
+}

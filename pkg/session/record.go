@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
@@ -82,18 +83,50 @@ func Save(dir string, s trace.Session, r *Result, notes []string) error {
 	})
 }
 
-// Load reads a recording back.
+// Bounds of what Load reads from a recording. A recording holds what a
+// run kept of each agent's stream (at most MaxKeptBytes of lines, and a
+// hello and a bye beyond); a run has a handful of agents and at most 1000
+// probes (--count).
+const (
+	maxHeaderBytes = 4 << 20
+	maxStreamBytes = 2*MaxKeptBytes + 2*wire.MaxLine
+	maxAgents      = 256
+	maxNotes       = 64
+	maxProbes      = 1000
+)
+
+// Load reads a recording back. It opens regular files only (a FIFO, a
+// device or a directory in a recording's place is refused, never waited
+// on), bounds every size and count it reads, and reads each stream with
+// the bounds of a live one.
 func Load(dir string) (s trace.Session, streams []trace.Stream, armed time.Duration, notes []string, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, "session.json"))
+	notRec := func(err error) error {
+		return fmt.Errorf("%s is not a recording (kubectl podtrace … --save DIR writes one): %w", dir, err)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return s, nil, 0, nil, notRec(err)
+	} else if !st.IsDir() {
+		return s, nil, 0, nil, notRec(errors.New("not a directory"))
+	}
+	hf, err := openRegular(filepath.Join(dir, "session.json"), maxHeaderBytes)
 	if err != nil {
-		return s, nil, 0, nil, fmt.Errorf("%s is not a recording (kubectl podtrace … --save DIR writes one): %w", dir, err)
+		return s, nil, 0, nil, notRec(err)
+	}
+	b, err := io.ReadAll(hf)
+	hf.Close()
+	if err != nil {
+		return s, nil, 0, nil, notRec(err)
 	}
 	var h recordingHeader
 	if err := json.Unmarshal(b, &h); err != nil {
-		return s, nil, 0, nil, fmt.Errorf("%s/session.json: %w", dir, err)
+		return s, nil, 0, nil, fmt.Errorf("%s: %w", filepath.Join(dir, "session.json"), err)
+	}
+	if err := h.check(); err != nil {
+		return s, nil, 0, nil, fmt.Errorf("%s: %w", filepath.Join(dir, "session.json"), err)
 	}
 	for _, a := range h.Agents {
-		f, err := os.Open(filepath.Join(dir, filepath.Base(a.File)))
+		name := filepath.Join(dir, filepath.Base(a.File))
+		f, err := openRegular(name, maxStreamBytes)
 		if err != nil {
 			return s, nil, 0, nil, err
 		}
@@ -108,7 +141,7 @@ func Load(dir string) (s trace.Session, streams []trace.Stream, armed time.Durat
 				if errors.Is(err, io.EOF) {
 					break
 				}
-				return s, nil, 0, nil, fmt.Errorf("%s: %w", a.File, err)
+				return s, nil, 0, nil, fmt.Errorf("%s: %w", name, err)
 			}
 			if k.keep(e, rd.LineBytes) {
 				st.Lines = append(st.Lines, e)
@@ -129,6 +162,107 @@ func Load(dir string) (s trace.Session, streams []trace.Stream, armed time.Durat
 		streams = append(streams, st)
 	}
 	return h.Session, streams, h.ArmedNs, h.Notes, nil
+}
+
+// check holds a recording's header to what a run writes: its counts
+// bounded, its strings cut to the stream's limits, a probe the plugin
+// could have sent.
+func (h *recordingHeader) check() error {
+	if len(h.Agents) > maxAgents {
+		return fmt.Errorf("%d agents: a recording holds at most %d", len(h.Agents), maxAgents)
+	}
+	if len(h.Notes) > maxNotes {
+		return fmt.Errorf("%d notes: a recording holds at most %d", len(h.Notes), maxNotes)
+	}
+	if p := h.Session.Probe; p != nil {
+		switch {
+		case p.Count < 1 || p.Count > maxProbes:
+			return fmt.Errorf("probe count %d: want 1 to %d", p.Count, maxProbes)
+		case p.Proto != "icmp" && p.Proto != "tcp" && p.Proto != "udp":
+			return fmt.Errorf("probe protocol %q: want icmp, tcp or udp", cut(p.Proto, 64))
+		case p.Port < 0 || p.Port > 65535:
+			return fmt.Errorf("probe port %d: want 0 to 65535", p.Port)
+		}
+		p.Dst = cut(p.Dst, wire.MaxString)
+	}
+	if h.ArmedNs < 0 {
+		h.ArmedNs = 0
+	}
+	for _, e := range []*trace.Endpoint{&h.Session.Src, &h.Session.Dst} {
+		for _, p := range []*string{&e.Name, &e.Short, &e.IP, &e.Node, &e.Agent} {
+			*p = cut(*p, wire.MaxString)
+		}
+	}
+	h.Session.Shape = cut(h.Session.Shape, wire.MaxString)
+	for i := range h.Notes {
+		h.Notes[i] = cut(h.Notes[i], wire.MaxText)
+	}
+	for i := range h.Agents {
+		a := &h.Agents[i]
+		a.ID, a.Display, a.File = cut(a.ID, wire.MaxString), cut(a.Display, wire.MaxString), cut(a.File, wire.MaxString)
+		if a.Intake != nil {
+			a.Intake.InvalidReason = cut(a.Intake.InvalidReason, wire.MaxText)
+			a.Intake.ReceivedBytes = max(a.Intake.ReceivedBytes, 0)
+		}
+	}
+	return nil
+}
+
+// cut shortens s to at most n bytes at a rune boundary, marked with "…".
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+// openRegular opens a file of a recording for reading: a regular file of
+// at most max bytes. Anything else (a FIFO, a device, a directory, a
+// socket) is refused without blocking on it.
+func openRegular(name string, max int64) (*os.File, error) {
+	st, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", name, fileKind(st.Mode()))
+	}
+	f, err := openNonBlocking(name)
+	if err != nil {
+		return nil, err
+	}
+	// What was opened is what was checked: not swapped for a FIFO or a
+	// device in between.
+	fst, err := f.Stat()
+	if err != nil || !fst.Mode().IsRegular() || !os.SameFile(st, fst) {
+		f.Close()
+		return nil, fmt.Errorf("%s changed while it was opened", name)
+	}
+	if fst.Size() > max {
+		f.Close()
+		return nil, fmt.Errorf("%s has %s: a recording's file holds at most %s", name, trace.FormatBytes(fst.Size()), trace.FormatBytes(max))
+	}
+	return f, nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "mode " + m.String()
 }
 
 func safeName(s string) string {

@@ -201,6 +201,14 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 func (r *running) read(probeDone func()) {
 	defer close(r.bye)
 	rd := wire.NewReader(r.agent.Stream())
+	// Skipped lines are noted as they come: an agent whose every line is
+	// invalid (another stream version) is named with the reason when it
+	// is not armed in time.
+	rd.OnSkip = func() {
+		r.mu.Lock()
+		r.kept.note(rd)
+		r.mu.Unlock()
+	}
 	helloSeen := false
 	for {
 		e, err := rd.Next()
@@ -252,6 +260,9 @@ func (r *running) diag() string {
 	var parts []string
 	if r.fatal != "" {
 		parts = append(parts, r.fatal)
+	}
+	if in := r.kept.in; in.Invalid > 0 {
+		parts = append(parts, fmt.Sprintf("%d invalid lines skipped (the first: %s)", in.Invalid, in.InvalidReason))
 	}
 	if r.agent != nil {
 		if d := r.agent.Diagnostics(); d != "" {

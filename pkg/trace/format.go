@@ -2,6 +2,7 @@ package trace
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -10,6 +11,8 @@ import (
 // µs below a millisecond, ms with two decimals below a second, else s.
 func FormatDuration(d time.Duration) string {
 	switch {
+	case d == math.MinInt64: // has no positive counterpart: a time span saturated by a hostile timestamp
+		return "-" + FormatDuration(math.MaxInt64)
 	case d < 0:
 		return "-" + FormatDuration(-d)
 	case d < time.Millisecond:

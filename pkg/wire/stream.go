@@ -203,9 +203,10 @@ const MaxLine = 4 << 20
 
 // Reader reads a stream line by line, checks the version, reports gaps in
 // the sequence numbers, and bounds what it hands on: lines longer than
-// MaxLine, lines that are not JSON and lines whose kind lacks its payload
-// are skipped and counted (Skipped, Reason); strings and lists of an
-// accepted line are cut to the limits of Sanitize (Clamped).
+// MaxLine, lines that are not JSON, lines of a version it does not read
+// and lines whose payloads do not match their kind are skipped and
+// counted (Skipped, Reason); strings and lists of an accepted line are cut
+// to the limits of Sanitize (Clamped). A bad line never ends the stream.
 type Reader struct {
 	br   *bufio.Reader
 	buf  []byte
@@ -226,6 +227,10 @@ type Reader struct {
 	Reason  string
 	// Clamped counts the lines whose strings or lists were shortened.
 	Clamped uint64
+	// OnSkip, if set, is called from Next after each line it skipped
+	// (Skipped and Reason are then up to date): a reader still waiting
+	// for its first good line can say why none came.
+	OnSkip func()
 }
 
 // NewReader returns a Reader.
@@ -265,6 +270,9 @@ func (r *Reader) skip(why string) {
 	if r.Reason == "" {
 		r.Reason = why
 	}
+	if r.OnSkip != nil {
+		r.OnSkip()
+	}
 }
 
 // Next returns the next observation, or io.EOF at the end of the stream.
@@ -294,7 +302,8 @@ func (r *Reader) Next() (*Envelope, error) {
 			continue
 		}
 		if e.V < 1 || e.V > Version {
-			return nil, fmt.Errorf("observation stream version %d is not supported (this plugin reads 1..%d): use a plugin and agent of the same release", e.V, Version)
+			r.skip(fmt.Sprintf("stream version %d is not supported (this plugin reads 1..%d): use a plugin and agent of the same release", e.V, Version))
+			continue
 		}
 		clamped, err := Sanitize(&e)
 		if err != nil {

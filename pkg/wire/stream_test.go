@@ -39,11 +39,16 @@ func TestStreamRoundTripAndGaps(t *testing.T) {
 	}
 }
 
-func TestReaderRejectsFutureVersion(t *testing.T) {
-	r := NewReader(strings.NewReader(`{"v":99,"seq":1,"kind":"hello"}` + "\n"))
-	_, err := r.Next()
-	if err == nil || !strings.Contains(err.Error(), "version 99") {
-		t.Fatalf("want a version error, got %v", err)
+func TestReaderSkipsLinesOfVersionsItDoesNotRead(t *testing.T) {
+	in := `{"v":99,"seq":1,"kind":"hello","hello":{"role":"pod"}}` + "\n" + `{"seq":2,"kind":"bye","bye":{"reason":"x"}}` + "\n" +
+		`{"v":1,"seq":3,"agent":"a","kind":"bye","bye":{"reason":"stopped"}}` + "\n"
+	r := NewReader(strings.NewReader(in))
+	e, err := r.Next()
+	if err != nil || e.Seq != 3 {
+		t.Fatalf("got %+v, %v; want the version 1 line after two skipped ones", e, err)
+	}
+	if r.Skipped != 2 || !strings.Contains(r.Reason, "version 99 is not supported") {
+		t.Fatalf("skipped %d (%q); want 2, the first for version 99", r.Skipped, r.Reason)
 	}
 }
 

@@ -17,92 +17,55 @@ const (
 	MaxFrame    = 256 << 10 // captured bytes of one frame (snaplen is at most 64 KiB)
 )
 
-// Sanitize checks a decoded line and holds it to the limits above: a known
-// kind must carry its payload (an error names what is missing; the line is
-// to be skipped), payloads of other kinds are dropped, strings are cut (at
+// Sanitize checks a decoded line and holds it to the limits above: a line
+// carries exactly the payload of its kind (an error names what is missing
+// or what does not belong; the line is to be skipped), strings are cut (at
 // a rune boundary, marked with "…") and lists shortened. It reports
-// whether it changed anything. Lines of kinds this build does not know
-// pass without the payloads of the kinds it knows.
+// whether it changed anything. A line of a kind this build does not know
+// passes if it carries none of the payloads of the kinds it knows.
 func Sanitize(e *Envelope) (clamped bool, err error) {
 	c := clamp{}
 	e.Agent = c.str(e.Agent, MaxString)
 	e.Kind = c.str(e.Kind, 64)
+	// The payloads present, by kind.
+	present := []struct {
+		kind string
+		set  bool
+	}{
+		{KindHello, e.Hello != nil}, {KindTopology, e.Topology != nil}, {KindPacket, e.Packet != nil},
+		{KindChange, e.Change != nil}, {KindProbe, e.Probe != nil}, {KindStats, e.Stats != nil},
+		{KindError, e.Error != nil}, {KindBye, e.Bye != nil}, {KindSummary, e.Summary != nil},
+	}
+	known := false
+	for _, p := range present {
+		known = known || p.kind == e.Kind
+		if p.set && p.kind != e.Kind {
+			return false, fmt.Errorf("a %q line with a %q payload", e.Kind, p.kind)
+		}
+	}
+	if known && !HasPayload(e) {
+		return false, errMissing(e.Kind)
+	}
 	switch e.Kind {
 	case KindHello:
-		if e.Hello == nil {
-			return false, errMissing(e.Kind)
-		}
 		c.hello(e.Hello)
 	case KindTopology:
-		if e.Topology == nil {
-			return false, errMissing(e.Kind)
-		}
 		c.topology(e.Topology)
 	case KindPacket:
-		if e.Packet == nil {
-			return false, errMissing(e.Kind)
-		}
 		c.packet(e.Packet)
 	case KindChange:
-		if e.Change == nil {
-			return false, errMissing(e.Kind)
-		}
 		c.change(e.Change)
 	case KindProbe:
-		if e.Probe == nil {
-			return false, errMissing(e.Kind)
-		}
 		p := e.Probe
 		p.ID, p.Event, p.Detail = c.str(p.ID, MaxString), c.str(p.Event, MaxString), c.str(p.Detail, MaxText)
 	case KindStats:
-		if e.Stats == nil {
-			return false, errMissing(e.Kind)
-		}
 		e.Stats.Socket = c.str(e.Stats.Socket, MaxString)
 	case KindError:
-		if e.Error == nil {
-			return false, errMissing(e.Kind)
-		}
 		e.Error.Msg = c.str(e.Error.Msg, MaxText)
 	case KindBye:
-		if e.Bye == nil {
-			return false, errMissing(e.Kind)
-		}
 		e.Bye.Reason = c.str(e.Bye.Reason, MaxString)
 	case KindSummary:
-		if e.Summary == nil {
-			return false, errMissing(e.Kind)
-		}
 		c.summary(e.Summary)
-	}
-	// Payloads that do not match the kind are dropped (fields added to
-	// Envelope for new kinds are left alone: their kind checks them).
-	if e.Kind != KindHello {
-		e.Hello = nil
-	}
-	if e.Kind != KindTopology {
-		e.Topology = nil
-	}
-	if e.Kind != KindPacket {
-		e.Packet = nil
-	}
-	if e.Kind != KindChange {
-		e.Change = nil
-	}
-	if e.Kind != KindProbe {
-		e.Probe = nil
-	}
-	if e.Kind != KindStats {
-		e.Stats = nil
-	}
-	if e.Kind != KindError {
-		e.Error = nil
-	}
-	if e.Kind != KindBye {
-		e.Bye = nil
-	}
-	if e.Kind != KindSummary {
-		e.Summary = nil
 	}
 	return c.changed, nil
 }

@@ -222,7 +222,9 @@ func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPa
 		v.Answer = "none"
 		if s.Probe.Proto != "udp" {
 			v.Result = "lost"
-			v.LastSeen = path[len(path)-1].Place()
+			if len(path) > 0 { // else delivered by the prober's word alone: no hop to name
+				v.LastSeen = path[len(path)-1].Place()
+			}
 			v.Reason = fmt.Sprintf("%s received it but sent no answer (a firewall inside %s, or the kernel ignores it)", s.Dst.Short, s.Dst.Short)
 			return v
 		}

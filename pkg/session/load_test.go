@@ -1,0 +1,146 @@
+package session
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// recording writes a small recording into a new directory: one agent
+// whose stream is a hello and a bye.
+func recording(t *testing.T, header map[string]any) string {
+	t.Helper()
+	dir := t.TempDir()
+	stream := `{"v":1,"seq":1,"agent":"a","kind":"hello","hello":{"role":"pod","name":"pod-a"}}` + "\n" +
+		`{"v":1,"seq":2,"agent":"a","kind":"bye","bye":{"reason":"stopped"}}` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "01-a.jsonl"), []byte(stream), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := map[string]any{
+		"session": map[string]any{"Src": map[string]any{"Name": "pod-a", "Agent": "a"}, "Dst": map[string]any{"Name": "pod-b"},
+			"Probe": map[string]any{"proto": "icmp", "dst": "10.0.0.2", "count": 1, "id": 7}},
+		"agents": []any{map[string]any{"id": "a", "display": "pod-a", "file": "01-a.jsonl"}},
+	}
+	for k, v := range header {
+		h[k] = v
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "session.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// loadErr runs Load with a bound on its time: a recording that makes it
+// wait forever fails the test instead of hanging it.
+func loadErr(t *testing.T, dir string) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, _, _, _, err := Load(dir)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("Load(%s) did not return", dir)
+		return nil
+	}
+}
+
+func TestLoadReadsAWellFormedRecording(t *testing.T) {
+	dir := recording(t, nil)
+	s, streams, _, _, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Src.Name != "pod-a" || len(streams) != 1 || len(streams[0].Lines) != 2 {
+		t.Fatalf("session %+v, %d streams; want pod-a and one stream of 2 lines", s.Src, len(streams))
+	}
+}
+
+// A recording is what someone sent: a FIFO, a device or a directory in
+// the place of a file is refused at once with a line that says what it
+// is, never read or waited on.
+func TestLoadOpensRegularFilesOnly(t *testing.T) {
+	cases := []struct {
+		name, file, want string
+		make             func(path string) error
+	}{
+		{"fifo header", "session.json", "is not a regular file (a FIFO)", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"fifo stream", "01-a.jsonl", "is not a regular file (a FIFO)", func(p string) error { return syscall.Mkfifo(p, 0o600) }},
+		{"device stream", "01-a.jsonl", "is not a regular file (a character device)", func(p string) error { return os.Symlink("/dev/zero", p) }},
+		{"directory header", "session.json", "is not a regular file (a directory)", func(p string) error { return os.Mkdir(p, 0o700) }},
+		{"directory stream", "01-a.jsonl", "is not a regular file (a directory)", func(p string) error { return os.Mkdir(p, 0o700) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := recording(t, nil)
+			p := filepath.Join(dir, c.file)
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.make(p); err != nil {
+				t.Fatal(err)
+			}
+			err := loadErr(t, dir)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Load: %v; want one line saying %q", err, c.want)
+			}
+		})
+	}
+	if err := loadErr(t, filepath.Join(recording(t, nil), "session.json")); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Load of a file: %v; want: not a directory", err)
+	}
+}
+
+func TestLoadBoundsTheCountsItReads(t *testing.T) {
+	many := make([]any, maxAgents+1)
+	for i := range many {
+		many[i] = map[string]any{"id": "a", "file": "01-a.jsonl"}
+	}
+	probe := func(count int, proto string, port int) map[string]any {
+		return map[string]any{"session": map[string]any{"Probe": map[string]any{"proto": proto, "count": count, "port": port}}}
+	}
+	cases := []struct {
+		name   string
+		header map[string]any
+		want   string
+	}{
+		{"agents", map[string]any{"agents": many}, "257 agents: a recording holds at most 256"},
+		{"notes", map[string]any{"notes": make([]string, 65)}, "65 notes: a recording holds at most 64"},
+		{"probe count", probe(1<<62, "icmp", 0), "probe count 4611686018427387904: want 1 to 1000"},
+		{"no probes", probe(0, "icmp", 0), "probe count 0: want 1 to 1000"},
+		{"probe protocol", probe(1, "sctp\x1b[2J", 0), `probe protocol "sctp\x1b[2J": want icmp, tcp or udp`},
+		{"probe port", probe(1, "tcp", 70000), "probe port 70000: want 0 to 65535"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := loadErr(t, recording(t, c.header))
+			if err == nil || !strings.HasSuffix(err.Error(), c.want) {
+				t.Fatalf("Load: %v; want an error ending %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestLoadRefusesAStreamFileBeyondWhatARecordingHolds(t *testing.T) {
+	dir := recording(t, nil)
+	p := filepath.Join(dir, "01-a.jsonl")
+	// A sparse file: its size is what counts, not its blocks.
+	if err := os.Truncate(p, maxStreamBytes+1); err != nil {
+		t.Fatal(err)
+	}
+	err := loadErr(t, dir)
+	if err == nil || !strings.Contains(err.Error(), "a recording's file holds at most") {
+		t.Fatalf("Load: %v; want the size refused", err)
+	}
+}
