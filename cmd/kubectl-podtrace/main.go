@@ -57,7 +57,8 @@ func interrupts(cancel context.CancelFunc) {
 		cancel()
 		fmt.Fprintln(os.Stderr, "podtrace: interrupted: stopping the agents and removing what this run created (interrupt again to exit at once)")
 		<-sigs
-		fmt.Fprintln(os.Stderr, "podtrace: interrupted again: exiting before the teardown ended; "+cli.Leftover())
+		// (the standard error writer may be mid-line: this line goes out on its own, escaped)
+		fmt.Fprintln(os.Stderr, "podtrace: interrupted again: exiting before the teardown ended; "+render.Safe(cli.Leftover()))
 		os.Exit(130)
 	}()
 }
