@@ -14,7 +14,8 @@ import (
 // pod-a floods pod-b with UDP, with a --filter that admits the flood (the
 // default, probe-scoped filter would keep it out in the kernel): the
 // stream stays within its byte budget, says what it cut, and the probe's
-// echo requests and replies are in it.
+// echo requests and replies are in it unless the kernel dropped them before
+// they were read (counted as drops).
 func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
 	const budget = 32 << 10
 	l := newLab(t)
@@ -78,7 +79,18 @@ func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
 	if limit := budget * (1 + ran.Seconds()); float64(packetBytes) > limit {
 		t.Errorf("%d bytes of packet lines in %v: over the budget (%d/s, one second of burst: %.0f)", packetBytes, ran, budget, limit)
 	}
-	if requests != count || replies != count {
-		t.Errorf("echo requests %d, replies %d in the stream; want %d each beside the flood", requests, replies, count)
+	// The budget never cuts a probe frame. A frame can still be lost before
+	// the agent reads it: when the reader falls behind the flood (a loaded
+	// machine, a -race build) the kernel drops frames from the full ring,
+	// probe frames among them, and says so in the drop counter the user sees.
+	if requests > count || replies > count {
+		t.Errorf("echo requests %d, replies %d in the stream; %d probes were sent", requests, replies, count)
+	}
+	if requests < count || replies < count {
+		if st.Drops == 0 {
+			t.Errorf("echo requests %d, replies %d in the stream, want %d each: with no frame dropped by the kernel, the budget cut a probe frame", requests, replies, count)
+		} else {
+			t.Logf("echo requests %d, replies %d of %d: the kernel dropped %d frames from the ring while the reader was behind the flood", requests, replies, count, st.Drops)
+		}
 	}
 }
