@@ -79,7 +79,8 @@ func TestBudgetUnderFloodKeepsTheProbe(t *testing.T) {
 	if limit := budget * (1 + ran.Seconds()); float64(packetBytes) > limit {
 		t.Errorf("%d bytes of packet lines in %v: over the budget (%d/s, one second of burst: %.0f)", packetBytes, ran, budget, limit)
 	}
-	// The budget never cuts a probe frame. A frame can still be lost before
+	// The budget keeps its reserve for small flows such as the probe's, beside
+	// the one big flow of the flood: it cuts no probe frame. A frame can still be lost before
 	// the agent reads it: when the reader falls behind the flood (a loaded
 	// machine, a -race build) the kernel drops frames from the full ring,
 	// probe frames among them, and says so in the drop counter the user sees.
