@@ -261,4 +261,3 @@ func TestParseConntrackSurvivesGarbage(t *testing.T) {
 		}
 	}
 }
-
