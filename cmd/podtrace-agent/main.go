@@ -143,8 +143,8 @@ func parseArgs(args []string) (agent.Config, error) {
 		return cfg, errors.New("--probe and --trace-probe exclude each other: the agent that sends a probe traces it")
 	}
 	if traceArg != "" {
-		if len(cfg.Hosts) != 2 {
-			return cfg, errors.New("--trace-probe needs --hosts SRC,DST")
+		if len(cfg.Hosts) < 2 {
+			return cfg, errors.New("--trace-probe needs --hosts SRC,DST (then any address the probe may be translated to)")
 		}
 		if spec.ID == 0 {
 			return cfg, errors.New("--trace-probe needs --probe-id")

@@ -160,6 +160,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var promisc []int
 	var promiscNames []string
+	var promiscWarning string
+	if _, _, _, nat := natSpec(cfg); nat && cfg.Promisc {
+		// Measured: with br_netfilter, a frame that a DNAT sends back out
+		// of the bridge it came in on is bridged to the endpoint and, on
+		// a promiscuous bridge, also passed up and routed: the endpoint
+		// receives it twice. A probe that may be translated must not
+		// change what it observes.
+		cfg.Promisc = false
+		promiscWarning = "bridges are not held in promiscuous mode (a promiscuous bridge makes br_netfilter deliver a DNATed frame twice): frames a bridge forwards between its ports are seen at the ports only"
+	}
 	if cfg.Promisc {
 		for _, l := range links {
 			if l.Kind == "bridge" {
@@ -228,6 +238,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if scopeWarning != "" {
 		hello.Warnings = append(hello.Warnings, scopeWarning)
+	}
+	if promiscWarning != "" {
+		hello.Warnings = append(hello.Warnings, promiscWarning)
 	}
 	if ctWarning != "" {
 		hello.Warnings = append(hello.Warnings, ctWarning)
@@ -401,10 +414,13 @@ func captureFilter(cfg Config) (expr, warning string, err error) {
 	if m == nil {
 		m = cfg.Probe
 	}
-	if m == nil || len(cfg.Hosts) != 2 {
+	if m == nil || len(cfg.Hosts) < 2 {
 		return scope.Hosts(cfg.Hosts), "", nil
 	}
+	// Hosts beyond the two ends (a Service's endpoint after a DNAT) are
+	// on the path too: their address resolution is in the scope.
 	resolved, perr := netsnap.PathAddrs(cfg.Hosts)
+	resolved = append(resolved, cfg.Hosts[2:]...)
 	if perr != nil {
 		warning = "the path's gateways and tunnel endpoints are not in the capture filter: " + perr.Error()
 	}
@@ -466,7 +482,14 @@ func reportNAT(cfg Config, w *wire.Writer, ctw *netsnap.ConntrackWatch) {
 		} else {
 			f.SrcPort, f.DstPort = wire.SourcePort(m, seq), m.Port
 		}
-		n, seen := fromEvents(events, f)
+		n, seen, alive := fromEvents(events, f)
+		if alive {
+			// Still in the table: its status now (a reply seen since
+			// it was created).
+			if cur, err := netsnap.LookupConntrack(f); err == nil {
+				n.SeenReply, n.State = n.SeenReply || cur.SeenReply, cur.State
+			}
+		}
 		if n == nil {
 			var err error
 			n, err = netsnap.LookupConntrack(f)
@@ -496,22 +519,26 @@ func reportNAT(cfg Config, w *wire.Writer, ctw *netsnap.ConntrackWatch) {
 
 // fromEvents is the entry of flow f as the events showed it: the
 // translation from its creation, the status from its destruction when it
-// is gone; and when the agent learned of it.
-func fromEvents(events []netsnap.ConntrackEvent, f netsnap.Flow) (*wire.NAT, time.Time) {
-	var n *wire.NAT
-	var seen time.Time
+// is gone; when the agent learned of it; and whether it is still in the
+// table (no destroy event yet).
+func fromEvents(events []netsnap.ConntrackEvent, f netsnap.Flow) (n *wire.NAT, seen time.Time, alive bool) {
 	for _, e := range events {
 		o := e.Entry.Orig
 		if o.Src != f.Src.String() || o.Dst != f.Dst.String() || e.Entry.Proto != f.Proto ||
 			o.SrcPort != f.SrcPort || o.DstPort != f.DstPort || o.ICMPID != f.ICMPID {
 			continue
 		}
+		replied := n != nil && n.SeenReply
 		if n == nil {
 			seen = e.Seen
 		}
-		n = e.Entry
+		cp := *e.Entry
+		n, alive = &cp, e.Type != "destroy"
+		// A reply seen once stays seen (a destroy event carries no
+		// status bits; the kernel may have replaced the entry since).
+		n.SeenReply = n.SeenReply || replied
 	}
-	return n, seen
+	return n, seen, alive
 }
 
 func translated(n *wire.NAT) bool {

@@ -20,20 +20,23 @@ import (
 // Conntrack event groups (nfnetlink.h).
 const (
 	nfnlgrpConntrackNew     = 1
+	nfnlgrpConntrackUpdate  = 2
 	nfnlgrpConntrackDestroy = 3
 	ipctnlMsgCtDelete       = 2
 )
 
-// ConntrackEvent is a conntrack entry created ("new") or destroyed
-// ("destroy") in the watched namespace. Seen is when the agent received
-// the notification.
+// ConntrackEvent is a conntrack entry created ("new"), changed
+// ("update": its state, or a first reply, which sets IPS_SEEN_REPLY) or
+// destroyed ("destroy") in the watched namespace. Seen is when the agent
+// received the notification. A destroy event does not carry the entry's
+// status bits: the updates before it do.
 type ConntrackEvent struct {
 	Type  string
 	Seen  time.Time
 	Entry *wire.NAT
 }
 
-// ConntrackWatch follows conntrack's new and destroy events of the
+// ConntrackWatch follows conntrack's new, update and destroy events of the
 // connections that a source address opens. A kernel filter on the netlink
 // socket passes only the events whose original source is that address, so
 // a busy node's other connections cost nothing in user space. A translated
@@ -62,7 +65,7 @@ func WatchConntrack(ctx context.Context, src netip.Addr) (*ConntrackWatch, error
 		return nil, err
 	}
 	runtime.LockOSThread()
-	sock, err := nl.Subscribe(unix.NETLINK_NETFILTER, nfnlgrpConntrackNew, nfnlgrpConntrackDestroy)
+	sock, err := nl.Subscribe(unix.NETLINK_NETFILTER, nfnlgrpConntrackNew, nfnlgrpConntrackUpdate, nfnlgrpConntrackDestroy)
 	runtime.UnlockOSThread()
 	if err != nil {
 		if errors.Is(err, syscall.EPERM) {
@@ -147,7 +150,7 @@ func (w *ConntrackWatch) run() {
 			switch m.Header.Type & 0xff {
 			case nl.IPCTNL_MSG_CT_NEW:
 				if m.Header.Flags&(unix.NLM_F_CREATE|unix.NLM_F_EXCL) == 0 {
-					continue // an update
+					typ = "update"
 				}
 			case ipctnlMsgCtDelete:
 				typ = "destroy"
