@@ -53,7 +53,15 @@ healthy() { curl -sf "http://$1:10256/healthz" >/dev/null; }
 healthy2() { n2 curl -sf "http://$1:10256/healthz" >/dev/null; }
 # answers VIP PORT: a TCP connection to a Service from the node itself goes through the DNAT
 answers() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
-answers2() { n2 timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+# programmed2 MODE VIP: node 2's rules translate the VIP (node 2 has no default route, so a
+# connection from the node itself fails its route lookup before any DNAT: its pods' traffic
+# is DNATed in PREROUTING)
+programmed2() {
+  case $1 in
+  nftables) n2 nft list table ip kube-proxy 2>/dev/null | grep -q "$2 . tcp . 80 : goto service-" ;;
+  iptables) n2 iptables-save -t nat 2>/dev/null | grep -q -- "-d $2/32 .*-j KUBE-SVC-" ;;
+  esac
+}
 
 up() {
   local mode=${1:-$PROXY} s
@@ -72,12 +80,13 @@ up() {
   if [ "$(cluster_nodes)" = 2 ]; then
     waitfor "kube-proxy ($mode) on $NODE2_NAME" 120 healthy2 "$NODE2_IP" || { tail -n 30 "$LOGS/node2-kube-proxy.log" >&2; die "kube-proxy did not sync on $NODE2_NAME"; }
   fi
-  # the rules work: each node reaches a Service through its DNAT (once the endpoints are ready)
+  # the rules work: node 1 reaches a Service through its DNAT, node 2 has the rules for one
+  # (once the endpoints are ready)
   if kc -n e2e get service svc-local >/dev/null 2>&1; then
     waitfor "svc-local through $mode rules on $NODE_NAME" 120 answers "$(kc -n e2e get service svc-local -o jsonpath='{.spec.clusterIP}')" 80 ||
       { tail -n 30 "$LOGS/kube-proxy.log" >&2; die "svc-local does not answer on $NODE_NAME"; }
     if [ "$(cluster_nodes)" = 2 ]; then
-      waitfor "svc-remote through $mode rules on $NODE2_NAME" 120 answers2 "$(kc -n e2e get service svc-remote -o jsonpath='{.spec.clusterIP}')" 80 ||
+      waitfor "svc-remote in $mode rules on $NODE2_NAME" 120 programmed2 "$mode" "$(kc -n e2e get service svc-remote -o jsonpath='{.spec.clusterIP}')" ||
         { tail -n 30 "$LOGS/node2-kube-proxy.log" >&2; die "svc-remote does not answer on $NODE2_NAME"; }
     fi
   fi
