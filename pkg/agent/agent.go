@@ -508,7 +508,7 @@ func reportNAT(cfg Config, w *wire.Writer, ctw *netsnap.ConntrackWatch) {
 		if !rulesRead {
 			rulesRead = true
 			var err error
-			if rules, err = netsnap.NATRuleSets(); err != nil {
+			if rules, err = netsnap.NATRuleSets(src.Is6()); err != nil {
 				_ = w.Emit(&wire.Error{Msg: "nat rule sets: " + err.Error()})
 			}
 		}

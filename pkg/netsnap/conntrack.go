@@ -290,14 +290,15 @@ const (
 )
 
 // NATRuleSets names the rule sets of the calling thread's network
-// namespace that hook NAT where a destination is translated (prerouting,
-// output): "nftables FAMILY TABLE" for an nftables table with a nat chain
-// there, "iptables FAMILY nat (nf_tables)" for the table "nat" with the
-// chains PREROUTING or OUTPUT as iptables-nft lays it out, and
-// "iptables-legacy nat" when the legacy x_tables nat table is loaded.
-// Conntrack does not record which rule translated a connection: these are
-// the candidates.
-func NATRuleSets() ([]string, error) {
+// namespace that hook NAT for IPv4 (v6 false) or IPv6 connections where a
+// destination is translated (prerouting, output): "nftables FAMILY TABLE"
+// for an nftables table of family ip, ip6 or inet with a nat chain there,
+// "iptables FAMILY nat (nf_tables)" for the table "nat" with the chains
+// PREROUTING or OUTPUT as iptables-nft lays it out, and
+// "iptables-legacy nat" (ip6tables-legacy for IPv6) when the legacy
+// x_tables nat table is loaded. Conntrack does not record which rule
+// translated a connection: these are the candidates.
+func NATRuleSets(v6 bool) ([]string, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	seen := map[string]bool{}
@@ -319,6 +320,9 @@ func NATRuleSets() ([]string, error) {
 			continue
 		}
 		fam := familyName(m[0])
+		if fam != "inet" && (fam == "ip6") != v6 || fam != "ip" && fam != "ip6" && fam != "inet" {
+			continue // rules of another address family cannot translate it
+		}
 		attrs, err := nl.ParseRouteAttr(m[nl.SizeofNfgenmsg:])
 		if err != nil {
 			continue
@@ -352,10 +356,14 @@ func NATRuleSets() ([]string, error) {
 			add("nftables " + fam + " " + table)
 		}
 	}
-	if b, err := os.ReadFile("/proc/net/ip_tables_names"); err == nil {
+	legacy, names := "iptables-legacy nat", "/proc/net/ip_tables_names"
+	if v6 {
+		legacy, names = "ip6tables-legacy nat", "/proc/net/ip6_tables_names"
+	}
+	if b, err := os.ReadFile(names); err == nil {
 		for _, l := range strings.Fields(string(b)) {
 			if l == "nat" {
-				add("iptables-legacy nat")
+				add(legacy)
 			}
 		}
 	}

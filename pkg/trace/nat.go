@@ -90,6 +90,8 @@ func FamilyText(r string) string {
 	switch {
 	case strings.HasPrefix(r, "nftables "):
 		return "nftables (table " + strings.TrimPrefix(r, "nftables ") + ")"
+	case strings.HasPrefix(r, "ip6tables-legacy"):
+		return "ip6tables (legacy)"
 	case strings.HasPrefix(r, "iptables-legacy"):
 		return "iptables (legacy)"
 	case strings.HasPrefix(r, "iptables "):

@@ -385,8 +385,8 @@ type NAT struct {
 	State     string `json:"state,omitempty"` // TCP state (SYN_SENT, ESTABLISHED, CLOSE, …)
 	Zone      int    `json:"zone,omitempty"`
 	Mark      uint32 `json:"mark,omitempty"`
-	// Rules names the rule sets of the namespace that hook NAT, the
-	// candidates for who translated it: "nftables ip kube-proxy",
+	// Rules names the rule sets of the namespace that hook NAT for the
+	// entry's address family, the candidates for who translated it: "nftables ip kube-proxy",
 	// "iptables ip nat (nf_tables)", "iptables-legacy nat". Conntrack
 	// does not record which rule translated a connection.
 	Rules []string `json:"rules,omitempty"`
