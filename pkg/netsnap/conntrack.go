@@ -329,6 +329,7 @@ func NATRuleSets(v6 bool) ([]string, error) {
 		}
 		var table, chain, typ string
 		hook := -1
+		famNum := m[0]
 		for _, a := range attrs {
 			switch a.Attr.Type &^ unix.NLA_F_NESTED {
 			case nftaChainTable:
@@ -350,6 +351,12 @@ func NATRuleSets(v6 bool) ([]string, error) {
 		if typ != "nat" || (hook != nfInetPreRouting && hook != nfInetLocalOut) {
 			continue
 		}
+		// An empty base chain translates nothing (iptables-nft makes all
+		// of a table's base chains at its first rule, and they stay when
+		// the rules go).
+		if n, err := chainRules(famNum, table, chain); err == nil && n == 0 {
+			continue
+		}
 		if table == "nat" && (chain == "PREROUTING" || chain == "OUTPUT") {
 			add("iptables " + fam + " nat (nf_tables)")
 		} else {
@@ -369,6 +376,33 @@ func NATRuleSets(v6 bool) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// nftMsgGetRule and the rule attributes that filter a dump (nf_tables.h).
+const (
+	nftMsgGetRule   = 7
+	nftaRuleTable   = 1
+	nftaRuleChain   = 2
+	maxRulesCounted = 1 << 16
+)
+
+// chainRules counts the rules of one nftables chain: a dump filtered by
+// the kernel to that table and chain (a hook chain holds a few rules that
+// jump elsewhere, whatever the size of the rule set).
+func chainRules(family uint8, table, chain string) (int, error) {
+	req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|nftMsgGetRule, unix.NLM_F_DUMP)
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: family, Version: unix.NFNETLINK_V0})
+	req.AddData(nl.NewRtAttr(nftaRuleTable, nl.ZeroTerminated(table)))
+	req.AddData(nl.NewRtAttr(nftaRuleChain, nl.ZeroTerminated(chain)))
+	n := 0
+	err := req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func([]byte) bool {
+		n++
+		return n < maxRulesCounted
+	})
+	if err != nil && !errors.Is(err, nl.ErrDumpInterrupted) {
+		return 0, err
+	}
+	return n, nil
 }
 
 func familyName(f uint8) string {

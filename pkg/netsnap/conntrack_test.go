@@ -55,6 +55,12 @@ var dnatRules = []struct {
 table ip6 kube-proxy {
 	chain nat-prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
+		ip6 daddr fd00::10 tcp dport 80 dnat to [fd00::3]:8080
+	}
+}
+table ip nat {
+	chain PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
 	}
 }
 `)
@@ -62,7 +68,9 @@ table ip6 kube-proxy {
 			t.Fatalf("nft: %v\n%s", err, out)
 		}
 	},
-	want: "nftables ip kube-proxy", // not the ip6 table: it cannot translate IPv4
+	// Not the ip6 table (it cannot translate IPv4), nor the empty base
+	// chain iptables-nft leaves behind when its rules are gone.
+	want: "nftables ip kube-proxy",
 }}
 
 // serviceLab is the bridge lab with the node forwarding and passing
