@@ -291,7 +291,8 @@ const (
 
 // NATRuleSets names the rule sets of the calling thread's network
 // namespace that hook NAT for IPv4 (v6 false) or IPv6 connections where a
-// destination is translated (prerouting, output): "nftables FAMILY TABLE"
+// destination is translated (prerouting, output), in a chain that holds
+// at least one rule: "nftables FAMILY TABLE"
 // for an nftables table of family ip, ip6 or inet with a nat chain there,
 // "iptables FAMILY nat (nf_tables)" for the table "nat" with the chains
 // PREROUTING or OUTPUT as iptables-nft lays it out, and
