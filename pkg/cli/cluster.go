@@ -54,9 +54,9 @@ type ClusterOptions struct {
 }
 
 // maxEndpointNodes bounds the nodes of a Service's endpoints that get a
-// node agent beside the source's node: kube-proxy picks an endpoint at
-// random, so the trace watches the nodes of the first ready endpoints (by
-// address), and says which it left out.
+// node agent (the source's node always has one): kube-proxy picks an
+// endpoint at random, so the trace watches the nodes of the first ready
+// endpoints (by address), and says when it left some out.
 const maxEndpointNodes = 3
 
 // NewClusterOptions returns options with defaults.
