@@ -161,14 +161,14 @@ func Run(ctx context.Context, cfg Config) error {
 	var promisc []int
 	var promiscNames []string
 	var promiscWarning string
-	if _, _, _, nat := natSpec(cfg); nat && cfg.Promisc {
+	if _, src, _, nat := natSpec(cfg); nat && cfg.Promisc && bridgedDNAT(src.Is6()) {
 		// Measured: with br_netfilter, a frame that a DNAT sends back out
 		// of the bridge it came in on is bridged to the endpoint and, on
 		// a promiscuous bridge, also passed up and routed: the endpoint
 		// receives it twice. A probe that may be translated must not
 		// change what it observes.
 		cfg.Promisc = false
-		promiscWarning = "bridges are not held in promiscuous mode (a promiscuous bridge makes br_netfilter deliver a DNATed frame twice): frames a bridge forwards between its ports are seen at the ports only"
+		promiscWarning = "bridges are not held in promiscuous mode (with br_netfilter and NAT rules here, a promiscuous bridge delivers a DNATed frame twice): frames a bridge forwards between its ports are seen at the ports only"
 	}
 	if cfg.Promisc {
 		for _, l := range links {
@@ -548,6 +548,22 @@ func translated(n *wire.NAT) bool {
 
 // maxNATLookups bounds the conntrack lookups of one run.
 const maxNATLookups = 100
+
+// bridgedDNAT tells whether bridged frames of the namespace pass its IP
+// hooks (br_netfilter: net.bridge.bridge-nf-call-iptables, or ip6tables
+// for IPv6) and a NAT rule set is there to translate them.
+func bridgedDNAT(v6 bool) bool {
+	key := "/proc/sys/net/bridge/bridge-nf-call-iptables"
+	if v6 {
+		key = "/proc/sys/net/bridge/bridge-nf-call-ip6tables"
+	}
+	b, err := os.ReadFile(key)
+	if err != nil || strings.TrimSpace(string(b)) != "1" {
+		return false
+	}
+	rules, err := netsnap.NATRuleSets(v6)
+	return err != nil || len(rules) > 0 // unknown: keep out of the way
+}
 
 // heldLines holds the lines emitted before hello and writes them right
 // after it, in order.

@@ -177,6 +177,18 @@ func TestServiceDNATIsFollowedToTheEndpointWithEitherRuleFamily(t *testing.T) {
 				!strings.HasPrefix(ans[len(ans)-1].Packet.Summary, "TCP "+svcIP) && !strings.Contains(ans[len(ans)-1].Packet.Summary, svcIP+":80") {
 				t.Errorf("answer hops %+v; want pod-b eth0 → … → pod-a eth0 from %s", ans, svcIP)
 			}
+			// The agents change nothing: pod-b receives the SYN once (a
+			// promiscuous bridge would make br_netfilter deliver it twice).
+			syns := 0
+			for _, h := range v {
+				if h.Kind == "hop" && h.Agent == b.NetNS && h.Iface == "eth0" && h.Packet != nil && h.Packet.Dir == "in" &&
+					h.Packet.L4 != nil && h.Packet.L4.Flags == "SYN" {
+					syns++
+				}
+			}
+			if syns != 1 {
+				t.Errorf("pod-b's eth0 received the SYN %d times; want once", syns)
+			}
 			if !strings.Contains(r.stdout, `"service":{"name":"`+svcIP+`"`) {
 				t.Errorf("the trace line does not carry the service")
 			}
