@@ -84,7 +84,7 @@ func TestResolveServicePicksThePortAndItsEndpoints(t *testing.T) {
 	}
 	ready := st.Ready()
 	if len(st.Endpoints) != 2 || len(ready) != 1 || ready[0].IP != "10.244.1.7" || ready[0].Port != 8080 || ready[0].Node != "node-2" ||
-		ready[0].Pod == nil || *ready[0].Pod != (Ref{"shop", "web-1"}) {
+		ready[0].Pod == nil || *ready[0].Pod != (Ref{Namespace: "shop", Name: "web-1"}) {
 		t.Errorf("endpoints %+v, ready %+v; want web-1 10.244.1.7:8080 on node-2 ready, web-2 not", st.Endpoints, ready)
 	}
 	if st.NoEndpoints() != "" {
