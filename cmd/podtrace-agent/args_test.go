@@ -17,7 +17,7 @@ import (
 // in the agent's Config as the launcher meant it.
 func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 	probe := &wire.ProbeSpec{Proto: "tcp", Dst: "10.244.0.3", Port: 8080, Count: 3,
-		Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, ID: 40000}
+		Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, ID: 40000, NAT: true}
 	for _, tc := range []struct {
 		name string
 		spec launch.Spec
@@ -42,6 +42,16 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 			// Interval and Timeout are the flags' defaults: a tracer sends nothing.
 			Match:           &wire.ProbeSpec{Proto: "udp", Dst: "10.244.0.3", Port: 53, Count: 2, ID: 41000, Interval: 200 * time.Millisecond, Timeout: time.Second},
 			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: -1},
+	}, {
+		name: "tracer of a probe to a Service's virtual IP",
+		spec: launch.Spec{ID: "node-2", Role: wire.RoleNode, Name: "node-2", Node: "node-2",
+			Hosts: []string{"10.244.0.2", "10.96.0.10"}, Deadline: time.Minute,
+			Match: &wire.ProbeSpec{Proto: "tcp", Dst: "10.96.0.10", Port: 80, Count: 1, ID: 42000, NAT: true}},
+		want: agent.Config{ID: "node-2", Role: wire.RoleNode, Name: "node-2", Node: "node-2",
+			Hosts: []string{"10.244.0.2", "10.96.0.10"}, Snaplen: wire.DefaultSnaplen, Promisc: true,
+			Deadline: time.Minute, Control: "stdin",
+			Match:           &wire.ProbeSpec{Proto: "tcp", Dst: "10.96.0.10", Port: 80, Count: 1, ID: 42000, NAT: true, Interval: 200 * time.Millisecond, Timeout: time.Second},
+			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: wire.DefaultBudget},
 	}, {
 		name: "defaults",
 		spec: launch.Spec{ID: "pod-b", Role: wire.RolePod, Deadline: 30 * time.Second},

@@ -109,6 +109,7 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.DurationVar(&spec.Interval, "interval", 200*time.Millisecond, "time between probes")
 	fs.DurationVar(&spec.Timeout, "probe-timeout", time.Second, "how long to wait for each probe's reply")
 	fs.IntVar(&spec.ID, "probe-id", 0, "ICMP echo id, or first TCP/UDP source port")
+	fs.BoolVar(&spec.NAT, "nat", false, "the probe's destination may be translated on the way (a Service's virtual IP): capture the probe's frames to and from any address, and (node role) report its conntrack translations")
 	fs.IntVar(&cfg.SummarizeAbove, "summarize-above", 0, "above this many captured frames per second (sustained for a second), write per-flow summaries instead of one line per frame, until exit; 0: never (kubectl podtrace --passive gives 500)")
 	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "how often to write a summary once summarizing")
 	fs.IntVar(&cfg.SummaryRecords, "summary-records", wire.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")
@@ -142,8 +143,8 @@ func parseArgs(args []string) (agent.Config, error) {
 		return cfg, errors.New("--probe and --trace-probe exclude each other: the agent that sends a probe traces it")
 	}
 	if traceArg != "" {
-		if len(cfg.Hosts) != 2 {
-			return cfg, errors.New("--trace-probe needs --hosts SRC,DST")
+		if len(cfg.Hosts) < 2 {
+			return cfg, errors.New("--trace-probe needs --hosts SRC,DST (then any address the probe may be translated to)")
 		}
 		if spec.ID == 0 {
 			return cfg, errors.New("--trace-probe needs --probe-id")

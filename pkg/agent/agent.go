@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -159,6 +160,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var promisc []int
 	var promiscNames []string
+	var promiscWarning string
+	if _, src, _, nat := natSpec(cfg); nat && cfg.Promisc && bridgedDNAT(src.Is6()) {
+		// Measured: with br_netfilter, a frame that a DNAT sends back out
+		// of the bridge it came in on is bridged to the endpoint and, on
+		// a promiscuous bridge, also passed up and routed: the endpoint
+		// receives it twice. A probe that may be translated must not
+		// change what it observes.
+		cfg.Promisc = false
+		promiscWarning = "bridges are not held in promiscuous mode (with br_netfilter and NAT rules here, a promiscuous bridge delivers a DNATed frame twice): frames a bridge forwards between its ports are seen at the ports only"
+	}
 	if cfg.Promisc {
 		for _, l := range links {
 			if l.Kind == "bridge" {
@@ -190,6 +201,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return fatal(errors.New("netlink subscription did not become ready"))
 	}
 
+	// Conntrack events of the probe's connections, followed from before
+	// the probe leaves (node agents of a probe that may be translated).
+	var ctw *netsnap.ConntrackWatch
+	var ctWarning string
+	if _, src, _, ok := natSpec(cfg); ok {
+		if ctw, err = netsnap.WatchConntrack(ctx, src); err != nil {
+			ctWarning = err.Error() + ": translations are looked up at the end of the run, and one the kernel dropped already is missed"
+		} else {
+			defer ctw.Close()
+		}
+	}
+
 	h, err := capture.Open(capture.Config{Filter: prog, Snaplen: cfg.Snaplen, Promisc: promisc})
 	if err != nil {
 		return fatal(err)
@@ -215,6 +238,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if scopeWarning != "" {
 		hello.Warnings = append(hello.Warnings, scopeWarning)
+	}
+	if promiscWarning != "" {
+		hello.Warnings = append(hello.Warnings, promiscWarning)
+	}
+	if ctWarning != "" {
+		hello.Warnings = append(hello.Warnings, ctWarning)
 	}
 	sum := newSummarizer(cfg.SummarizeAbove, cfg.SummaryInterval, cfg.SummaryRecords, &names, h.Stats)
 	if sum != nil {
@@ -339,6 +368,7 @@ func Run(ctx context.Context, cfg Config) error {
 		sum.flush(time.Now(), w) // the last, partial interval
 		summarized, summarizedBytes = sum.packets, sum.bytes
 	}
+	reportNAT(cfg, w, ctw)
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
@@ -384,10 +414,13 @@ func captureFilter(cfg Config) (expr, warning string, err error) {
 	if m == nil {
 		m = cfg.Probe
 	}
-	if m == nil || len(cfg.Hosts) != 2 {
+	if m == nil || len(cfg.Hosts) < 2 {
 		return scope.Hosts(cfg.Hosts), "", nil
 	}
+	// Hosts beyond the two ends (a Service's endpoint after a DNAT) are
+	// on the path too: their address resolution is in the scope.
 	resolved, perr := netsnap.PathAddrs(cfg.Hosts)
+	resolved = append(resolved, cfg.Hosts[2:]...)
 	if perr != nil {
 		warning = "the path's gateways and tunnel endpoints are not in the capture filter: " + perr.Error()
 	}
@@ -396,6 +429,140 @@ func captureFilter(cfg Config) (expr, warning string, err error) {
 		return "", "", err
 	}
 	return expr, warning, nil
+}
+
+// natSpec is the probe whose translations this agent reports: a node
+// agent's, of a probe that may be translated on the way (ProbeSpec.NAT).
+func natSpec(cfg Config) (*wire.ProbeSpec, netip.Addr, netip.Addr, bool) {
+	m := cfg.Match
+	if m == nil {
+		m = cfg.Probe
+	}
+	if cfg.Role != wire.RoleNode || m == nil || !m.NAT || len(cfg.Hosts) < 2 {
+		return nil, netip.Addr{}, netip.Addr{}, false
+	}
+	src, err1 := netip.ParseAddr(cfg.Hosts[0])
+	dst, err2 := netip.ParseAddr(cfg.Hosts[1])
+	if err1 != nil || err2 != nil {
+		return nil, netip.Addr{}, netip.Addr{}, false
+	}
+	return m, src.Unmap(), dst.Unmap(), true
+}
+
+// reportNAT writes a nat line for each probe whose conntrack entry in
+// this namespace was translated. The entry is taken from the conntrack
+// events the agent followed (ctw: an entry the kernel drops at once, such
+// as a SYN's answered by a reset, is only seen there), else looked up by
+// its tuple at the end of the run (conntrack keeps an unanswered UDP or
+// ICMP entry 30 s, a TCP one in SYN_SENT 120 s). ICMP probes of a run
+// share one echo id, so one entry.
+func reportNAT(cfg Config, w *wire.Writer, ctw *netsnap.ConntrackWatch) {
+	m, src, dst, ok := natSpec(cfg)
+	if !ok {
+		return
+	}
+	var events []netsnap.ConntrackEvent
+	if ctw != nil {
+		var overrun int
+		events, overrun = ctw.Events()
+		if overrun > 0 {
+			_ = w.Emit(&wire.Error{Msg: fmt.Sprintf("conntrack events: the receive buffer overran %d times: some translations may be missing", overrun)})
+		}
+	}
+	count := max(m.Count, 1)
+	if m.Proto == "icmp" {
+		count = 1
+	}
+	var rules []string
+	rulesRead := false
+	for seq := 1; seq <= count && seq <= maxNATLookups; seq++ {
+		f := netsnap.Flow{Proto: m.Proto, Src: src, Dst: dst}
+		if m.Proto == "icmp" {
+			f.ICMPID = m.ID & 0xffff
+		} else {
+			f.SrcPort, f.DstPort = wire.SourcePort(m, seq), m.Port
+		}
+		n, seen, alive := fromEvents(events, f)
+		if alive {
+			// Still in the table: its status now (a reply seen since
+			// it was created).
+			if cur, err := netsnap.LookupConntrack(f); err == nil {
+				n.SeenReply, n.State = n.SeenReply || cur.SeenReply, cur.State
+			}
+		}
+		if n == nil {
+			var err error
+			n, err = netsnap.LookupConntrack(f)
+			if errors.Is(err, netsnap.ErrNoEntry) {
+				continue
+			}
+			if err != nil {
+				_ = w.Emit(&wire.Error{Msg: "probe " + wire.ProbeID(m, seq) + ": " + err.Error()})
+				return
+			}
+			seen = time.Now()
+		}
+		if !translated(n) {
+			continue
+		}
+		if !rulesRead {
+			rulesRead = true
+			var err error
+			if rules, err = netsnap.NATRuleSets(src.Is6()); err != nil {
+				_ = w.Emit(&wire.Error{Msg: "nat rule sets: " + err.Error()})
+			}
+		}
+		n.TS, n.Probe, n.Rules = seen, wire.ProbeID(m, seq), rules
+		_ = w.Emit(n)
+	}
+}
+
+// fromEvents is the entry of flow f as the events showed it: the
+// translation from its creation, the status from its destruction when it
+// is gone; when the agent learned of it; and whether it is still in the
+// table (no destroy event yet).
+func fromEvents(events []netsnap.ConntrackEvent, f netsnap.Flow) (n *wire.NAT, seen time.Time, alive bool) {
+	for _, e := range events {
+		o := e.Entry.Orig
+		if o.Src != f.Src.String() || o.Dst != f.Dst.String() || e.Entry.Proto != f.Proto ||
+			o.SrcPort != f.SrcPort || o.DstPort != f.DstPort || o.ICMPID != f.ICMPID {
+			continue
+		}
+		replied := n != nil && n.SeenReply
+		if n == nil {
+			seen = e.Seen
+		}
+		cp := *e.Entry
+		n, alive = &cp, e.Type != "destroy"
+		// A reply seen once stays seen (a destroy event carries no
+		// status bits; the kernel may have replaced the entry since).
+		n.SeenReply = n.SeenReply || replied
+	}
+	return n, seen, alive
+}
+
+func translated(n *wire.NAT) bool {
+	return n.DNAT || n.SNAT || n.Reply.Src != n.Orig.Dst || n.Reply.Dst != n.Orig.Src ||
+		n.Reply.SrcPort != n.Orig.DstPort || n.Reply.DstPort != n.Orig.SrcPort
+}
+
+// maxNATLookups bounds the conntrack lookups of one run.
+const maxNATLookups = 100
+
+// bridgedDNAT tells whether bridged frames of the namespace pass its IP
+// hooks (br_netfilter: net.bridge.bridge-nf-call-iptables, or ip6tables
+// for IPv6) and a NAT rule set is there to translate them.
+func bridgedDNAT(v6 bool) bool {
+	key := "/proc/sys/net/bridge/bridge-nf-call-iptables"
+	if v6 {
+		key = "/proc/sys/net/bridge/bridge-nf-call-ip6tables"
+	}
+	b, err := os.ReadFile(key)
+	if err != nil || strings.TrimSpace(string(b)) != "1" {
+		return false
+	}
+	rules, err := netsnap.NATRuleSets(v6)
+	return err != nil || len(rules) > 0 // unknown: keep out of the way
 }
 
 // heldLines holds the lines emitted before hello and writes them right

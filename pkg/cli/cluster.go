@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,10 +42,22 @@ type ClusterOptions struct {
 	client     kubernetes.Interface
 	restConfig *rest.Config
 	src, dst   *kube.Target
-	session    string
-	notes      []string
-	taints     map[string][]corev1.Taint
+	// svc is the Service when DST names one; dst is then its endpoint
+	// pod when it has exactly one ready endpoint (an agent runs there),
+	// else nil, and endpointNodes are the endpoints' nodes agents watch.
+	svc               *kube.ServiceTarget
+	endpointNodes     []string
+	protoSet, portSet bool
+	session           string
+	notes             []string
+	taints            map[string][]corev1.Taint
 }
+
+// maxEndpointNodes bounds the nodes of a Service's endpoints that get a
+// node agent (the source's node always has one): kube-proxy picks an
+// endpoint at random, so the trace watches the nodes of the first ready
+// endpoints (by address), and says when it left some out.
+const maxEndpointNodes = 3
 
 // NewClusterOptions returns options with defaults.
 func NewClusterOptions(t TraceOptions) *ClusterOptions {
@@ -77,9 +90,15 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	dstRef, err := kube.ParseRef(args[1], ns)
+	svcRef, isSvc, err := kube.ParseServiceRef(args[1], ns)
 	if err != nil {
 		return err
+	}
+	var dstRef kube.Ref
+	if !isSvc {
+		if dstRef, err = kube.ParseRef(args[1], ns); err != nil {
+			return err
+		}
 	}
 	if srcRef == dstRef {
 		return fmt.Errorf("source and destination are the same pod %s: trace between two different pods", srcRef)
@@ -97,7 +116,14 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 	var serr, derr error
 	wg.Add(2)
 	go func() { defer wg.Done(); o.src, serr = kube.Resolve(ctx, o.client, srcRef) }()
-	go func() { defer wg.Done(); o.dst, derr = kube.Resolve(ctx, o.client, dstRef) }()
+	go func() {
+		defer wg.Done()
+		if isSvc {
+			derr = o.completeService(ctx, svcRef, srcRef.Namespace) // a ClusterIP is looked for there when not everywhere
+			return
+		}
+		o.dst, derr = kube.Resolve(ctx, o.client, dstRef)
+	}()
 	wg.Wait()
 	if err := errors.Join(serr, derr); err != nil {
 		return err
@@ -140,10 +166,78 @@ func (o *ClusterOptions) Validate() error {
 }
 
 func (o *ClusterOptions) nodes() []string {
-	if o.src.Node == o.dst.Node {
-		return []string{o.src.Node}
+	out := []string{o.src.Node}
+	add := func(n string) {
+		for _, x := range out {
+			if x == n {
+				return
+			}
+		}
+		out = append(out, n)
 	}
-	return []string{o.src.Node, o.dst.Node}
+	if o.dst != nil {
+		add(o.dst.Node)
+	}
+	for _, n := range o.endpointNodes {
+		add(n)
+	}
+	return out
+}
+
+// completeService resolves a Service destination: its port and protocol
+// become the probe's, its endpoints the nodes to watch; with one ready
+// endpoint, that pod gets an agent too.
+func (o *ClusterOptions) completeService(ctx context.Context, r kube.ServiceRef, ns string) error {
+	if r.Port == "" && o.portSet {
+		r.Port = strconv.Itoa(o.Port)
+	}
+	t, err := kube.ResolveService(ctx, o.client, r, ns)
+	if err != nil {
+		return err
+	}
+	o.svc = t
+	if o.Passive {
+		return fmt.Errorf("--passive observes traffic between two pods: trace to one of Service %s/%s's pods", t.Svc.Namespace, t.Svc.Name)
+	}
+	switch {
+	case !o.protoSet || o.Proto == "icmp" && o.protoSet:
+		if o.protoSet {
+			o.notes = append(o.notes, fmt.Sprintf("ICMP to a Service's virtual IP is not answered (kube-proxy translates only its ports): probing %s port %d instead",
+				strings.ToUpper(t.Proto), t.Port.Port))
+		} else if t.Proto != "icmp" {
+			o.notes = append(o.notes, fmt.Sprintf("probing Service %s/%s with %s to port %d (its port's protocol; ICMP to a virtual IP is not answered)",
+				t.Svc.Namespace, t.Svc.Name, strings.ToUpper(t.Proto), t.Port.Port))
+		}
+		o.Proto = t.Proto
+	case o.Proto != t.Proto:
+		return fmt.Errorf("--proto %s, but Service %s/%s port %d is %s: leave --proto out or give %s", o.Proto, t.Svc.Namespace, t.Svc.Name, t.Port.Port, t.Port.Protocol, t.Proto)
+	}
+	o.Port = int(t.Port.Port)
+	ready := t.Ready()
+	for _, e := range ready {
+		if e.Node == "" {
+			continue
+		}
+		known := e.Node == ""
+		for _, n := range o.endpointNodes {
+			known = known || n == e.Node
+		}
+		if known {
+			continue
+		}
+		if len(o.endpointNodes) == maxEndpointNodes {
+			o.notes = append(o.notes, fmt.Sprintf("Service %s/%s has endpoints on more than %d nodes: agents watch %s only; a probe translated to an endpoint elsewhere is followed to the node it leaves",
+				t.Svc.Namespace, t.Svc.Name, maxEndpointNodes, strings.Join(o.endpointNodes, ", ")))
+			break
+		}
+		o.endpointNodes = append(o.endpointNodes, e.Node)
+	}
+	if len(ready) == 1 && ready[0].Pod != nil {
+		if dst, err := kube.Resolve(ctx, o.client, *ready[0].Pod); err == nil {
+			o.dst = dst
+		}
+	}
+	return nil
 }
 
 func (o *ClusterOptions) params() kube.AgentParams {
@@ -158,11 +252,17 @@ func (o *ClusterOptions) Plan(inject bool) session.Plan {
 	endpoint := func(t *kube.Target) trace.Endpoint {
 		return trace.Endpoint{Name: t.Ref.String(), Short: t.Ref.Name, IP: t.IP, Node: t.Node}
 	}
-	s := trace.Session{Src: endpoint(o.src), Dst: endpoint(o.dst), Probe: o.ProbeSpec(o.dst.IP)}
-	hosts := []string{o.src.IP, o.dst.IP}
+	var s trace.Session
+	var hosts []string
+	if o.svc != nil {
+		s, hosts = o.serviceSession(endpoint)
+	} else {
+		s = trace.Session{Src: endpoint(o.src), Dst: endpoint(o.dst), Probe: o.ProbeSpec(o.dst.IP)}
+		hosts = []string{o.src.IP, o.dst.IP}
+	}
 	p := session.Plan{Session: s}
 	id := func(t *kube.Target) string {
-		if o.src.Ref.Name == o.dst.Ref.Name {
+		if o.dst != nil && o.src.Ref.Name == o.dst.Ref.Name {
 			return t.Ref.String()
 		}
 		return t.Ref.Name
@@ -172,14 +272,48 @@ func (o *ClusterOptions) Plan(inject bool) session.Plan {
 		p.Agents = append(p.Agents, spec)
 	}
 	if inject {
-		p.Session.Src.Agent, p.Session.Dst.Agent = id(o.src), id(o.dst)
+		p.Session.Src.Agent = id(o.src)
 		add(launch.Spec{ID: id(o.src), Role: wire.RolePod, Name: id(o.src), Node: o.src.Node, Target: o.src.Ref.String(), Hosts: hosts, Probe: s.Probe})
-		add(launch.Spec{ID: id(o.dst), Role: wire.RolePod, Name: id(o.dst), Node: o.dst.Node, Target: o.dst.Ref.String(), Hosts: hosts})
+		if o.dst != nil {
+			p.Session.Dst.Agent = id(o.dst)
+			add(launch.Spec{ID: id(o.dst), Role: wire.RolePod, Name: id(o.dst), Node: o.dst.Node, Target: o.dst.Ref.String(), Hosts: hosts})
+		}
 	}
 	for _, n := range o.nodes() {
 		add(launch.Spec{ID: n, Role: wire.RoleNode, Name: n, Node: n, Target: n, Hosts: hosts})
 	}
 	return p
+}
+
+// serviceSession is the session of a trace to a Service: the probe goes
+// to its ClusterIP and port, may be translated (NAT), and the destination
+// is its one ready endpoint, else its address until the DNAT names one.
+// The agents' hosts are the source, the ClusterIP, then the endpoints'
+// addresses (their address resolution is on the path).
+func (o *ClusterOptions) serviceSession(endpoint func(*kube.Target) trace.Endpoint) (trace.Session, []string) {
+	t := o.svc
+	name := t.Svc.Namespace + "/" + t.Svc.Name
+	sv := &trace.Service{Name: name, IP: t.ClusterIP, Port: int(t.Port.Port), NoEndpoints: t.NoEndpoints()}
+	hosts := []string{o.src.IP, t.ClusterIP}
+	for _, e := range t.Ready() {
+		d := trace.Endpoint{Name: e.IP, Short: e.IP, IP: e.IP, Node: e.Node}
+		if e.Pod != nil {
+			d.Name, d.Short = e.Pod.String(), e.Pod.Name
+		}
+		sv.Endpoints = append(sv.Endpoints, d)
+		if len(hosts) < 2+maxEndpointNodes*4 {
+			hosts = append(hosts, e.IP)
+		}
+	}
+	dst := trace.Endpoint{Name: "svc/" + name, Short: t.Svc.Name, IP: t.ClusterIP}
+	if o.dst != nil {
+		dst = endpoint(o.dst)
+	}
+	s := trace.Session{Src: endpoint(o.src), Dst: dst, Probe: o.ProbeSpec(t.ClusterIP), Service: sv}
+	if s.Probe != nil {
+		s.Probe.NAT = true
+	}
+	return s, hosts
 }
 
 // preflight checks permissions and asks the API server to dry-run every
@@ -188,7 +322,10 @@ func (o *ClusterOptions) Plan(inject bool) session.Plan {
 func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 	inject := o.Mode != "node"
 	check := func(inject bool) error {
-		nss := []string{o.src.Ref.Namespace, o.dst.Ref.Namespace}
+		nss := []string{o.src.Ref.Namespace}
+		if o.dst != nil {
+			nss = append(nss, o.dst.Ref.Namespace)
+		}
 		if err := kube.CheckAccess(ctx, o.client, kube.Needs(nss, inject, o.AgentNamespace)); err != nil {
 			return err
 		}
@@ -199,7 +336,7 @@ func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 			switch a.Role {
 			case wire.RolePod:
 				t := o.src
-				if a.Target == o.dst.Ref.String() {
+				if o.dst != nil && a.Target == o.dst.Ref.String() {
 					t = o.dst
 				}
 				err = kube.PatchEphemeral(ctx, o.client, t.Pod, kube.EphemeralContainer(p, a.Args()), true)
@@ -229,8 +366,7 @@ func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 
 // Run traces.
 func (o *ClusterOptions) Run(ctx context.Context) error {
-	fmt.Fprintf(o.ErrOut, "podtrace: session %s: %s (%s, node %s) → %s (%s, node %s)\n", o.session,
-		o.src.Ref, o.src.IP, o.src.Node, o.dst.Ref, o.dst.IP, o.dst.Node)
+	fmt.Fprintf(o.ErrOut, "podtrace: session %s: %s (%s, node %s) → %s\n", o.session, o.src.Ref, o.src.IP, o.src.Node, o.dstText())
 	inject, err := o.preflight(ctx)
 	if err != nil {
 		return err
@@ -241,8 +377,12 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	}
 	setLeftover(fmt.Sprintf("node agent pods of session %s may be left in namespace %s (they end by themselves within %s): delete them now with `kubectl podtrace cleanup --session %s`; agent containers added to pods exit at their deadline",
 		o.session, o.AgentNamespace, o.AgentDeadline(), o.session))
+	pods := map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod}
+	if o.dst != nil {
+		pods[o.dst.Ref.String()] = o.dst.Pod
+	}
 	l := &clusterlaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
-		Pods:     map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod, o.dst.Ref.String(): o.dst.Pod},
+		Pods:     pods,
 		Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout}
 	defer func() {
 		if err := l.Cleanup(); err != nil {
@@ -250,8 +390,12 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 		}
 	}()
 	if inject {
-		o.notes = append(o.notes, fmt.Sprintf("agent container %s added to %s and %s (ephemeral containers stay in the pod spec; the agent exits by itself)",
-			kube.ContainerName(o.session), o.src.Ref, o.dst.Ref))
+		who := o.src.Ref.String()
+		if o.dst != nil {
+			who += " and " + o.dst.Ref.String()
+		}
+		o.notes = append(o.notes, fmt.Sprintf("agent container %s added to %s (ephemeral containers stay in the pod spec; the agent exits by itself)",
+			kube.ContainerName(o.session), who))
 	}
 	return o.RunPlan(ctx, l, plan, o.notes)
 }
@@ -260,7 +404,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 func (o *ClusterOptions) printDryRun(w io.Writer, plan session.Plan) error {
 	p := o.params()
 	fmt.Fprintf(w, "# kubectl podtrace dry run, session %s: nothing was created\n", o.session)
-	fmt.Fprintf(w, "# trace %s (%s) → %s (%s), %s\n", o.src.Ref, o.src.IP, o.dst.Ref, o.dst.IP, probeLine(plan.Session.Probe))
+	fmt.Fprintf(w, "# trace %s (%s) → %s, %s\n", o.src.Ref, o.src.IP, o.dstText(), probeLine(plan.Session.Probe))
 	for _, n := range o.notes {
 		fmt.Fprintf(w, "# note: %s\n", n)
 	}
@@ -268,7 +412,7 @@ func (o *ClusterOptions) printDryRun(w io.Writer, plan session.Plan) error {
 		switch a.Role {
 		case wire.RolePod:
 			t := o.src
-			if a.Target == o.dst.Ref.String() {
+			if o.dst != nil && a.Target == o.dst.Ref.String() {
 				t = o.dst
 			}
 			patch, err := kube.EphemeralPatch(t.Pod, kube.EphemeralContainer(p, a.Args()))
@@ -300,4 +444,17 @@ func probeLine(p *wire.ProbeSpec) string {
 		s += fmt.Sprintf(" to port %d", p.Port)
 	}
 	return strings.TrimSpace(s)
+}
+
+// dstText names the destination for progress lines and the dry run.
+func (o *ClusterOptions) dstText() string {
+	if t := o.svc; t != nil {
+		s := fmt.Sprintf("Service %s/%s %s (%d ready endpoint(s)", t.Svc.Namespace, t.Svc.Name,
+			trace.HostPort(t.ClusterIP, int(t.Port.Port)), len(t.Ready()))
+		if len(o.endpointNodes) > 0 {
+			s += " on " + strings.Join(o.endpointNodes, ", ")
+		}
+		return s + ")"
+	}
+	return fmt.Sprintf("%s (%s, node %s)", o.dst.Ref, o.dst.IP, o.dst.Node)
 }

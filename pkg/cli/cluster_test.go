@@ -8,6 +8,7 @@ import (
 
 	authv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -118,5 +119,51 @@ func TestSamePodAndModeErrorsAreClear(t *testing.T) {
 	o.ConfigFlags.Namespace = &ns
 	if err := o.Complete(context.Background(), []string{"e2e/pod-a", "pod/pod-a"}); err == nil || !strings.Contains(err.Error(), "same pod") {
 		t.Errorf("same pod: %v", err)
+	}
+}
+
+// A Service destination: the probe goes to the ClusterIP and port with the
+// port's protocol (not the default ICMP, which a virtual IP does not
+// answer), may be translated (--nat), the one ready endpoint pod gets an
+// agent, and the endpoint's node a node agent.
+func TestDryRunToAServicePlacesAgentsOnTheEndpoint(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.3.4", Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
+	port, ready := int32(8080), true
+	name, node := "http", "node-2"
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "web-1", Namespace: "shop", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.3"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready},
+			NodeName: &node, TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "pod-b"}}},
+	}
+	cs, _ := fakeCluster(runningPod("e2e", "pod-a", "10.244.0.2", "node-1"), runningPod("shop", "pod-b", "10.244.1.3", "node-2"), svc, slice)
+	var out, errOut bytes.Buffer
+	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
+	o.client = cs
+	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode, o.DryRun = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto", true
+	o.Proto, o.Count, o.Output, o.Color, o.Timeout = "icmp", 1, "text", "never", 60e9
+	ctx := context.Background()
+	if err := o.Complete(ctx, []string{"e2e/pod-a", "shop/svc/web"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	for _, want := range []string{"# trace e2e/pod-a (10.244.0.2) → Service shop/web 10.96.3.4:80 (1 ready endpoint(s) on node-2), probe tcp ×1 to port 80",
+		"on pod e2e/pod-a", "on pod shop/pod-b", "node agent pod on node node-1", "node agent pod on node node-2",
+		"- --dst\n    - 10.96.3.4\n", "- --nat\n", "- 10.244.0.2,10.96.3.4,10.244.1.3\n"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, s)
+		}
+	}
+	if strings.Count(s, "- --nat\n") != 4 {
+		t.Errorf("every agent's probe spec says it may be translated: %d of 4\n%s", strings.Count(s, "- --nat\n"), s)
 	}
 }

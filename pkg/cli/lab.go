@@ -137,7 +137,7 @@ func (o *LabOptions) Run(ctx context.Context) (err error) {
 	for _, n := range l.Nodes {
 		nodes = append(nodes, n.NetNS)
 	}
-	plan := localPlan(&o.TraceOptions, s, d, nodes)
+	plan := localPlan(&o.TraceOptions, s, d, "", nodes)
 	// Display names without the lab's random prefix.
 	for i := range plan.Agents {
 		for _, n := range l.Nodes {

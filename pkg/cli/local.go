@@ -28,6 +28,7 @@ type LocalOptions struct {
 	From        string
 	To          string
 	NodeNetNS   []string
+	Via         string
 	AgentBinary string
 	TraceOptions
 
@@ -58,8 +59,12 @@ pairs, the bridge, the uplink) default to the current one.`,
   # The node is a namespace too; TCP to port 8080, three probes
   kubectl podtrace local --from blue --to red --node-netns node1 --proto tcp --port 8080 --count 3
 
-  # Who answers for an address nobody has?
-  kubectl podtrace local --from blue --to 10.0.0.99 --node-netns node1`,
+  # Who answers for an address nobody has? (An address the node translates, such as
+  # a Service's virtual IP, is followed through the DNAT to the endpoint it chose.)
+  kubectl podtrace local --from blue --to 10.0.0.99 --node-netns node1
+
+  # Through a virtual IP that the node DNATs to red's port 8080, watching red too
+  kubectl podtrace local --from blue --via 10.96.0.10 --to red --node-netns node1 --proto tcp --port 80`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.Complete(); err != nil {
@@ -75,6 +80,7 @@ pairs, the bridge, the uplink) default to the current one.`,
 	f.StringVar(&o.From, "from", "", "source network namespace (name or path)")
 	f.StringVar(&o.To, "to", "", "destination network namespace (name or path), or an IP address")
 	f.StringArrayVar(&o.NodeNetNS, "node-netns", nil, "node network namespace to watch (repeatable; default: the current one)")
+	f.StringVar(&o.Via, "via", "", "send the probe to this virtual IP (a Service's ClusterIP, an address a DNAT rule rewrites) and follow it through the translation; --to is watched as the endpoint")
 	f.StringVar(&o.AgentBinary, "agent-binary", "", "path of podtrace-agent (default: next to this executable, then PATH)")
 	o.AddFlags(cmd)
 	return cmd
@@ -98,6 +104,16 @@ func (o *LocalOptions) Complete() error {
 	if o.dst, err = resolveEnd(o.To); err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
+	if o.Via != "" {
+		ip := net.ParseIP(o.Via)
+		if ip == nil {
+			return fmt.Errorf("--via %q is not an IP address", o.Via)
+		}
+		if (ip.To4() == nil) != (net.ParseIP(o.src.ip).To4() == nil) {
+			return fmt.Errorf("--via %s and --from's address %s are of different families", ip, o.src.ip)
+		}
+		o.Via = ip.String()
+	}
 	o.nodeTargets = o.NodeNetNS
 	if len(o.nodeTargets) == 0 {
 		o.nodeTargets = []string{""}
@@ -116,25 +132,44 @@ func (o *LocalOptions) Validate() error {
 	if o.src.ip == o.dst.ip {
 		return fmt.Errorf("--from and --to are the same address %s", o.src.ip)
 	}
+	if o.Via != "" && o.dst.netns == "" {
+		return fmt.Errorf("--via %s needs --to to be the endpoint's network namespace (to trace to an address, give it as --to)", o.Via)
+	}
+	if o.Via != "" && o.Passive {
+		return errors.New("--via sends the probe through a translation: it has no meaning with --passive")
+	}
 	return o.TraceOptions.Validate()
 }
 
 // Run traces.
 func (o *LocalOptions) Run(ctx context.Context) error {
-	plan := localPlan(&o.TraceOptions, o.src, o.dst, o.nodeTargets)
+	plan := localPlan(&o.TraceOptions, o.src, o.dst, o.Via, o.nodeTargets)
 	setLeftover(fmt.Sprintf("agent processes of this run may be left: they stop when their input closes, at the latest at their deadline (%s after they started)", o.AgentDeadline()))
 	return o.RunPlan(ctx, &local.Launcher{Binary: o.binary}, plan, nil)
 }
 
 // localPlan: a pod agent in each end that is a namespace (the source one
-// probes), a node agent in each node namespace.
-func localPlan(t *TraceOptions, src, dst localEnd, nodes []string) session.Plan {
+// probes), a node agent in each node namespace. A probe to a bare address,
+// or through --via, may be translated on the way: the agents follow it
+// to any address, and node agents report its conntrack translations.
+func localPlan(t *TraceOptions, src, dst localEnd, via string, nodes []string) session.Plan {
+	target := dst.ip
+	if via != "" {
+		target = via
+	}
 	s := trace.Session{
 		Src:   trace.Endpoint{Name: src.name, Short: src.name, IP: src.ip, Agent: src.name},
 		Dst:   trace.Endpoint{Name: dst.name, Short: dst.name, IP: dst.ip},
-		Probe: t.ProbeSpec(dst.ip),
+		Probe: t.ProbeSpec(target),
 	}
-	hosts := []string{src.ip, dst.ip}
+	if s.Probe != nil && (via != "" || dst.netns == "") {
+		s.Probe.NAT = true
+	}
+	hosts := []string{src.ip, target}
+	if via != "" {
+		s.Service = &trace.Service{Name: via, IP: via, Port: t.Port, Endpoints: []trace.Endpoint{s.Dst}}
+		hosts = append(hosts, dst.ip) // the endpoint's address resolution is on the path too
+	}
 	p := session.Plan{Session: s}
 	add := func(spec launch.Spec) {
 		t.Apply(&spec)

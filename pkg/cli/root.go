@@ -49,6 +49,10 @@ how long each hop took, and where it died when it did.`,
   kubectl podtrace pod-a pod-b -o json | jq -c 'select(.kind=="verdict")'
   kubectl podtrace pod-a pod-b --pcap trace.pcapng
 
+  # To a Service: through kube-proxy's DNAT to the endpoint it chose (TCP or UDP, the port's protocol)
+  kubectl podtrace pod-a svc/web
+  kubectl podtrace pod-a shop/svc/api:8443
+
   # What would be created, without creating it
   kubectl podtrace pod-a pod-b --dry-run
 
@@ -60,6 +64,7 @@ how long each hop took, and where it died when it did.`,
 		if len(args) == 0 {
 			return c.Help()
 		}
+		o.protoSet, o.portSet = c.Flags().Changed("proto"), c.Flags().Changed("port")
 		if err := o.Complete(c.Context(), args); err != nil {
 			return err
 		}

@@ -72,6 +72,9 @@ func (s Spec) Args() []string {
 		if m.Port != 0 {
 			a = append(a, "--port", strconv.Itoa(m.Port))
 		}
+		if m.NAT {
+			a = append(a, "--nat")
+		}
 	}
 	if s.SummarizeAbove > 0 {
 		a = append(a, "--summarize-above", strconv.Itoa(s.SummarizeAbove))
@@ -90,6 +93,9 @@ func (s Spec) Args() []string {
 			"--interval", p.Interval.String(), "--probe-timeout", p.Timeout.String(), "--probe-id", strconv.Itoa(p.ID))
 		if p.Port != 0 {
 			a = append(a, "--port", strconv.Itoa(p.Port))
+		}
+		if p.NAT {
+			a = append(a, "--nat")
 		}
 	}
 	return a

@@ -19,6 +19,7 @@ type jsonTrace struct {
 	Discovered string                `json:"discoveredShape,omitempty"`
 	Clocks     []trace.ClockEstimate `json:"clocks,omitempty"`
 	Probe      *wire.ProbeSpec       `json:"probe,omitempty"`
+	Service    *trace.Service        `json:"service,omitempty"`
 	Start      time.Time             `json:"start"`
 	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
 	Agents     []jsonAgent           `json:"agents"`
@@ -79,6 +80,21 @@ type jsonHop struct {
 	CrossClock   bool          `json:"crossClock,omitempty"` // deltaNs spans two nodes' clocks: a one-way estimate
 	Note         string        `json:"note,omitempty"`
 	Packet       *wire.Packet  `json:"packet"`
+}
+
+// jsonNAT is a translation of the probe, shown before the first hop of
+// a journey past it.
+type jsonNAT struct {
+	Kind     string        `json:"kind"` // "nat"
+	TNs      time.Duration `json:"tNs"`
+	Journey  int           `json:"journey"`
+	Toward   bool          `json:"toward"`
+	Reverse  bool          `json:"reverse,omitempty"` // the reply translated back
+	Agent    string        `json:"agent"`
+	Endpoint string        `json:"endpoint"`
+	Family   string        `json:"family,omitempty"`
+	Text     string        `json:"text"`
+	NAT      *wire.NAT     `json:"nat"`
 }
 
 type jsonChange struct {
@@ -150,7 +166,7 @@ type jsonVerdict struct {
 func JSON(w io.Writer, t *trace.Trace, h Header) error {
 	enc := json.NewEncoder(safeJSONWriter{w})
 	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
-		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks}
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: t.Session.Service}
 	for _, a := range t.Agents {
 		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
 			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)})
@@ -167,7 +183,17 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 			continue
 		}
 		j := it.Journey
-		for _, o := range j.Obs {
+		for k, o := range j.Obs {
+			if j.NAT != nil && k == j.NATAt {
+				n := jsonNAT{Kind: "nat", TNs: j.NAT.At.Sub(t.Start), Journey: j.ID, Toward: j.Toward, Reverse: !j.Toward,
+					Agent: j.NAT.Agent.Name, Endpoint: j.NAT.Endpoint, Family: j.NAT.Family, Text: j.NAT.Text, NAT: j.NAT.N}
+				if !j.Toward {
+					n.TNs, n.Text = o.P.TS.Sub(t.Start), j.NAT.ReverseText()
+				}
+				if err := enc.Encode(n); err != nil {
+					return err
+				}
+			}
 			p := *o.P
 			p.Frame = nil
 			hop := jsonHop{Kind: "hop", TNs: o.P.TS.Sub(t.Start), Journey: j.ID, Toward: j.Toward, Probe: j.Probe, Reply: j.IsReply,

@@ -50,6 +50,19 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	for _, ce := range t.Clocks {
 		fmt.Fprintf(b, "%s  %s; deltas across nodes are one-way estimates (≈)\n", c.head.Sprint("clocks"), Safe(ce.String()))
 	}
+	if sv := s.Service; sv != nil {
+		fmt.Fprintf(b, "%s %s %s", c.head.Sprint("service"), c.place.Sprint(Safe(sv.Name)), Safe(hostPort(sv.IP, sv.Port)))
+		switch {
+		case sv.NoEndpoints != "":
+			fmt.Fprintf(b, " · no ready endpoint: %s", Safe(sv.NoEndpoints))
+		case len(t.NATs) > 0:
+			n := t.NATs[0].N
+			fmt.Fprintf(b, " → endpoint %s %s", c.place.Sprint(Safe(s.Dst.Name)), Safe(hostPort(n.Reply.Src, n.Reply.SrcPort)))
+		default:
+			b.WriteString(" · no translation seen")
+		}
+		b.WriteString("\n")
+	}
 	for _, n := range h.Notes {
 		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("note"), Safe(n))
 	}
@@ -101,6 +114,17 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 			arrow = "◀─"
 		}
 		for k, o := range j.Obs {
+			if j.NAT != nil && k == j.NATAt {
+				nt := j.NAT.Text
+				if !j.Toward {
+					nt = j.NAT.ReverseText()
+				}
+				at := j.NAT.At
+				if !j.Toward || at.IsZero() {
+					at = o.P.TS
+				}
+				line(at, j.NAT.Agent.Name, "conntrack", "⇄ ", c.change.Sprint(Safe(nt)), "")
+			}
 			text := Safe(o.P.Summary)
 			if o.P.ARP != nil {
 				if o.P.ARP.Op == "who-has" && isBroadcast(o.P) {
@@ -270,3 +294,15 @@ func isBroadcast(p *wire.Packet) bool {
 
 // Dur prints a duration at a scale a human reads at a glance.
 func Dur(d time.Duration) string { return trace.FormatDuration(d) }
+
+// hostPort is an address and port as "ip:port" ("[ip]:port" for IPv6),
+// the address alone without a port.
+func hostPort(ip string, port int) string {
+	if port == 0 {
+		return ip
+	}
+	if strings.Contains(ip, ":") {
+		return fmt.Sprintf("[%s]:%d", ip, port)
+	}
+	return fmt.Sprintf("%s:%d", ip, port)
+}

@@ -46,6 +46,12 @@ const maxProbes = 1000
 // described by spec, sent from src to dst, and the address resolution of
 // src, dst and resolved (the next hops and tunnel endpoints the observing
 // namespace uses on the way: see netsnap.PathAddrs).
+//
+// When spec.NAT is set the destination may be translated on the way (a
+// Service's virtual IP, a DNAT rule): the frames are then recognised by
+// the probe's identity at the source alone (ICMP echo id, TCP/UDP source
+// ports, to and from src), towards any address and port, so that the
+// frames after the translation pass too.
 func Probe(src, dst string, spec *wire.ProbeSpec, resolved []string) (string, error) {
 	if spec == nil {
 		return "", fmt.Errorf("scope: no probe")
@@ -70,10 +76,14 @@ func Probe(src, dst string, spec *wire.ProbeSpec, resolved []string) (string, er
 		return "", fmt.Errorf("scope: %d probes: at most %d", count, maxProbes)
 	}
 	var frames string
+	peer := d // the far end of the probe's frames; invalid: any address
+	if spec.NAT {
+		peer = netip.Addr{}
+	}
 	switch spec.Proto {
 	case "icmp":
 		id := spec.ID & 0xffff
-		frames = echo(s, d, id) + " or " + icmpError(s, d, func(l4 string) string {
+		frames = echo(s, peer, id) + " or " + icmpError(s, peer, func(l4 string) string {
 			return fmt.Sprintf("%s[%s + 4:2] = %d", icmpName(s), l4, id)
 		}, protoICMP(s))
 	case "tcp", "udp":
@@ -90,14 +100,21 @@ func Probe(src, dst string, spec *wire.ProbeSpec, resolved []string) (string, er
 			ports = fmt.Sprintf("portrange %d-%d", lo, hi)
 		}
 		p := spec.Proto
-		frames = fmt.Sprintf("(%s and ((src host %s and src %s and dst host %s and dst port %d) or (src host %s and src port %d and dst host %s and dst %s)))",
-			p, s, ports, d, spec.Port, d, spec.Port, s, ports)
+		if spec.NAT {
+			frames = fmt.Sprintf("(%s and ((src host %s and src %s) or (dst host %s and dst %s)))", p, s, ports, s, ports)
+		} else {
+			frames = fmt.Sprintf("(%s and ((src host %s and src %s and dst host %s and dst port %d) or (src host %s and src port %d and dst host %s and dst %s)))",
+				p, s, ports, d, spec.Port, d, spec.Port, s, ports)
+		}
 		ipproto := 6
 		if p == "udp" {
 			ipproto = 17
 		}
-		frames += " or " + icmpError(s, d, func(l4 string) string {
+		frames += " or " + icmpError(s, peer, func(l4 string) string {
 			name := icmpName(s)
+			if spec.NAT { // the quoted destination port may be the translated one
+				return fmt.Sprintf("%s[%s:2] >= %d and %s[%s:2] <= %d", name, l4, lo, name, l4, hi)
+			}
 			return fmt.Sprintf("%s[%s:2] >= %d and %s[%s:2] <= %d and %s[%s + 2:2] = %d",
 				name, l4, lo, name, l4, hi, name, l4, spec.Port)
 		}, ipproto)
@@ -119,17 +136,22 @@ func Probe(src, dst string, spec *wire.ProbeSpec, resolved []string) (string, er
 	return fmt.Sprintf("%s or (vxlan and (%s)) or (geneve and (%s))", inner, inner, inner), nil
 }
 
-// echo is an echo request or reply of the probe's id between src and dst.
+// echo is an echo request or reply of the probe's id between src and dst
+// (any address when d is not valid).
 func echo(s, d netip.Addr, id int) string {
-	if s.Is4() {
-		return fmt.Sprintf("(icmp and host %s and host %s and (icmp[0] = 8 or icmp[0] = 0) and icmp[4:2] = %d)", s, d, id)
+	hosts := fmt.Sprintf("host %s", s)
+	if d.IsValid() {
+		hosts += fmt.Sprintf(" and host %s", d)
 	}
-	return fmt.Sprintf("(icmp6 and host %s and host %s and (icmp6[0] = 128 or icmp6[0] = 129) and icmp6[4:2] = %d)", s, d, id)
+	if s.Is4() {
+		return fmt.Sprintf("(icmp and %s and (icmp[0] = 8 or icmp[0] = 0) and icmp[4:2] = %d)", hosts, id)
+	}
+	return fmt.Sprintf("(icmp6 and %s and (icmp6[0] = 128 or icmp6[0] = 129) and icmp6[4:2] = %d)", hosts, id)
 }
 
 // icmpError is an ICMP error (destination unreachable, time exceeded,
 // parameter problem, and for IPv4 source quench and redirect) whose quoted
-// packet went from s to d with the given IP protocol, and whose quoted
+// packet went from s to d (to anywhere when d is not valid) with the given IP protocol, and whose quoted
 // transport header passes l4test (given the expression of its offset in
 // the ICMP message). ICMPv6 errors are taken to quote an IPv6 header
 // without extension headers, as probes are sent.
@@ -138,13 +160,21 @@ func icmpError(s, d netip.Addr, l4test func(l4 string) string, ipproto int) stri
 		// The quoted IPv4 header starts at icmp[8]: protocol at +9,
 		// source at +12, destination at +16, then the transport header
 		// after IHL*4 bytes.
-		return fmt.Sprintf("(icmp and (icmp[0] = 3 or icmp[0] = 4 or icmp[0] = 5 or icmp[0] = 11 or icmp[0] = 12) and icmp[17] = %d and icmp[20:4] = %d and icmp[24:4] = %d and %s)",
-			ipproto, be32(s.As4()), be32(d.As4()), l4test("8 + (icmp[8] & 15) * 4"))
+		dst := ""
+		if d.IsValid() {
+			dst = fmt.Sprintf(" and icmp[24:4] = %d", be32(d.As4()))
+		}
+		return fmt.Sprintf("(icmp and (icmp[0] = 3 or icmp[0] = 4 or icmp[0] = 5 or icmp[0] = 11 or icmp[0] = 12) and icmp[17] = %d and icmp[20:4] = %d%s and %s)",
+			ipproto, be32(s.As4()), dst, l4test("8 + (icmp[8] & 15) * 4"))
 	}
 	// The quoted IPv6 header starts at icmp6[8]: next header at +6,
 	// source at +8, destination at +24, the transport header at +40.
-	return fmt.Sprintf("(icmp6 and icmp6[0] >= 1 and icmp6[0] <= 4 and icmp6[14] = %d and %s and %s and %s)",
-		ipproto, words("icmp6", 16, s), words("icmp6", 32, d), l4test("48"))
+	dst := ""
+	if d.IsValid() {
+		dst = " and " + words("icmp6", 32, d)
+	}
+	return fmt.Sprintf("(icmp6 and icmp6[0] >= 1 and icmp6[0] <= 4 and icmp6[14] = %d and %s%s and %s)",
+		ipproto, words("icmp6", 16, s), dst, l4test("48"))
 }
 
 // resolution is ARP (IPv4) or NDP neighbour solicitation/advertisement

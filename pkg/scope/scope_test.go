@@ -231,3 +231,46 @@ func TestProbeScopeRejectsWhatItCannotScope(t *testing.T) {
 		}
 	}
 }
+
+// A probe to a Service's virtual IP S is translated on the node to an
+// endpoint E on another port: with spec.NAT the frames after the
+// translation pass too, still recognised by the probe's source identity.
+func TestNATProbeScopeFollowsTheTranslatedFrames(t *testing.T) {
+	const S, E = "10.96.0.10", "10.1.0.8"
+	tcpSpec := &wire.ProbeSpec{Proto: "tcp", Dst: S, Port: 80, Count: 2, ID: probeID, NAT: true}
+	icmpSpec := &wire.ProbeSpec{Proto: "icmp", Dst: S, Count: 1, ID: probeID, NAT: true}
+	udpSpec := &wire.ProbeSpec{Proto: "udp", Dst: S, Port: 53, Count: 1, ID: probeID, NAT: true}
+	translated := udpFrame(t, A, E, probeID, 5353)
+	for _, c := range []struct {
+		name  string
+		spec  *wire.ProbeSpec
+		frame []byte
+		want  bool
+	}{
+		{"SYN to the virtual IP", tcpSpec, tcpFrame(t, A, S, probeID, 80), true},
+		{"SYN after the DNAT, to the endpoint's port", tcpSpec, tcpFrame(t, A, E, probeID+1, 8080), true},
+		{"answer from the endpoint before the reverse translation", tcpSpec, tcpFrame(t, E, A, 8080, probeID), true},
+		{"answer after the reverse translation", tcpSpec, tcpFrame(t, S, A, 80, probeID+1), true},
+		{"app stream to the virtual IP", tcpSpec, tcpFrame(t, A, S, appPort, 80), false},
+		{"app stream to the endpoint", tcpSpec, tcpFrame(t, A, E, appPort, 8080), false},
+		{"another pod from the probe's port", tcpSpec, tcpFrame(t, X, E, probeID, 8080), false},
+		{"UDP from the TCP probe's port", tcpSpec, udpFrame(t, A, E, probeID, 8080), false},
+
+		{"echo to the virtual IP", icmpSpec, echoFrame(t, A, S, 8, probeID), true},
+		{"echo after the DNAT", icmpSpec, echoFrame(t, A, E, 8, probeID), true},
+		{"echo reply from the endpoint", icmpSpec, echoFrame(t, E, A, 0, probeID), true},
+		{"echo of another id", icmpSpec, echoFrame(t, A, E, 8, probeID+1), false},
+
+		{"UDP after the DNAT", udpSpec, translated, true},
+		{"port unreachable from the endpoint quoting the translated probe", udpSpec, icmpErr(t, E, 3, 3, translated), true},
+		{"port unreachable quoting app traffic", udpSpec, icmpErr(t, E, 3, 3, udpFrame(t, A, E, appPort, 5353)), false},
+	} {
+		expr, err := Probe(A, S, c.spec, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := passes(t, expr, c.frame); got != c.want {
+			t.Errorf("%s (%s probe): passes %v, want %v", c.name, c.spec.Proto, got, c.want)
+		}
+	}
+}

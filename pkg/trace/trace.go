@@ -35,6 +35,11 @@ type Session struct {
 	Src, Dst Endpoint
 	Probe    *wire.ProbeSpec // nil when passive
 	Shape    string          // what the launcher knows of the CNI ("bridge cni0")
+	// Service is set when the probe goes to a virtual address that a
+	// node translates (a Service's ClusterIP): Dst is then the endpoint
+	// the translation chose (the merge sets it from the conntrack
+	// evidence).
+	Service *Service
 }
 
 // Stream is the observations of one agent, in the order it wrote them.
@@ -61,6 +66,11 @@ type Obs struct {
 	// from request/reply pairs was applied, when it was significant).
 	CrossClock bool
 	Note       string
+	// Translated: the packet as a node's DNAT rewrote it (toward the
+	// endpoint), or the endpoint's answer before it was translated back;
+	// NAT is that translation.
+	Translated bool
+	NAT        *NATHop
 }
 
 // Journey is one packet across the hops that saw it.
@@ -72,6 +82,10 @@ type Journey struct {
 	IsReply bool   // answer to a probe
 	Obs     []*Obs
 	First   time.Time
+	// NAT is the translation the packet went through, shown before
+	// Obs[NATAt] (its first copy past the translation).
+	NAT   *NATHop
+	NATAt int
 }
 
 // At is the journey's observation at an interface, nil when it was not
@@ -156,4 +170,7 @@ type Trace struct {
 	// busiest flow first.
 	Summarized []*Summarized
 	Flows      []*Flow
+	// NATs are the translations of the probe the node agents reported
+	// (conntrack), each a hop of the trace.
+	NATs []*NATHop
 }

@@ -110,6 +110,8 @@ func (w *Writer) Emit(payload any) error {
 		e.Kind, e.Stats = KindStats, p
 	case *Summary:
 		e.Kind, e.Summary = KindSummary, p
+	case *NAT:
+		e.Kind, e.NAT = KindNAT, p
 	case *Error:
 		e.Kind, e.Error = KindError, p
 	case *Bye:

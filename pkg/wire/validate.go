@@ -35,6 +35,7 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 		{KindHello, e.Hello != nil}, {KindTopology, e.Topology != nil}, {KindPacket, e.Packet != nil},
 		{KindChange, e.Change != nil}, {KindProbe, e.Probe != nil}, {KindStats, e.Stats != nil},
 		{KindError, e.Error != nil}, {KindBye, e.Bye != nil}, {KindSummary, e.Summary != nil},
+		{KindNAT, e.NAT != nil},
 	}
 	known := false
 	for _, p := range present {
@@ -66,6 +67,8 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 		e.Bye.Reason = c.str(e.Bye.Reason, MaxString)
 	case KindSummary:
 		c.summary(e.Summary)
+	case KindNAT:
+		c.nat(e.NAT)
 	}
 	return c.changed, nil
 }
@@ -226,6 +229,13 @@ func (c *clamp) summary(s *Summary) {
 	}
 }
 
+func (c *clamp) nat(n *NAT) {
+	for _, p := range []*string{&n.Probe, &n.Proto, &n.State, &n.Orig.Src, &n.Orig.Dst, &n.Reply.Src, &n.Reply.Dst} {
+		*p = c.str(*p, MaxString)
+	}
+	n.Rules = c.strs(n.Rules, MaxSmallLst, MaxString)
+}
+
 // HasPayload reports whether a line of a known kind carries its payload;
 // lines of other kinds report true. Readers drop lines without (Sanitize);
 // code that builds envelopes by hand checks with it.
@@ -249,6 +259,8 @@ func HasPayload(e *Envelope) bool {
 		return e.Bye != nil
 	case KindSummary:
 		return e.Summary != nil
+	case KindNAT:
+		return e.NAT != nil
 	}
 	return true
 }

@@ -29,6 +29,7 @@ const (
 	KindProbe    = "probe"    // a probe the agent sent, or its outcome
 	KindStats    = "stats"    // kernel capture counters per socket
 	KindSummary  = "summary"  // per-flow counts of one interval, instead of packet lines
+	KindNAT      = "nat"      // a translation of the probe's connection, from conntrack
 	KindError    = "error"    // something the agent could not do
 	KindBye      = "bye"      // last line: the agent is exiting
 )
@@ -56,6 +57,7 @@ type Envelope struct {
 	Probe    *Probe    `json:"probe,omitempty"`
 	Stats    *Stats    `json:"stats,omitempty"`
 	Summary  *Summary  `json:"summary,omitempty"`
+	NAT      *NAT      `json:"nat,omitempty"`
 	Error    *Error    `json:"error,omitempty"`
 	Bye      *Bye      `json:"bye,omitempty"`
 }
@@ -255,6 +257,12 @@ type ProbeSpec struct {
 	Interval time.Duration `json:"interval"`
 	Timeout  time.Duration `json:"timeout"`
 	ID       int           `json:"id"` // ICMP id, or the first TCP/UDP source port
+	// NAT says the destination may be translated on the way (a Service's
+	// virtual IP, a DNAT rule): agents scope their capture to the
+	// probe's own identity (ICMP id, TCP/UDP source ports) to and from
+	// any address, so that the frames after the translation are
+	// captured too, and node agents read the probe's conntrack entries.
+	NAT bool `json:"nat,omitempty"`
 }
 
 // Probe reports one probe: Event "sent" when it left the socket, then
@@ -352,6 +360,46 @@ type FlowOther struct {
 	// Untracked counts frames that arrived when the agent's flow table
 	// was full: their flows are not in Records.
 	Untracked uint64 `json:"untracked,omitempty"`
+}
+
+// NAT is the conntrack entry of one probe in the agent's network
+// namespace when the kernel translated its addresses or ports there (a
+// DNAT to a Service endpoint, an SNAT or masquerade): what the connection
+// looked like as sent (Orig) and the tuple the kernel expects replies on
+// (Reply). A DNAT shows as Reply.Src/SrcPort differing from Orig.Dst/
+// DstPort: the packet left towards Reply.Src:Reply.SrcPort; an SNAT as
+// Reply.Dst/DstPort differing from Orig.Src/SrcPort. Replies are
+// translated back (un-NATed) through the same entry: SeenReply says a
+// reply went through it.
+type NAT struct {
+	TS    time.Time `json:"ts"`              // when the agent read the entry
+	Probe string    `json:"probe,omitempty"` // the probe's id (ProbeID)
+	Proto string    `json:"proto"`           // tcp, udp, icmp, icmp6
+	Orig  Tuple     `json:"orig"`
+	Reply Tuple     `json:"reply"`
+	DNAT  bool      `json:"dnat,omitempty"` // the kernel's IPS_DST_NAT status bit
+	SNAT  bool      `json:"snat,omitempty"` // IPS_SRC_NAT
+	// SeenReply is IPS_SEEN_REPLY: a packet came back through the
+	// entry (and was translated back).
+	SeenReply bool   `json:"seenReply,omitempty"`
+	State     string `json:"state,omitempty"` // TCP state (SYN_SENT, ESTABLISHED, CLOSE, …)
+	Zone      int    `json:"zone,omitempty"`
+	Mark      uint32 `json:"mark,omitempty"`
+	// Rules names the rule sets of the namespace that hook NAT for the
+	// entry's address family, the candidates for who translated it: "nftables ip kube-proxy",
+	// "iptables ip nat (nf_tables)", "iptables-legacy nat". Conntrack
+	// does not record which rule translated a connection.
+	Rules []string `json:"rules,omitempty"`
+}
+
+// Tuple is one direction of a conntrack entry. ICMP tuples carry the
+// echo id instead of ports.
+type Tuple struct {
+	Src     string `json:"src"`
+	Dst     string `json:"dst"`
+	SrcPort int    `json:"sport,omitempty"`
+	DstPort int    `json:"dport,omitempty"`
+	ICMPID  int    `json:"icmpId,omitempty"`
 }
 
 // Error is a problem the agent ran into. Fatal errors are followed by bye.

@@ -81,8 +81,14 @@ for ipt in iptables ip6tables; do
   done
 done
 
-# listening ports of etcd, the API server, the kubelet
-for port in 2379 2380 2381 6443 10248 10250; do
+# kube-proxy's nftables tables
+for f in ip ip6; do
+  baseline "absent-nft-table $f kube-proxy" || continue
+  nft list table "$f" kube-proxy >/dev/null 2>&1 && problem "nft table $f kube-proxy"
+done
+
+# listening ports of etcd, the API server, the kubelet, kube-proxy (healthz, metrics)
+for port in 2379 2380 2381 6443 10248 10250 10249 10256; do
   ss -Htln "sport = :$port" | grep -q . && problem "something listens on port $port"
 done
 
@@ -95,7 +101,7 @@ while read -r _ k v; do
 done < <(grep '^sysctl ' "$BASE" || true)
 
 if [ "$bad" = 0 ]; then
-  log "clean: no process, mount, netns, link, cgroup, iptables chain, port or path of the harness is left"
+  log "clean: no process, mount, netns, link, cgroup, iptables chain, nft table, port or path of the harness is left"
   [ "$BASE" != /dev/null ] || log "(no baseline recorded at $HOST_BASELINE: host paths and sysctls not compared)"
 fi
 exit "$bad"

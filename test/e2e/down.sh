@@ -17,7 +17,10 @@ baseline() { grep -q "^$*\$" "$BASE"; }
 
 stop() { stop_pid "$@"; }
 
-# 0. the second node first, while the API server runs: its pods, daemons, leftovers, its Node
+# 0. kube-proxy on both nodes and its rules, the controller manager; then the second node, while
+#    the API server runs: its pods, daemons, leftovers, its Node
+"$HERE/proxy.sh" down
+stop kube-controller-manager
 "$HERE/node2.sh" down
 
 # 1. pods go away through the API while the kubelet runs: CNI DEL releases veths and addresses
@@ -117,6 +120,12 @@ for ipt in iptables ip6tables; do
     for c in $chains; do "$ipt" -t "$t" -X "$c" 2>/dev/null || true; done
     [ -z "$chains" ] || log "removed $ipt $t chains: $(echo $chains)"
   done
+done
+
+# 6b. kube-proxy's nftables tables (nftables mode) that a crashed run left behind
+for f in ip ip6; do
+  baseline "absent-nft-table $f kube-proxy" || continue
+  if nft list table "$f" kube-proxy >/dev/null 2>&1; then nft delete table "$f" kube-proxy && log "removed nft table $f kube-proxy"; fi
 done
 
 # 7. sysctls the kubelet and the bridge plugin changed

@@ -9,10 +9,11 @@
 #   make e2e-down     remove everything the harness made (safe to run twice)
 #   make e2e-check-clean  prove nothing is left
 #   make e2e-routing ROUTING=vxlan|hostgw  switch cross-node routing on the running 2-node cluster
+#   make e2e-proxy PROXY=nftables|iptables  switch kube-proxy's mode on the running cluster (up: PROXY, default nftables)
 # AGENT_BIN=path uses a prebuilt podtrace-agent for the agent image.
 E2E_DIR := test/e2e
 
-.PHONY: e2e-build e2e-images e2e-up e2e e2e-down e2e-check-clean e2e-routing
+.PHONY: e2e-build e2e-images e2e-up e2e e2e-down e2e-check-clean e2e-routing e2e-proxy
 e2e-build:
 	$(E2E_DIR)/build-k8s.sh
 e2e-images:
@@ -27,3 +28,5 @@ e2e-check-clean:
 	$(E2E_DIR)/check-clean.sh
 e2e-routing:
 	$(E2E_DIR)/node2.sh routing $(ROUTING)
+e2e-proxy:
+	$(E2E_DIR)/proxy.sh mode $(PROXY)

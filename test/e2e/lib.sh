@@ -40,6 +40,9 @@ POD_CIDR=${POD_CIDR:-10.244.0.0/24}
 POD_GW=${POD_GW:-10.244.0.1}
 SERVICE_CIDR=${SERVICE_CIDR:-10.96.0.0/16}
 SERVICE_IP=${SERVICE_IP:-10.96.0.1}      # first address of SERVICE_CIDR (the kubernetes Service)
+CLUSTER_CIDR=${CLUSTER_CIDR:-10.244.0.0/16}  # every node's pod CIDR: kube-proxy's clusterCIDR
+# kube-proxy's mode on both nodes (switch a running cluster with proxy.sh mode / make e2e-proxy)
+PROXY=${PROXY:-nftables}
 
 # A second node (NODES=2): its own containerd and kubelet in their own network, mount and UTS
 # namespaces and cgroup root on this host. The nodes' underlay NICs, $NODE_LINK ($NODE_IP/24, node 1)
@@ -115,9 +118,9 @@ stop_pid() {
 # cluster_ready: up.sh finished, every daemon it started runs, the API server is ready
 cluster_ready() {
   local p
-  for p in etcd containerd kube-apiserver kubelet; do pid_alive "$p" || return 1; done
+  for p in etcd containerd kube-apiserver kube-controller-manager kubelet kube-proxy; do pid_alive "$p" || return 1; done
   if [ "$(cluster_nodes)" = 2 ]; then
-    for p in node2-containerd node2-kubelet; do pid_alive "$p" || return 1; done
+    for p in node2-containerd node2-kubelet node2-kube-proxy; do pid_alive "$p" || return 1; done
   fi
   [ -f "$E2E_STATE/up.done" ] && kc get --raw /readyz >/dev/null 2>&1
 }

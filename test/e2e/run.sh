@@ -6,6 +6,8 @@
 #   NODES=2         (default) two nodes: the suite runs with ROUTING (default vxlan) between them, then
 #                   the cross-node tests run again with the other routing (hostgw), and routing is
 #                   switched back;  NODES=1: one node, no cross-node tests
+#   kube-proxy runs in PROXY mode (default nftables) for the suite; the Service tests then run
+#   again in the other mode (iptables), and the mode is switched back
 #   E2E_RUN=regex   run only matching tests;  E2E_TESTFLAGS: more flags for go test
 set -euo pipefail
 E2E_SCRIPT=e2e
@@ -77,5 +79,10 @@ else
   log "one node: the cross-node tests are skipped (NODES=2 runs them)"
   suite "1 node" ${E2E_RUN:+-run "$E2E_RUN"} || rc=1
 fi
+proxy=$(cat "$E2E_STATE/proxy")
+other=iptables; [ "$proxy" = iptables ] && other=nftables
+"$HERE/proxy.sh" mode "$other"
+suite "kube-proxy $other: Service tests" -run "${E2E_RUN:-Service}" || rc=1
+"$HERE/proxy.sh" mode "$proxy"
 t_suite=$(( $(date +%s) - t ))
 exit "$rc"

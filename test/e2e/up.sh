@@ -1,8 +1,9 @@
 #!/bin/bash
 # Bring up a real single-node Kubernetes cluster for the end-to-end tests, as root:
-# etcd, kube-apiserver (Node,RBAC authorization, PodSecurity admission), containerd + runc,
-# the bridge CNI (cni0, $POD_CIDR), a kubelet, the project's images, and the fixtures
-# (namespaces, workload pods, the limited user bound to deploy/user-rbac.yaml).
+# etcd, kube-apiserver (Node,RBAC authorization, PodSecurity admission), kube-controller-manager
+# (the EndpointSlice controller only), containerd + runc, the bridge CNI (cni0, $POD_CIDR), a kubelet,
+# kube-proxy (mode $PROXY: nftables or iptables, see proxy.sh), the project's images, and the
+# fixtures (namespaces, workload pods, Services, the limited user bound to deploy/user-rbac.yaml).
 # Everything lives under $E2E_STATE (default /tmp/podtrace-e2e); down.sh removes it.
 # Running it again while the cluster is up does nothing.
 #
@@ -34,7 +35,7 @@ if [ -d "$PIDS" ] && [ -n "$(ls -A "$PIDS" 2>/dev/null)" ]; then
   log "a partial cluster is left from an earlier run: tearing it down first"
   "$HERE/down.sh"
 fi
-for port in 2379 2380 6443 10248 10250; do
+for port in 2379 2380 6443 10248 10250 10249 10256; do
   if ss -Htln "sport = :$port" | grep -q .; then die "port $port is in use by another process"; fi
 done
 
@@ -55,6 +56,7 @@ if [ ! -f "$E2E_STATE/host-baseline" ]; then
         "$ipt-save" -t "$t" 2>/dev/null | grep -q '^:KUBE-' || echo "absent-kube-chains $ipt $t"
       done
     done
+    for f in ip ip6; do nft list table "$f" kube-proxy >/dev/null 2>&1 || echo "absent-nft-table $f kube-proxy"; done
     for s in $SYSCTLS; do echo "sysctl $s $(sysctl -n "$s")"; done
   } >"$E2E_STATE/host-baseline.tmp"
   cp "$E2E_STATE/host-baseline.tmp" "$HOST_BASELINE"
@@ -103,6 +105,8 @@ subjectAltName=$3"
       echo "$(openssl rand -hex 24),system:node:$NODE_NAME,system:node:$NODE_NAME,system:nodes"
       echo "$(openssl rand -hex 24),podtrace-e2e-user,podtrace-e2e-user"
       echo "$(openssl rand -hex 24),system:node:$NODE2_NAME,system:node:$NODE2_NAME,system:nodes"
+      echo "$(openssl rand -hex 24),system:kube-controller-manager,system:kube-controller-manager"
+      echo "$(openssl rand -hex 24),system:kube-proxy,system:kube-proxy"
     } >tokens.csv
     chmod 600 ./*.key tokens.csv
   )
@@ -132,6 +136,7 @@ token() { sed -n "${1}p" "$PKI/tokens.csv" | cut -d, -f1; }
 mkkubeconfig "$ADMIN_KUBECONFIG" podtrace-e2e-admin "$(token 1)"
 mkkubeconfig "$E2E_STATE/kubelet.kubeconfig" "system:node:$NODE_NAME" "$(token 2)"
 mkkubeconfig "$USER_KUBECONFIG" podtrace-e2e-user "$(token 3)"
+mkkubeconfig "$E2E_STATE/controller-manager.kubeconfig" system:kube-controller-manager "$(token 5)"
 
 # --- etcd ----------------------------------------------------------------------------------------
 start etcd etcd --name podtrace-e2e --data-dir "$E2E_STATE/etcd/data" \
@@ -184,6 +189,12 @@ waitfor kube-apiserver 180 kc get --raw /readyz || fail_with_log kube-apiserver
 waitfor "RBAC bootstrap roles" 60 kc get clusterrole system:kubelet-api-admin
 kc apply -f "$HERE/fixtures/cluster.yaml" >/dev/null
 
+# --- kube-controller-manager: EndpointSlices for the Services (nothing else: no node lifecycle) --
+start kube-controller-manager "$KBIN/kube-controller-manager" \
+  --kubeconfig="$E2E_STATE/controller-manager.kubeconfig" \
+  --controllers=endpointslice --leader-elect=false --secure-port=0 --v=1
+waitfor kube-controller-manager 60 pid_alive kube-controller-manager || fail_with_log kube-controller-manager
+
 # --- node 1: kubelet; node 2 -------------------------------------------------------------------
 render "$HERE/config/kubelet.yaml.in" "$E2E_STATE/config/kubelet.yaml"
 start kubelet "$KBIN/kubelet" --config="$E2E_STATE/config/kubelet.yaml" \
@@ -226,6 +237,10 @@ waitfor "policy podtrace-agent-ephemeral" 60 policy_refuses podtrace-agent-ephem
 # (attach has no dry run: refused, it returns at once; admitted, timeout ends it)
 waitfor "policy podtrace-agent-attach" 60 policy_refuses podtrace-agent-attach -n e2e attach pod-a -c workload ||
   die "the admission policy podtrace-agent-attach does not refuse an attach to an application container"
+
+# --- Services and kube-proxy on every node -----------------------------------------------------
+kc apply -f "$HERE/fixtures/services.yaml" >/dev/null
+"$HERE/proxy.sh" up "$PROXY"
 
 touch "$E2E_STATE/up.done"
 kc get nodes -o wide >&2

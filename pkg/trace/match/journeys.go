@@ -25,6 +25,7 @@ import (
 type Lines struct {
 	packets []seenBy
 	changes []*trace.Change
+	nats    map[*trace.AgentInfo][]*wire.NAT
 }
 
 type seenBy struct {
@@ -38,7 +39,7 @@ type seenBy struct {
 // for Journeys.
 func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 	t := &trace.Trace{Session: s}
-	in := &Lines{}
+	in := &Lines{nats: map[*trace.AgentInfo][]*wire.NAT{}}
 	for _, st := range streams {
 		a := &trace.AgentInfo{ID: st.Agent, Name: st.Display, Gaps: st.Gaps, Intake: st.Intake}
 		t.Agents = append(t.Agents, a)
@@ -72,6 +73,8 @@ func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 				a.Errors = append(a.Errors, e.Error.Msg)
 			case wire.KindBye:
 				a.Bye = e.Bye.Reason
+			case wire.KindNAT:
+				in.nats[a] = append(in.nats[a], e.NAT)
 			}
 		}
 		if a.Gaps > 0 {
@@ -88,6 +91,8 @@ func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 		t.Warnings = append(t.Warnings, cutWarnings(a)...)
 	}
 	t.Changes = in.changes
+	collectNATs(t, in.nats)
+	t.Session = retarget(t, s)
 	return t, in
 }
 
@@ -114,6 +119,7 @@ func Journeys(t *trace.Trace, g *graph.Graph, in *Lines) {
 			all = append(all, &trace.Obs{Agent: r.a, If: i, P: p})
 		}
 		sort.SliceStable(all, func(i, j int) bool { return all[i].P.TS.Before(all[j].P.TS) })
+		joinTranslated(t, all)
 		t.Packets = all
 		t.Start = time.Time{}
 		if len(all) > 0 {
@@ -121,7 +127,7 @@ func Journeys(t *trace.Trace, g *graph.Graph, in *Lines) {
 		}
 		t.Journeys = journeys(all, s)
 		for _, j := range t.Journeys {
-			orderJourney(g, j)
+			orderJourney(g, s, j)
 			tagProbe(s, j)
 		}
 		t.Changes = nil
@@ -142,6 +148,7 @@ func Journeys(t *trace.Trace, g *graph.Graph, in *Lines) {
 	}
 	proxyARPNotes(g, t)
 	t.Changes = relevantChanges(t, s)
+	placeNATs(t, s)
 }
 
 // Order puts the journeys and changes in display order (t.Items), and
@@ -304,7 +311,7 @@ func rankRevisits(g *graph.Graph, j *trace.Journey) {
 
 // orderJourney sorts a journey's hops by distance from where the packet
 // was sent, then by time, and computes per-hop deltas and notes.
-func orderJourney(g *graph.Graph, j *trace.Journey) {
+func orderJourney(g *graph.Graph, s trace.Session, j *trace.Journey) {
 	o0 := origin(g, j)
 	d := g.Distances(o0.If.Key)
 	// An IP packet follows the routes: its hops are ranked by their place
@@ -312,7 +319,11 @@ func orderJourney(g *graph.Graph, j *trace.Journey) {
 	// copies, or no topology known) by their distance in the graph.
 	var rt *trace.RouteWalk
 	if p := o0.P; p.IP != nil {
-		rt = g.Route(o0.If, net.ParseIP(p.IP.Dst), o0.P.Dir == "in")
+		dst := p.IP.Dst
+		if s.Service != nil && dst == s.Service.IP {
+			dst = s.Dst.IP // the probe goes on to the endpoint the DNAT chose
+		}
+		rt = g.Route(o0.If, net.ParseIP(dst), o0.P.Dir == "in")
 	}
 	for _, o := range j.Obs {
 		if k := rt.Index(o.If); k >= 0 {
@@ -399,7 +410,7 @@ func tagProbe(s trace.Session, j *trace.Journey) {
 	if spec == nil {
 		return
 	}
-	p := j.Obs[0].P
+	p := originalView(j.Obs[0])
 	if p.IP == nil || p.L4 == nil {
 		return
 	}

@@ -21,7 +21,7 @@ import (
 // marks each hop of the expected path (t.Path) seen, not seen or not
 // observable.
 func Judge(t *trace.Trace, g *graph.Graph) {
-	t.Verdict = verdict(t, g, t.Session)
+	t.Verdict = serviceVerdict(t, t.Session, verdict(t, g, t.Session))
 	cutEvidence(t)
 }
 
