@@ -22,10 +22,12 @@ log() { printf '[%s +%ss] %s: %s\n' "$(date +%T)" "$(( $(date +%s) - _e2e_t0 ))"
 die() { log "ERROR: $*"; exit 1; }
 
 # waitfor DESC TIMEOUT_SECONDS CMD...: poll CMD every 0.2s until it succeeds.
-waitfor() {
-  local d=$1 to=$2 i; shift 2
-  for ((i = 0; i < to * 5; i++)); do
+waitfor() { # the bound is elapsed time: a slow CMD does not stretch it
+  local d=$1 to=$2 end; shift 2
+  end=$(( $(date +%s) + to ))
+  while :; do
     if "$@" >/dev/null 2>&1; then log "$d ready"; return 0; fi
+    [ "$(date +%s)" -lt "$end" ] || break
     sleep 0.2
   done
   log "timeout after ${to}s waiting for $d"
