@@ -19,16 +19,23 @@ import (
 // It is deleted at the end of the test.
 func denyPolicy(t *testing.T) string {
 	t.Helper()
-	name := uniqueName("deny-web")
-	spec := `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: ` + name + `, namespace: e2e}
-spec:
+	return applyPolicy(t, "deny-web", `
   podSelector: {matchLabels: {podtrace.io/e2e: pod-b}}
   policyTypes: [Ingress]
   ingress:
   - ports: [{protocol: UDP, port: udp-echo}]
-`
+`)
+}
+
+// applyPolicy creates a NetworkPolicy in namespace e2e with this spec (YAML,
+// indented two spaces), deleted at the end of the test.
+func applyPolicy(t *testing.T, prefix, specYAML string) string {
+	t.Helper()
+	name := uniqueName(prefix)
+	spec := `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: ` + name + `, namespace: e2e}
+spec:` + specYAML
 	if r := kubectlIn(t, adminConfig, []byte(spec), "apply", "-f", "-"); r.err != nil {
 		t.Fatalf("create NetworkPolicy %s: %s", name, r)
 	}
@@ -89,6 +96,44 @@ func TestNetworkPolicyModelDisagreesWithADeliveredTrace(t *testing.T) {
 	want := "policy  admitted: no policy selects pod-a for egress; udp/8081 ingress by e2e/" + name + " ingress rule 1"
 	if !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "disagree") {
 		t.Errorf("trace of udp/8081 lacks %q or says they disagree", want)
+	}
+	noNodePodsEventually(t)
+}
+
+// An egress policy on the source side is named as such; a namespaceSelector
+// is matched on the namespace's labels, which the limited user reads
+// (deploy/user-rbac.yaml: get namespaces).
+func TestNetworkPolicyModelEgressAndNamespaceLabels(t *testing.T) {
+	egress := applyPolicy(t, "deny-egress", `
+  podSelector: {matchLabels: {podtrace.io/e2e: pod-a}}
+  policyTypes: [Egress]
+`)
+	r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "--proto", "tcp", "--port", "8080", "--color", "never")...)
+	t.Logf("%s", r)
+	want := "policy  denied by NetworkPolicy e2e/" + egress + " (egress, selects pod-a; no rule admits tcp/8080 to pod-b)"
+	if r.err != nil || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "disagree: ") {
+		t.Errorf("trace lacks %q and a disagreement", want)
+	}
+
+	const label = "podtrace.io/e2e-team"
+	mustKubectl(t, adminConfig, "label", "namespace", "e2e", label+"=blue")
+	t.Cleanup(func() {
+		if r := kubectl(t, adminConfig, "label", "namespace", "e2e", label+"-"); r.err != nil {
+			t.Errorf("remove the label: %s", r)
+		}
+	})
+	allow := applyPolicy(t, "allow-blue", `
+  podSelector: {matchLabels: {podtrace.io/e2e: pod-a}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {`+label+`: blue}}, podSelector: {matchLabels: {podtrace.io/e2e: pod-b}}}]
+    ports: [{port: tcp-echo}]
+`)
+	r = kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "--proto", "tcp", "--port", "8080", "--color", "never")...)
+	t.Logf("%s", r)
+	want = "policy  admitted: tcp/8080 egress by e2e/" + allow + " egress rule 1; no policy selects pod-b for ingress"
+	if r.err != nil || !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "disagree") {
+		t.Errorf("trace lacks %q or says they disagree", want)
 	}
 	noNodePodsEventually(t)
 }
