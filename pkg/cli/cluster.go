@@ -367,12 +367,15 @@ func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 // Run traces.
 func (o *ClusterOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.ErrOut, "podtrace: session %s: %s (%s, node %s) → %s\n", o.session, o.src.Ref, o.src.IP, o.src.Node, o.dstText())
+	model := o.startPolicyModel(ctx)
 	inject, err := o.preflight(ctx)
 	if err != nil {
 		return err
 	}
 	plan := o.Plan(inject)
+	o.annotate = model.annotate
 	if o.DryRun {
+		o.notes = append(o.notes, model.line())
 		return o.printDryRun(o.Out, plan)
 	}
 	setLeftover(fmt.Sprintf("node agent pods of session %s may be left in namespace %s (they end by themselves within %s): delete them now with `kubectl podtrace cleanup --session %s`; agent containers added to pods exit at their deadline",

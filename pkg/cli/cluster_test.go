@@ -158,7 +158,9 @@ func TestDryRunToAServicePlacesAgentsOnTheEndpoint(t *testing.T) {
 	s := out.String()
 	for _, want := range []string{"# trace e2e/pod-a (10.244.0.2) → Service shop/web 10.96.3.4:80 (1 ready endpoint(s) on node-2), probe tcp ×1 to port 80",
 		"on pod e2e/pod-a", "on pod shop/pod-b", "node agent pod on node node-1", "node agent pod on node node-2",
-		"- --dst\n    - 10.96.3.4\n", "- --nat\n", "- 10.244.0.2,10.96.3.4,10.244.1.3\n"} {
+		"- --dst\n    - 10.96.3.4\n", "- --nat\n", "- 10.244.0.2,10.96.3.4,10.244.1.3\n",
+		// the model judges pods and their ports, not a virtual IP and port
+		"# note: NetworkPolicy model unavailable: not evaluated for a Service destination"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("dry run lacks %q:\n%s", want, s)
 		}

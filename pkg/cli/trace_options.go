@@ -69,6 +69,9 @@ type TraceOptions struct {
 	probe  *wire.ProbeSpec
 	budget int64         // Budget in bytes per second; -1: no limit
 	pcap   *outfile.File // --pcap, opened before any agent starts
+	// annotate adds evidence gathered beside the trace (the NetworkPolicy
+	// model in cluster mode) before it is shown.
+	annotate func(*trace.Trace)
 }
 
 // AddFlags registers the shared flags.
@@ -263,6 +266,9 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		}
 		saved = true
 		fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
+	}
+	if o.annotate != nil {
+		o.annotate(res.Trace)
 	}
 	return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
 }

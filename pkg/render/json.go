@@ -159,6 +159,7 @@ type jsonWarning struct {
 type jsonVerdict struct {
 	Kind string `json:"kind"` // "verdict"
 	trace.Verdict
+	Policy *trace.PolicyEvidence `json:"policy,omitempty"`
 }
 
 // JSON writes the trace as JSON lines, one event per line; the last line
@@ -237,7 +238,7 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 			return err
 		}
 	}
-	return enc.Encode(jsonVerdict{Kind: "verdict", Verdict: t.Verdict})
+	return enc.Encode(jsonVerdict{Kind: "verdict", Verdict: t.Verdict, Policy: t.Policy})
 }
 
 // safeJSONWriter passes each encoded line through safeJSON: no rune that

@@ -203,6 +203,9 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	for _, w := range t.Warnings {
 		fmt.Fprintf(b, "%s %s\n", c.warn.Sprint("warning"), Safe(w))
 	}
+	if t.Policy != nil {
+		b.WriteString(PolicyLine(t.Policy, c) + "\n")
+	}
 	b.WriteString(VerdictLine(t.Verdict, t.Session, c) + "\n")
 	_, err := io.WriteString(w, safeText(b.String(), colorOn))
 	return err
@@ -251,6 +254,27 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 	out := c.head.Sprint("verdict") + " " + strings.Join(parts, " · ")
 	for _, e := range v.Evidence {
 		out += "\n        " + Safe(e)
+	}
+	return out
+}
+
+// PolicyLine is the NetworkPolicy model's statement, printed above the
+// verdict, and the disagreement with it when there is one.
+func PolicyLine(p *trace.PolicyEvidence, c *colorer) string {
+	if c == nil {
+		c = newColorer(false)
+	}
+	head := c.head.Sprint("policy ")
+	if p.Unavailable != "" {
+		return head + " " + c.warn.Sprint("no model: ") + Safe(p.Unavailable)
+	}
+	st := Safe(p.Statement)
+	if !p.Admitted {
+		st = c.bad.Sprint(st)
+	}
+	out := head + " " + st
+	if p.Disagreement != "" {
+		out += "\n        " + c.warn.Sprint("disagree: ") + Safe(p.Disagreement)
 	}
 	return out
 }

@@ -173,4 +173,7 @@ type Trace struct {
 	// NATs are the translations of the probe the node agents reported
 	// (conntrack), each a hop of the trace.
 	NATs []*NATHop
+	// Policy is the NetworkPolicy model's statement for the probe, nil
+	// when it was not consulted.
+	Policy *PolicyEvidence
 }
