@@ -3,16 +3,11 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -26,23 +21,6 @@ const (
 	namespacePolicy = "podtrace-agent-namespace"
 	ephemeralPolicy = "podtrace-agent-ephemeral"
 )
-
-// kubectlIn is kubectl with stdin.
-func kubectlIn(t *testing.T, kubeconfig string, stdin []byte, args ...string) result {
-	t.Helper()
-	// not t.Context(): it is cancelled before t.Cleanup functions run, and
-	// cleanups call kubectl too
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	t.Logf("kubectl %s (%s)", strings.Join(args, " "), filepath.Base(kubeconfig))
-	return result{out.String(), errb.String(), err}
-}
 
 // planned returns what the plugin would create for a trace of e2e/pod-a → e2e/pod-b, as
 // the limited user: the node agent pod, and the strategic merge patch that adds the agent
