@@ -5,7 +5,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -235,10 +234,9 @@ func TestPolicyLeavesOtherUsersAlone(t *testing.T) {
 	mustKubectl(t, adminConfig, "create", "role", user+"-debug", "-n", ns, "--verb=get,patch", "--resource=pods/ephemeralcontainers")
 	mustKubectl(t, adminConfig, "create", "rolebinding", user, "-n", ns, "--role="+user, "--user="+user)
 	mustKubectl(t, adminConfig, "create", "rolebinding", user+"-debug", "-n", ns, "--role="+user+"-debug", "--user="+user)
-	t.Cleanup(func() { // (t.Context() is cancelled by now: kubectl() would not run)
-		out, err := exec.Command("kubectl", "--kubeconfig", adminConfig, "delete", "role,rolebinding", user, user+"-debug", "-n", ns).CombinedOutput()
-		if err != nil {
-			t.Errorf("delete the debugger's roles: %v\n%s", err, out)
+	t.Cleanup(func() {
+		if r := kubectl(t, adminConfig, "delete", "role,rolebinding", user, user+"-debug", "-n", ns); r.err != nil {
+			t.Errorf("delete the debugger's roles: %s", r)
 		}
 	})
 	for _, who := range []struct {
