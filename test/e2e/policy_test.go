@@ -47,6 +47,22 @@ func planned(t *testing.T) (nodePod, patch map[string]any) {
 	return nodePod, patch
 }
 
+// renameAgent gives the agent container of the plugin's patch another name and returns
+// it. The patch lists the pod's containers in order ($setElementOrder) when it has some
+// already; without that list, the renamed agent is simply added.
+func renameAgent(t *testing.T, patch map[string]any, name string) map[string]any {
+	t.Helper()
+	spec := at(t, patch, "spec")
+	for k := range spec {
+		if strings.HasPrefix(k, "$setElementOrder") {
+			delete(spec, k)
+		}
+	}
+	ec := at(t, patch, "spec", "ephemeralContainers", 0)
+	ec["name"] = name
+	return ec
+}
+
 // clone deep-copies a JSON-shaped value.
 func clone(t *testing.T, v map[string]any) map[string]any {
 	t.Helper()
@@ -188,15 +204,7 @@ func TestPolicyEphemeralAdmitsOnlyTheAgent(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := ephemeralCount(t, "e2e", "pod-a")
 			p := clone(t, base)
-			// the patch lists pod-a's containers in order ($setElementOrder) when it has
-			// some already; renamed, the agent is simply added
-			for k := range at(t, p, "spec") {
-				if strings.HasPrefix(k, "$setElementOrder") {
-					delete(at(t, p, "spec"), k)
-				}
-			}
-			ec := at(t, p, "spec", "ephemeralContainers", 0)
-			ec["name"] = uniqueName("podtrace-policy")
+			ec := renameAgent(t, p, uniqueName("podtrace-policy"))
 			c.change(ec)
 			body, err := json.Marshal(p)
 			if err != nil {
