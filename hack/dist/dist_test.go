@@ -237,6 +237,14 @@ func mustRead(t *testing.T, p string) []byte {
 
 func tarNames(t *testing.T, p string) []string {
 	t.Helper()
+	names, _ := readTarGz(t, p)
+	return names
+}
+
+// readTarGz reads a .tar.gz archive once: its entries' names, sorted (a
+// name twice is listed twice), and the contents of its regular files.
+func readTarGz(t *testing.T, p string) ([]string, map[string][]byte) {
+	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
@@ -248,6 +256,7 @@ func tarNames(t *testing.T, p string) []string {
 	}
 	tr := tar.NewReader(zr)
 	var names []string
+	files := map[string][]byte{}
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -257,9 +266,16 @@ func tarNames(t *testing.T, p string) []string {
 			t.Fatal(err)
 		}
 		names = append(names, h.Name)
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name] = b
+		}
 	}
 	sort.Strings(names)
-	return names
+	return names, files
 }
 
 // The release carries deploy/ for its version: the admin's files in one
@@ -276,7 +292,8 @@ func TestDeployArchiveAdmitsTheReleaseImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := "podtrace-deploy_" + version + ".tar.gz"
-	got := tarNames(t, filepath.Join(dist, name))
+	got, files := readTarGz(t, filepath.Join(dist, name))
+	dir := "podtrace-deploy_" + version + "/"
 	want := []string{"LICENSE", "README.md", "admission-policy.yaml", "agent-namespace.yaml", "user-rbac.yaml"}
 	for i := range want {
 		want[i] = "podtrace-deploy_" + version + "/" + want[i]
@@ -287,7 +304,10 @@ func TestDeployArchiveAdmitsTheReleaseImage(t *testing.T) {
 	if sums := string(mustRead(t, filepath.Join(dist, "checksums.txt"))); !strings.Contains(sums, "  "+name+"\n") {
 		t.Errorf("checksums.txt lacks %s:\n%s", name, sums)
 	}
-	policy := tarFile(t, filepath.Join(dist, name), "podtrace-deploy_"+version+"/admission-policy.yaml")
+	policy, ok := files[dir+"admission-policy.yaml"]
+	if !ok {
+		t.Fatalf("%s holds no %sadmission-policy.yaml", name, dir)
+	}
 	dec := yaml.NewDecoder(strings.NewReader(string(policy)))
 	var kinds []string
 	for {
@@ -311,7 +331,7 @@ func TestDeployArchiveAdmitsTheReleaseImage(t *testing.T) {
 	}
 	// The other files are deploy/'s, unchanged.
 	for _, f := range []string{"agent-namespace.yaml", "user-rbac.yaml", "README.md"} {
-		if string(tarFile(t, filepath.Join(dist, name), "podtrace-deploy_"+version+"/"+f)) != string(mustRead(t, "../../deploy/"+f)) {
+		if b, ok := files[dir+f]; !ok || string(b) != string(mustRead(t, "../../deploy/"+f)) {
 			t.Errorf("%s differs from deploy/%s", f, f)
 		}
 	}
@@ -333,33 +353,6 @@ func TestImageRepository(t *testing.T) {
 	} {
 		if got := ImageRepository(in); got != want {
 			t.Errorf("ImageRepository(%q) = %q; want %q", in, got, want)
-		}
-	}
-}
-
-func tarFile(t *testing.T, archive, name string) []byte {
-	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			t.Fatalf("%s: no %s: %v", archive, name, err)
-		}
-		if h.Name == name {
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
 		}
 	}
 }

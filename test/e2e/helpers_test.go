@@ -59,12 +59,21 @@ func (r result) String() string {
 // kubectl runs the real kubectl with the given kubeconfig, as a user would.
 func kubectl(t *testing.T, kubeconfig string, args ...string) result {
 	t.Helper()
+	return kubectlIn(t, kubeconfig, nil, args...)
+}
+
+// kubectlIn is kubectl with stdin (nil: none).
+func kubectlIn(t *testing.T, kubeconfig string, stdin []byte, args ...string) result {
+	t.Helper()
 	// not t.Context(): it is cancelled before t.Cleanup functions run, and
 	// cleanups call kubectl too
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "kubectl", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()

@@ -117,6 +117,31 @@ stop_pid() {
   rm -f "$PIDS/$1.pid"
 }
 
+# mkkubeconfig FILE USER TOKEN: a kubeconfig (mode 0600) for USER, authenticated by TOKEN, to the
+# API server on node 1, trusting the harness's CA
+mkkubeconfig() {
+  cat >"$1" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: podtrace-e2e
+  cluster:
+    server: https://$NODE_IP:6443
+    certificate-authority-data: $(base64 -w0 "$E2E_STATE/pki/ca.crt")
+users:
+- name: $2
+  user:
+    token: $3
+contexts:
+- name: $2@podtrace-e2e
+  context: {cluster: podtrace-e2e, user: "$2"}
+current-context: $2@podtrace-e2e
+KC
+  chmod 600 "$1"
+}
+# static_token N: the token of line N of the API server's token file (up.sh writes it)
+static_token() { sed -n "${1}p" "$E2E_STATE/pki/tokens.csv" | cut -d, -f1; }
+
 # cluster_ready: up.sh finished, every daemon it started runs, the API server is ready
 cluster_ready() {
   local p

@@ -117,24 +117,7 @@ up() {
   NODE_STATE=$NODE2_STATE NODE_NAME=$NODE2_NAME NODE_IP=$NODE2_IP POD_CIDR=$POD2_CIDR POD_GW=$POD2_GW \
     render "$HERE/config/kubelet.yaml.in" "$NODE2_STATE/config/kubelet.yaml"
   echo "cgroupRoot: /$NODE2_CGROUP" >>"$NODE2_STATE/config/kubelet.yaml"
-  cat >"$NODE2_STATE/kubelet.kubeconfig" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: podtrace-e2e
-  cluster:
-    server: https://$NODE_IP:6443
-    certificate-authority-data: $(base64 -w0 "$E2E_STATE/pki/ca.crt")
-users:
-- name: system:node:$NODE2_NAME
-  user:
-    token: $(sed -n 4p "$E2E_STATE/pki/tokens.csv" | cut -d, -f1)
-contexts:
-- name: node2
-  context: {cluster: podtrace-e2e, user: "system:node:$NODE2_NAME"}
-current-context: node2
-KC
-  chmod 600 "$NODE2_STATE/kubelet.kubeconfig"
+  mkkubeconfig "$NODE2_STATE/kubelet.kubeconfig" "system:node:$NODE2_NAME" "$(static_token 4)"
 
   # runs once inside node 2's namespaces: private mounts, then the daemons (they keep the namespaces)
   cat >"$NODE2_STATE/enter.sh" <<EOF

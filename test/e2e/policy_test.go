@@ -3,16 +3,10 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -26,23 +20,6 @@ const (
 	namespacePolicy = "podtrace-agent-namespace"
 	ephemeralPolicy = "podtrace-agent-ephemeral"
 )
-
-// kubectlIn is kubectl with stdin.
-func kubectlIn(t *testing.T, kubeconfig string, stdin []byte, args ...string) result {
-	t.Helper()
-	// not t.Context(): it is cancelled before t.Cleanup functions run, and
-	// cleanups call kubectl too
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "kubectl", args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	t.Logf("kubectl %s (%s)", strings.Join(args, " "), filepath.Base(kubeconfig))
-	return result{out.String(), errb.String(), err}
-}
 
 // planned returns what the plugin would create for a trace of e2e/pod-a → e2e/pod-b, as
 // the limited user: the node agent pod, and the strategic merge patch that adds the agent
@@ -68,6 +45,22 @@ func planned(t *testing.T) (nodePod, patch map[string]any) {
 		t.Fatalf("the dry run lacks a node pod or the patch of pod-a:\n%s", out)
 	}
 	return nodePod, patch
+}
+
+// renameAgent gives the agent container of the plugin's patch another name and returns
+// it. The patch lists the pod's containers in order ($setElementOrder) when it has some
+// already; without that list, the renamed agent is simply added.
+func renameAgent(t *testing.T, patch map[string]any, name string) map[string]any {
+	t.Helper()
+	spec := at(t, patch, "spec")
+	for k := range spec {
+		if strings.HasPrefix(k, "$setElementOrder") {
+			delete(spec, k)
+		}
+	}
+	ec := at(t, patch, "spec", "ephemeralContainers", 0)
+	ec["name"] = name
+	return ec
 }
 
 // clone deep-copies a JSON-shaped value.
@@ -211,15 +204,7 @@ func TestPolicyEphemeralAdmitsOnlyTheAgent(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := ephemeralCount(t, "e2e", "pod-a")
 			p := clone(t, base)
-			// the patch lists pod-a's containers in order ($setElementOrder) when it has
-			// some already; renamed, the agent is simply added
-			for k := range at(t, p, "spec") {
-				if strings.HasPrefix(k, "$setElementOrder") {
-					delete(at(t, p, "spec"), k)
-				}
-			}
-			ec := at(t, p, "spec", "ephemeralContainers", 0)
-			ec["name"] = uniqueName("podtrace-policy")
+			ec := renameAgent(t, p, uniqueName("podtrace-policy"))
 			c.change(ec)
 			body, err := json.Marshal(p)
 			if err != nil {
@@ -257,10 +242,9 @@ func TestPolicyLeavesOtherUsersAlone(t *testing.T) {
 	mustKubectl(t, adminConfig, "create", "role", user+"-debug", "-n", ns, "--verb=get,patch", "--resource=pods/ephemeralcontainers")
 	mustKubectl(t, adminConfig, "create", "rolebinding", user, "-n", ns, "--role="+user, "--user="+user)
 	mustKubectl(t, adminConfig, "create", "rolebinding", user+"-debug", "-n", ns, "--role="+user+"-debug", "--user="+user)
-	t.Cleanup(func() { // (t.Context() is cancelled by now: kubectl() would not run)
-		out, err := exec.Command("kubectl", "--kubeconfig", adminConfig, "delete", "role,rolebinding", user, user+"-debug", "-n", ns).CombinedOutput()
-		if err != nil {
-			t.Errorf("delete the debugger's roles: %v\n%s", err, out)
+	t.Cleanup(func() {
+		if r := kubectl(t, adminConfig, "delete", "role,rolebinding", user, user+"-debug", "-n", ns); r.err != nil {
+			t.Errorf("delete the debugger's roles: %s", r)
 		}
 	})
 	for _, who := range []struct {

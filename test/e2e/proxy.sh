@@ -27,27 +27,6 @@ start_proxy() { # name netns-command-prefix...: detached, in its own session, wi
   log "started $n (pid $!, log $LOGS/$n.log)"
 }
 
-kubeconfig() { # file
-  cat >"$1" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: podtrace-e2e
-  cluster:
-    server: https://$NODE_IP:6443
-    certificate-authority-data: $(base64 -w0 "$E2E_STATE/pki/ca.crt")
-users:
-- name: system:kube-proxy
-  user:
-    token: $(sed -n 6p "$E2E_STATE/pki/tokens.csv" | cut -d, -f1)
-contexts:
-- name: kube-proxy
-  context: {cluster: podtrace-e2e, user: "system:kube-proxy"}
-current-context: kube-proxy
-KC
-  chmod 600 "$1"
-}
-
 # healthy IP: kube-proxy's healthz answers 200 once it programmed its rules
 healthy() { curl -sf "http://$1:10256/healthz" >/dev/null; }
 healthy2() { n2 curl -sf "http://$1:10256/healthz" >/dev/null; }
@@ -68,7 +47,7 @@ up() {
   case $mode in nftables | iptables) ;; *) die "kube-proxy mode: want nftables or iptables, not $mode" ;; esac
   command -v nft >/dev/null || die "missing nft (apt-get install nftables)"
   s=$(date +%s%3N)
-  kubeconfig "$E2E_STATE/kube-proxy.kubeconfig"
+  mkkubeconfig "$E2E_STATE/kube-proxy.kubeconfig" system:kube-proxy "$(static_token 6)"
   PROXY=$mode render_proxy "$NODE_NAME" "$NODE_IP" "$E2E_STATE" "$E2E_STATE/config/kube-proxy.yaml"
   start_proxy kube-proxy "$KBIN/kube-proxy" --config="$E2E_STATE/config/kube-proxy.yaml" --v=1
   if [ "$(cluster_nodes)" = 2 ]; then

@@ -58,13 +58,8 @@ func TestSmokeAgentAsLimitedUser(t *testing.T) {
 	const ns = "e2e"
 	name := uniqueName("podtrace-smoke")
 	_, patch := planned(t)
-	for k := range at(t, patch, "spec") {
-		if strings.HasPrefix(k, "$setElementOrder") {
-			delete(at(t, patch, "spec"), k)
-		}
-	}
-	ec := at(t, patch, "spec", "ephemeralContainers", 0)
-	ec["name"], ec["args"], ec["stdin"], ec["stdinOnce"] = name, []any{"--role", "pod", "--deadline", "3s"}, false, false
+	ec := renameAgent(t, patch, name)
+	ec["args"], ec["stdin"], ec["stdinOnce"] = []any{"--role", "pod", "--deadline", "3s"}, false, false
 	body, err := json.Marshal(patch)
 	if err != nil {
 		t.Fatal(err)

@@ -112,31 +112,10 @@ subjectAltName=$3"
   )
   log "PKI and tokens in $PKI ($(( $(date +%s) - s ))s)"
 fi
-mkkubeconfig() { # file user token
-  cat >"$1" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: podtrace-e2e
-  cluster:
-    server: https://$NODE_IP:6443
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: $2
-  user:
-    token: $3
-contexts:
-- name: $2@podtrace-e2e
-  context: {cluster: podtrace-e2e, user: $2}
-current-context: $2@podtrace-e2e
-KC
-  chmod 600 "$1"
-}
-token() { sed -n "${1}p" "$PKI/tokens.csv" | cut -d, -f1; }
-mkkubeconfig "$ADMIN_KUBECONFIG" podtrace-e2e-admin "$(token 1)"
-mkkubeconfig "$E2E_STATE/kubelet.kubeconfig" "system:node:$NODE_NAME" "$(token 2)"
-mkkubeconfig "$USER_KUBECONFIG" podtrace-e2e-user "$(token 3)"
-mkkubeconfig "$E2E_STATE/controller-manager.kubeconfig" system:kube-controller-manager "$(token 5)"
+mkkubeconfig "$ADMIN_KUBECONFIG" podtrace-e2e-admin "$(static_token 1)"
+mkkubeconfig "$E2E_STATE/kubelet.kubeconfig" "system:node:$NODE_NAME" "$(static_token 2)"
+mkkubeconfig "$USER_KUBECONFIG" podtrace-e2e-user "$(static_token 3)"
+mkkubeconfig "$E2E_STATE/controller-manager.kubeconfig" system:kube-controller-manager "$(static_token 5)"
 
 # --- etcd ----------------------------------------------------------------------------------------
 start etcd etcd --name podtrace-e2e --data-dir "$E2E_STATE/etcd/data" \
