@@ -34,16 +34,11 @@ func retarget(t *trace.Trace, s trace.Session) trace.Session {
 	if s.Service != nil {
 		vip = s.Service.IP
 	}
-	var n *wire.NAT
-	for _, h := range t.NATs {
-		if h.N.Orig.Dst == vip && h.N.Orig.Src == s.Src.IP {
-			n = h.N
-			break
-		}
-	}
-	if n == nil {
+	h := t.NATTo(vip, s.Src.IP)
+	if h == nil {
 		return s
 	}
+	n := h.N
 	if s.Service == nil {
 		port := s.Probe.Port
 		s.Service = &trace.Service{Name: vip, IP: vip, Port: port}
