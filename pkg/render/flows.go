@@ -2,8 +2,6 @@ package render
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -91,13 +89,7 @@ func FlowText(f wire.Flow) string {
 	case f.Src == "":
 		s = "ethertype " + f.EtherType
 	default:
-		hp := func(ip string, port int) string {
-			if port == 0 {
-				return ip
-			}
-			return net.JoinHostPort(ip, strconv.Itoa(port))
-		}
-		s = fmt.Sprintf("%s %s → %s", strings.ToUpper(f.Proto), hp(f.Src, f.SrcPort), hp(f.Dst, f.DstPort))
+		s = fmt.Sprintf("%s %s → %s", strings.ToUpper(f.Proto), trace.HostPort(f.Src, f.SrcPort), trace.HostPort(f.Dst, f.DstPort))
 		if f.ICMP != "" {
 			s += " " + f.ICMP
 		}

@@ -51,13 +51,13 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 		fmt.Fprintf(b, "%s  %s; deltas across nodes are one-way estimates (≈)\n", c.head.Sprint("clocks"), Safe(ce.String()))
 	}
 	if sv := s.Service; sv != nil {
-		fmt.Fprintf(b, "%s %s %s", c.head.Sprint("service"), c.place.Sprint(Safe(sv.Name)), Safe(hostPort(sv.IP, sv.Port)))
+		fmt.Fprintf(b, "%s %s %s", c.head.Sprint("service"), c.place.Sprint(Safe(sv.Name)), Safe(trace.HostPort(sv.IP, sv.Port)))
 		switch {
 		case sv.NoEndpoints != "":
 			fmt.Fprintf(b, " · no ready endpoint: %s", Safe(sv.NoEndpoints))
 		case len(t.NATs) > 0:
 			n := t.NATs[0].N
-			fmt.Fprintf(b, " → endpoint %s %s", c.place.Sprint(Safe(s.Dst.Name)), Safe(hostPort(n.Reply.Src, n.Reply.SrcPort)))
+			fmt.Fprintf(b, " → endpoint %s %s", c.place.Sprint(Safe(s.Dst.Name)), Safe(trace.HostPort(n.Reply.Src, n.Reply.SrcPort)))
 		default:
 			b.WriteString(" · no translation seen")
 		}
@@ -318,15 +318,3 @@ func isBroadcast(p *wire.Packet) bool {
 
 // Dur prints a duration at a scale a human reads at a glance.
 func Dur(d time.Duration) string { return trace.FormatDuration(d) }
-
-// hostPort is an address and port as "ip:port" ("[ip]:port" for IPv6),
-// the address alone without a port.
-func hostPort(ip string, port int) string {
-	if port == 0 {
-		return ip
-	}
-	if strings.Contains(ip, ":") {
-		return fmt.Sprintf("[%s]:%d", ip, port)
-	}
-	return fmt.Sprintf("%s:%d", ip, port)
-}

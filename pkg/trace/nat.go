@@ -46,6 +46,18 @@ type NATHop struct {
 	Text    string
 }
 
+// NATTo is the first translation of a connection from src to the
+// virtual address vip (the probe's, toward a Service), nil when no node
+// reported one.
+func (t *Trace) NATTo(vip, src string) *NATHop {
+	for _, h := range t.NATs {
+		if h.N.Orig.Dst == vip && h.N.Orig.Src == src {
+			return h
+		}
+	}
+	return nil
+}
+
 // HostPort is an address and port as "ip:port" ("[ip]:port" for IPv6),
 // the address alone without a port.
 func HostPort(ip string, port int) string {

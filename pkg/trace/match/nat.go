@@ -34,16 +34,11 @@ func retarget(t *trace.Trace, s trace.Session) trace.Session {
 	if s.Service != nil {
 		vip = s.Service.IP
 	}
-	var n *wire.NAT
-	for _, h := range t.NATs {
-		if h.N.Orig.Dst == vip && h.N.Orig.Src == s.Src.IP {
-			n = h.N
-			break
-		}
-	}
-	if n == nil {
+	h := t.NATTo(vip, s.Src.IP)
+	if h == nil {
 		return s
 	}
+	n := h.N
 	if s.Service == nil {
 		port := s.Probe.Port
 		s.Service = &trace.Service{Name: vip, IP: vip, Port: port}
@@ -78,24 +73,11 @@ type natView struct {
 // toward the endpoint after the DNAT, or the endpoint's answer before it
 // is translated back.
 func translatedCopy(p *wire.Packet, n *wire.NAT) (natView, bool) {
-	if p.IP == nil || p.L4 == nil || p.L4.Proto != n.Proto {
-		return natView{}, false
-	}
-	l := p.L4
-	match := func(src string, sport int, dst string, dport int, icmpID int) bool {
-		if p.IP.Src != src || p.IP.Dst != dst {
-			return false
-		}
-		if l.Proto == "icmp" || l.Proto == "icmp6" {
-			return l.ICMPID == icmpID
-		}
-		return l.SrcPort == sport && l.DstPort == dport
-	}
 	r := n.Reply
 	switch {
-	case match(n.Orig.Src, n.Orig.SrcPort, r.Src, r.SrcPort, r.ICMPID):
+	case carries(p, n.Proto, wire.Tuple{Src: n.Orig.Src, SrcPort: n.Orig.SrcPort, Dst: r.Src, DstPort: r.SrcPort, ICMPID: r.ICMPID}):
 		return natView{n, true}, true
-	case match(r.Src, r.SrcPort, r.Dst, r.DstPort, r.ICMPID):
+	case carries(p, n.Proto, r):
 		return natView{n, false}, true
 	}
 	return natView{}, false
@@ -104,21 +86,23 @@ func translatedCopy(p *wire.Packet, n *wire.NAT) (natView, bool) {
 // originalCopy tells whether p is the probe's packet as its source sent it
 // (forward) or received it (reply) through n.
 func originalCopy(p *wire.Packet, v natView) bool {
-	if p.IP == nil || p.L4 == nil || p.L4.Proto != v.n.Proto {
-		return false
-	}
 	o := v.n.Orig
-	src, sport, dst, dport := o.Src, o.SrcPort, o.Dst, o.DstPort
 	if !v.forward {
-		src, sport, dst, dport = o.Dst, o.DstPort, o.Src, o.SrcPort
+		o.Src, o.SrcPort, o.Dst, o.DstPort = o.Dst, o.DstPort, o.Src, o.SrcPort
 	}
-	if p.IP.Src != src || p.IP.Dst != dst {
+	return carries(p, v.n.Proto, o)
+}
+
+// carries tells whether p is a packet of proto with tu's addresses and
+// ports (its echo id for ICMP).
+func carries(p *wire.Packet, proto string, tu wire.Tuple) bool {
+	if p.IP == nil || p.L4 == nil || p.L4.Proto != proto || p.IP.Src != tu.Src || p.IP.Dst != tu.Dst {
 		return false
 	}
-	if p.L4.Proto == "icmp" || p.L4.Proto == "icmp6" {
-		return p.L4.ICMPID == o.ICMPID
+	if proto == "icmp" || proto == "icmp6" {
+		return p.L4.ICMPID == tu.ICMPID
 	}
-	return p.L4.SrcPort == sport && p.L4.DstPort == dport
+	return p.L4.SrcPort == tu.SrcPort && p.L4.DstPort == tu.DstPort
 }
 
 // samePacket compares what a DNAT leaves alone: IP ID and length, and the

@@ -24,13 +24,7 @@ func serviceVerdict(t *trace.Trace, s trace.Session, v trace.Verdict) trace.Verd
 		}
 		return out
 	}
-	var h *trace.NATHop
-	for _, x := range t.NATs {
-		if x.N.Orig.Dst == sv.IP && x.N.Orig.Src == s.Src.IP {
-			h = x
-			break
-		}
-	}
+	h := t.NATTo(sv.IP, s.Src.IP)
 	if h == nil {
 		if v.Result != "delivered" {
 			v.Evidence = append(v.Evidence, fmt.Sprintf("no node's conntrack shows a translation of the probe to %s (no DNAT rule matched it where an agent watched)", vip))
