@@ -2,6 +2,7 @@ package session
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,5 +143,47 @@ func TestLoadRefusesAStreamFileBeyondWhatARecordingHolds(t *testing.T) {
 	err := loadErr(t, dir)
 	if err == nil || !strings.Contains(err.Error(), "a recording's file holds at most") {
 		t.Fatalf("Load: %v; want the size refused", err)
+	}
+}
+
+// A file is read within the size checked when it was opened: one that
+// grows after the check fails the read instead of being read whole.
+func TestOpenedFileThatGrowsIsReadOnlyToItsBound(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "grows")
+	if err := os.WriteFile(name, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := openRegular(name, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := os.OpenFile(name, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString("grown after the check"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	b, err := io.ReadAll(f)
+	if err == nil || !strings.Contains(err.Error(), "grew beyond") {
+		t.Fatalf("read %d bytes of a file grown past its bound, err %v; want an error", len(b), err)
+	}
+	if len(b) > 11 {
+		t.Fatalf("read %d bytes past a bound of 10", len(b))
+	}
+
+	// A file of exactly its bound reads whole.
+	if err := os.WriteFile(name, []byte("0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := openRegular(name, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if b, err := io.ReadAll(g); err != nil || string(b) != "0123456789" {
+		t.Fatalf("read %q, %v; want the whole file", b, err)
 	}
 }

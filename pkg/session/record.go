@@ -223,7 +223,7 @@ func cut(s string, n int) string {
 // openRegular opens a file of a recording for reading: a regular file of
 // at most max bytes. Anything else (a FIFO, a device, a directory, a
 // socket) is refused without blocking on it.
-func openRegular(name string, max int64) (*os.File, error) {
+func openRegular(name string, max int64) (*boundedFile, error) {
 	st, err := os.Stat(name)
 	if err != nil {
 		return nil, err
@@ -246,7 +246,27 @@ func openRegular(name string, max int64) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s has %s: a recording's file holds at most %s", name, trace.FormatBytes(fst.Size()), trace.FormatBytes(max))
 	}
-	return f, nil
+	return &boundedFile{File: f, name: name, max: max, left: max + 1}, nil
+}
+
+// boundedFile reads a recording's file within the size checked when it was
+// opened: a file that grows while it is read fails the read at max bytes.
+type boundedFile struct {
+	*os.File
+	name      string
+	max, left int64 // left: bytes still read, one past max to notice growth
+}
+
+func (b *boundedFile) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("%s grew beyond %s while it was read: a recording's file holds at most that", b.name, trace.FormatBytes(b.max))
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.File.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 func fileKind(m os.FileMode) string {
