@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,12 +169,9 @@ func (o *ClusterOptions) Validate() error {
 func (o *ClusterOptions) nodes() []string {
 	out := []string{o.src.Node}
 	add := func(n string) {
-		for _, x := range out {
-			if x == n {
-				return
-			}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
 		}
-		out = append(out, n)
 	}
 	if o.dst != nil {
 		add(o.dst.Node)
@@ -200,11 +198,11 @@ func (o *ClusterOptions) completeService(ctx context.Context, r kube.ServiceRef,
 		return fmt.Errorf("--passive observes traffic between two pods: trace to one of Service %s/%s's pods", t.Svc.Namespace, t.Svc.Name)
 	}
 	switch {
-	case !o.protoSet || o.Proto == "icmp" && o.protoSet:
+	case !o.protoSet || o.Proto == "icmp":
 		if o.protoSet {
 			o.notes = append(o.notes, fmt.Sprintf("ICMP to a Service's virtual IP is not answered (kube-proxy translates only its ports): probing %s port %d instead",
 				strings.ToUpper(t.Proto), t.Port.Port))
-		} else if t.Proto != "icmp" {
+		} else {
 			o.notes = append(o.notes, fmt.Sprintf("probing Service %s/%s with %s to port %d (its port's protocol; ICMP to a virtual IP is not answered)",
 				t.Svc.Namespace, t.Svc.Name, strings.ToUpper(t.Proto), t.Port.Port))
 		}
@@ -215,14 +213,7 @@ func (o *ClusterOptions) completeService(ctx context.Context, r kube.ServiceRef,
 	o.Port = int(t.Port.Port)
 	ready := t.Ready()
 	for _, e := range ready {
-		if e.Node == "" {
-			continue
-		}
-		known := e.Node == ""
-		for _, n := range o.endpointNodes {
-			known = known || n == e.Node
-		}
-		if known {
+		if e.Node == "" || slices.Contains(o.endpointNodes, e.Node) {
 			continue
 		}
 		if len(o.endpointNodes) == maxEndpointNodes {

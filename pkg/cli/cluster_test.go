@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
@@ -41,16 +44,28 @@ func fakeCluster(objs ...runtime.Object) (*fake.Clientset, *[]k8stesting.Action)
 	return cs, &writes
 }
 
-func TestDryRunPrintsThePlanAsYAMLAndCreatesNothing(t *testing.T) {
-	cs, writes := fakeCluster(runningPod("e2e", "pod-a", "10.244.0.2", "node-1"), runningPod("shop", "pod-b", "10.244.1.3", "node-2"))
-	var out, errOut bytes.Buffer
-	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
+// clusterOptions are a trace's options against cs, as the flags would set
+// them for one probe of proto from a given agent image, printed as text.
+func clusterOptions(cs kubernetes.Interface, proto string, out, errOut io.Writer) *ClusterOptions {
+	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: out, ErrOut: errOut}})
 	o.client = cs
-	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode, o.DryRun = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto", true
-	o.Proto, o.Count, o.Output, o.Color, o.Timeout = "tcp", 1, "text", "never", 60e9
-	o.Port = 8080
+	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto"
+	o.Proto, o.Count, o.Output, o.Color, o.Timeout = proto, 1, "text", "never", 60e9
+	return o
+}
+
+// dryRun runs `kubectl podtrace SRC DST --dry-run` against cs with one
+// probe of proto (to port when it is not 0) and returns what it printed.
+func dryRun(t *testing.T, cs kubernetes.Interface, proto string, port int, src, dst string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	o := clusterOptions(cs, proto, &out, &errOut)
+	o.DryRun = true
+	if port != 0 {
+		o.Port = port
+	}
 	ctx := context.Background()
-	if err := o.Complete(ctx, []string{"e2e/pod-a", "shop/pod-b"}); err != nil {
+	if err := o.Complete(ctx, []string{src, dst}); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Validate(); err != nil {
@@ -59,9 +74,33 @@ func TestDryRunPrintsThePlanAsYAMLAndCreatesNothing(t *testing.T) {
 	if err := o.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	docs := strings.Split(out.String(), "\n---\n")
+	return out.String()
+}
+
+// notDryRuns names the writes that were not server-side dry runs.
+func notDryRuns(writes []k8stesting.Action) []string {
+	var out []string
+	for _, a := range writes {
+		var dry []string
+		switch w := a.(type) {
+		case k8stesting.PatchActionImpl:
+			dry = w.PatchOptions.DryRun
+		case k8stesting.CreateActionImpl:
+			dry = w.CreateOptions.DryRun
+		}
+		if len(dry) != 1 || dry[0] != "All" {
+			out = append(out, fmt.Sprintf("a %s of %s/%s", a.GetVerb(), a.GetResource().Resource, a.GetSubresource()))
+		}
+	}
+	return out
+}
+
+func TestDryRunPrintsThePlanAsYAMLAndCreatesNothing(t *testing.T) {
+	cs, writes := fakeCluster(runningPod("e2e", "pod-a", "10.244.0.2", "node-1"), runningPod("shop", "pod-b", "10.244.1.3", "node-2"))
+	out := dryRun(t, cs, "tcp", 8080, "e2e/pod-a", "shop/pod-b")
+	docs := strings.Split(out, "\n---\n")
 	if len(docs) != 5 { // header, 2 patches, 2 node pods
-		t.Fatalf("want a header, two patches and two node pods, got %d documents:\n%s", len(docs), out.String())
+		t.Fatalf("want a header, two patches and two node pods, got %d documents:\n%s", len(docs), out)
 	}
 	var nodes []string
 	for _, d := range docs[1:] {
@@ -91,17 +130,8 @@ func TestDryRunPrintsThePlanAsYAMLAndCreatesNothing(t *testing.T) {
 	if strings.Join(nodes, ",") != "node-1,node-2" {
 		t.Errorf("node agents on %v; want node-1 and node-2", nodes)
 	}
-	for _, a := range *writes {
-		var dry []string
-		switch w := a.(type) {
-		case k8stesting.PatchActionImpl:
-			dry = w.PatchOptions.DryRun
-		case k8stesting.CreateActionImpl:
-			dry = w.CreateOptions.DryRun
-		}
-		if len(dry) != 1 || dry[0] != "All" {
-			t.Errorf("a %s of %s/%s was not a dry run", a.GetVerb(), a.GetResource().Resource, a.GetSubresource())
-		}
+	for _, w := range notDryRuns(*writes) {
+		t.Errorf("%s was not a dry run", w)
 	}
 	if len(*writes) != 4 {
 		t.Errorf("want 4 server-side dry runs (2 patches, 2 creates), got %d", len(*writes))
@@ -140,22 +170,7 @@ func TestDryRunToAServicePlacesAgentsOnTheEndpoint(t *testing.T) {
 			NodeName: &node, TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "pod-b"}}},
 	}
 	cs, _ := fakeCluster(runningPod("e2e", "pod-a", "10.244.0.2", "node-1"), runningPod("shop", "pod-b", "10.244.1.3", "node-2"), svc, slice)
-	var out, errOut bytes.Buffer
-	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
-	o.client = cs
-	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode, o.DryRun = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto", true
-	o.Proto, o.Count, o.Output, o.Color, o.Timeout = "icmp", 1, "text", "never", 60e9
-	ctx := context.Background()
-	if err := o.Complete(ctx, []string{"e2e/pod-a", "shop/svc/web"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s := out.String()
+	s := dryRun(t, cs, "icmp", 0, "e2e/pod-a", "shop/svc/web")
 	for _, want := range []string{"# trace e2e/pod-a (10.244.0.2) → Service shop/web 10.96.3.4:80 (1 ready endpoint(s) on node-2), probe tcp ×1 to port 80",
 		"on pod e2e/pod-a", "on pod shop/pod-b", "node agent pod on node node-1", "node agent pod on node node-2",
 		"- --dst\n    - 10.96.3.4\n", "- --nat\n", "- 10.244.0.2,10.96.3.4,10.244.1.3\n",

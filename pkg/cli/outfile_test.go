@@ -5,10 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -46,10 +46,7 @@ func TestUnwritableOutputCreatesNothingInTheCluster(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cs, writes := fakeCluster(runningPod("default", "pod-a", "10.244.0.2", "node-1"), runningPod("default", "pod-b", "10.244.0.3", "node-1"))
 			var out, errOut bytes.Buffer
-			o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
-			o.client = cs
-			o.Image, o.PullPolicy, o.AgentNamespace, o.Mode = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto"
-			o.Proto, o.Count, o.Output, o.Color, o.Timeout = "icmp", 1, "text", "never", 60e9
+			o := clusterOptions(cs, "icmp", &out, &errOut)
 			o.Pcap, o.Save = c.pcap, c.save
 			ctx := context.Background()
 			if err := o.Complete(ctx, []string{"pod-a", "pod-b"}); err != nil {
@@ -65,20 +62,9 @@ func TestUnwritableOutputCreatesNothingInTheCluster(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("run: %v; want one line with %q", err, c.want)
 			}
-			for _, a := range *writes {
-				if a.GetVerb() == "delete" {
-					continue // teardown (the fake keeps what a dry run created)
-				}
-				var dry []string
-				switch w := a.(type) {
-				case k8stesting.PatchActionImpl:
-					dry = w.PatchOptions.DryRun
-				case k8stesting.CreateActionImpl:
-					dry = w.CreateOptions.DryRun
-				}
-				if len(dry) != 1 || dry[0] != "All" {
-					t.Errorf("a %s of %s/%s was not a dry run: the cluster was changed for a trace that could not be saved", a.GetVerb(), a.GetResource().Resource, a.GetSubresource())
-				}
+			teardown := func(a k8stesting.Action) bool { return a.GetVerb() == "delete" } // the fake keeps what a dry run created
+			for _, w := range notDryRuns(slices.DeleteFunc(slices.Clone(*writes), teardown)) {
+				t.Errorf("%s was not a dry run: the cluster was changed for a trace that could not be saved", w)
 			}
 			if b, _ := os.ReadFile(victim); string(b) != "keep" {
 				t.Errorf("the link's target was written: %q", b)

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -14,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/policy"
@@ -39,22 +36,7 @@ func dryRunWithPolicies(t *testing.T, react func(f *k8stesting.Fake), objs ...ru
 	if react != nil {
 		react(&cs.Fake)
 	}
-	var out, errOut bytes.Buffer
-	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
-	o.client = cs
-	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode, o.DryRun = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto", true
-	o.Proto, o.Count, o.Output, o.Color, o.Timeout, o.Port = "tcp", 1, "text", "never", 60e9, 8080
-	ctx := context.Background()
-	if err := o.Complete(ctx, []string{"e2e/pod-a", "shop/pod-b"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return out.String()
+	return dryRun(t, cs, "tcp", 8080, "e2e/pod-a", "shop/pod-b")
 }
 
 func TestDryRunStatesTheNetworkPolicyModel(t *testing.T) {

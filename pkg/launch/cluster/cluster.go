@@ -343,16 +343,22 @@ func (l *Launcher) Cleanup() error {
 	l.mu.Lock()
 	left := append([]*corev1.Pod(nil), l.created...)
 	l.mu.Unlock()
+	deleting := map[string]bool{}
 	for _, p := range left {
+		deleting[p.Namespace+"/"+p.Name] = true
 		wg.Add(1)
 		go del(p)
 	}
+	// The session's label finds the pods whose creation raced with a
+	// cancellation; those of left are being deleted already.
 	list, err := l.Client.CoreV1().Pods(l.Params.Namespace).List(ctx, metav1.ListOptions{
 		LabelSelector: kube.ManagedByLabel + "=" + kube.ManagedBy + "," + kube.SessionLabel + "=" + l.Params.Session})
 	if err == nil {
 		for i := range list.Items {
-			wg.Add(1)
-			go del(&list.Items[i])
+			if p := &list.Items[i]; !deleting[p.Namespace+"/"+p.Name] {
+				wg.Add(1)
+				go del(p)
+			}
 		}
 	}
 	wg.Wait()

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -77,5 +79,59 @@ func TestTeardownEndsWithinOneBudget(t *testing.T) {
 	}
 	if took < budget {
 		t.Errorf("teardown gave up after %v, before its budget of %v", took, budget)
+	}
+}
+
+// TestCleanupDeletesEachPodOnce: the pods the launcher created and one
+// whose creation raced with a cancellation (the session's label finds it
+// on the server) are each deleted once: a pod the launcher knows is not
+// deleted again because the label list, sent while its delete runs,
+// still shows it.
+func TestCleanupDeletesEachPodOnce(t *testing.T) {
+	const ns = "podtrace-system"
+	known := []string{"podtrace-abc123-node-1", "podtrace-abc123-node-2"}
+	onServer := append([]string{"podtrace-abc123-node-3"}, known...)
+	var mu sync.Mutex
+	deletes := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.Method {
+		case http.MethodDelete:
+			mu.Lock()
+			deletes[r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]]++
+			mu.Unlock()
+			fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Success"}`)
+		case http.MethodGet:
+			// every pod of the session, whatever deletes are in flight
+			list := corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}}
+			for _, n := range onServer {
+				list.Items = append(list.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: ns}})
+			}
+			_ = json.NewEncoder(w).Encode(list)
+		default:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		}
+	}))
+	defer srv.Close()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Launcher{Client: cs, Params: kube.AgentParams{Session: "abc123", Namespace: ns}}
+	for _, n := range known {
+		l.created = append(l.created, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: n, Namespace: ns}})
+	}
+	if err := l.Cleanup(); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range onServer {
+		if deletes[n] != 1 {
+			t.Errorf("pod %s deleted %d times; want once", n, deletes[n])
+		}
+	}
+	if len(deletes) != len(onServer) {
+		t.Errorf("deletes %v; want one of each of %v", deletes, onServer)
 	}
 }
