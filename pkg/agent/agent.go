@@ -522,9 +522,14 @@ func reportNAT(cfg Config, w *wire.Writer, ctw *netsnap.ConntrackWatch) {
 // is gone; when the agent learned of it; and whether it is still in the
 // table (no destroy event yet).
 func fromEvents(events []netsnap.ConntrackEvent, f netsnap.Flow) (n *wire.NAT, seen time.Time, alive bool) {
+	src, dst := f.Src.String(), f.Dst.String()
+	proto := f.Proto
+	if proto == "icmp" && f.Src.Is6() {
+		proto = "icmp6" // a probe spec says icmp for both families, conntrack's entry icmp6 for IPv6
+	}
 	for _, e := range events {
 		o := e.Entry.Orig
-		if o.Src != f.Src.String() || o.Dst != f.Dst.String() || e.Entry.Proto != f.Proto ||
+		if o.Src != src || o.Dst != dst || e.Entry.Proto != proto ||
 			o.SrcPort != f.SrcPort || o.DstPort != f.DstPort || o.ICMPID != f.ICMPID {
 			continue
 		}

@@ -46,6 +46,7 @@ type ConntrackEvent struct {
 // seen as it goes.
 type ConntrackWatch struct {
 	sock    *nl.NetlinkSocket
+	src     string // the watched source address, as parseConntrack writes it
 	mu      sync.Mutex
 	events  []ConntrackEvent
 	overrun int // receive buffer overruns (ENOBUFS): events were lost
@@ -78,7 +79,7 @@ func WatchConntrack(ctx context.Context, src netip.Addr) (*ConntrackWatch, error
 		return nil, fmt.Errorf("filter conntrack events: %w", err)
 	}
 	_ = sock.SetReceiveBufferSize(1<<20, true)
-	w := &ConntrackWatch{sock: sock, done: make(chan struct{})}
+	w := &ConntrackWatch{sock: sock, src: src.String(), done: make(chan struct{})}
 	go w.run()
 	context.AfterFunc(ctx, w.Close)
 	return w, nil
@@ -88,8 +89,23 @@ func WatchConntrack(ctx context.Context, src netip.Addr) (*ConntrackWatch, error
 // nlmsghdr (16 bytes), nfgenmsg (family at 16), then, as the kernel lays
 // out every entry (ctnetlink_fill_info), CTA_TUPLE_ORIG → CTA_TUPLE_IP →
 // the source address attribute (its type at 30, host byte order, its
-// value at 32). Messages of another layout pass: user space parses them.
+// value at 32). Messages of another family are dropped (their source
+// cannot be src); messages of another layout pass: user space parses them
+// and keeps those from src.
 func sourceFilter(src netip.Addr) (*unix.SockFprog, error) {
+	raw, err := bpf.Assemble(sourceFilterProgram(src))
+	if err != nil {
+		return nil, fmt.Errorf("conntrack event filter: %w", err)
+	}
+	f := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}, nil
+}
+
+// sourceFilterProgram is sourceFilter's program, before assembly.
+func sourceFilterProgram(src netip.Addr) []bpf.Instruction {
 	fam, attr := uint32(unix.AF_INET), uint32(nl.CTA_IP_V4_SRC)
 	if src.Is6() {
 		fam, attr = unix.AF_INET6, nl.CTA_IP_V6_SRC
@@ -110,7 +126,7 @@ func sourceFilter(src netip.Addr) (*unix.SockFprog, error) {
 	n := len(words)
 	ins := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 16, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: fam, SkipFalse: uint8(2 + 2*n)}, // → accept
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: fam, SkipFalse: uint8(3 + 2*n)}, // → drop
 		bpf.LoadAbsolute{Off: 30, Size: 2},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: typ, SkipFalse: uint8(2 * n)}, // → accept
 	}
@@ -119,16 +135,7 @@ func sourceFilter(src netip.Addr) (*unix.SockFprog, error) {
 			bpf.LoadAbsolute{Off: uint32(32 + 4*i), Size: 4},
 			bpf.JumpIf{Cond: bpf.JumpEqual, Val: w, SkipFalse: uint8(2*(n-i) - 1)}) // → drop
 	}
-	ins = append(ins, bpf.RetConstant{Val: 0xffffffff}, bpf.RetConstant{Val: 0})
-	raw, err := bpf.Assemble(ins)
-	if err != nil {
-		return nil, fmt.Errorf("conntrack event filter: %w", err)
-	}
-	f := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
-	}
-	return &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]}, nil
+	return append(ins, bpf.RetConstant{Val: 0xffffffff}, bpf.RetConstant{Val: 0})
 }
 
 func (w *ConntrackWatch) run() {
@@ -158,8 +165,8 @@ func (w *ConntrackWatch) run() {
 				continue
 			}
 			e, err := parseConntrack(m.Data)
-			if err != nil {
-				continue
+			if err != nil || e.Orig.Src != w.src {
+				continue // what the kernel filter let through but is not from src
 			}
 			w.mu.Lock()
 			if len(w.events) < maxConntrackEvents {

@@ -27,24 +27,12 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 	c := clamp{}
 	e.Agent = c.str(e.Agent, MaxString)
 	e.Kind = c.str(e.Kind, 64)
-	// The payloads present, by kind.
-	present := []struct {
-		kind string
-		set  bool
-	}{
-		{KindHello, e.Hello != nil}, {KindTopology, e.Topology != nil}, {KindPacket, e.Packet != nil},
-		{KindChange, e.Change != nil}, {KindProbe, e.Probe != nil}, {KindStats, e.Stats != nil},
-		{KindError, e.Error != nil}, {KindBye, e.Bye != nil}, {KindSummary, e.Summary != nil},
-		{KindNAT, e.NAT != nil},
-	}
-	known := false
-	for _, p := range present {
-		known = known || p.kind == e.Kind
+	for _, p := range payloads(e) {
 		if p.set && p.kind != e.Kind {
 			return false, fmt.Errorf("a %q line with a %q payload", e.Kind, p.kind)
 		}
 	}
-	if known && !HasPayload(e) {
+	if !HasPayload(e) {
 		return false, errMissing(e.Kind)
 	}
 	switch e.Kind {
@@ -240,27 +228,27 @@ func (c *clamp) nat(n *NAT) {
 // lines of other kinds report true. Readers drop lines without (Sanitize);
 // code that builds envelopes by hand checks with it.
 func HasPayload(e *Envelope) bool {
-	switch e.Kind {
-	case KindHello:
-		return e.Hello != nil
-	case KindTopology:
-		return e.Topology != nil
-	case KindPacket:
-		return e.Packet != nil
-	case KindChange:
-		return e.Change != nil
-	case KindProbe:
-		return e.Probe != nil
-	case KindStats:
-		return e.Stats != nil
-	case KindError:
-		return e.Error != nil
-	case KindBye:
-		return e.Bye != nil
-	case KindSummary:
-		return e.Summary != nil
-	case KindNAT:
-		return e.NAT != nil
+	for _, p := range payloads(e) {
+		if p.kind == e.Kind {
+			return p.set
+		}
 	}
 	return true
+}
+
+// kindPayload says whether a line carries the payload of one kind.
+type kindPayload struct {
+	kind string
+	set  bool
+}
+
+// payloads lists every kind this build knows with whether e carries its
+// payload: the one place that pairs a kind with its Envelope field.
+func payloads(e *Envelope) [10]kindPayload {
+	return [...]kindPayload{
+		{KindHello, e.Hello != nil}, {KindTopology, e.Topology != nil}, {KindPacket, e.Packet != nil},
+		{KindChange, e.Change != nil}, {KindProbe, e.Probe != nil}, {KindStats, e.Stats != nil},
+		{KindError, e.Error != nil}, {KindBye, e.Bye != nil}, {KindSummary, e.Summary != nil},
+		{KindNAT, e.NAT != nil},
+	}
 }
