@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
@@ -179,45 +178,33 @@ func (h *recordingHeader) check() error {
 		case p.Count < 1 || p.Count > maxProbes:
 			return fmt.Errorf("probe count %d: want 1 to %d", p.Count, maxProbes)
 		case p.Proto != "icmp" && p.Proto != "tcp" && p.Proto != "udp":
-			return fmt.Errorf("probe protocol %q: want icmp, tcp or udp", cut(p.Proto, 64))
+			return fmt.Errorf("probe protocol %q: want icmp, tcp or udp", wire.Cut(p.Proto, 64))
 		case p.Port < 0 || p.Port > 65535:
 			return fmt.Errorf("probe port %d: want 0 to 65535", p.Port)
 		}
-		p.Dst = cut(p.Dst, wire.MaxString)
+		p.Dst = wire.Cut(p.Dst, wire.MaxString)
 	}
 	if h.ArmedNs < 0 {
 		h.ArmedNs = 0
 	}
 	for _, e := range []*trace.Endpoint{&h.Session.Src, &h.Session.Dst} {
 		for _, p := range []*string{&e.Name, &e.Short, &e.IP, &e.Node, &e.Agent} {
-			*p = cut(*p, wire.MaxString)
+			*p = wire.Cut(*p, wire.MaxString)
 		}
 	}
-	h.Session.Shape = cut(h.Session.Shape, wire.MaxString)
+	h.Session.Shape = wire.Cut(h.Session.Shape, wire.MaxString)
 	for i := range h.Notes {
-		h.Notes[i] = cut(h.Notes[i], wire.MaxText)
+		h.Notes[i] = wire.Cut(h.Notes[i], wire.MaxText)
 	}
 	for i := range h.Agents {
 		a := &h.Agents[i]
-		a.ID, a.Display, a.File = cut(a.ID, wire.MaxString), cut(a.Display, wire.MaxString), cut(a.File, wire.MaxString)
+		a.ID, a.Display, a.File = wire.Cut(a.ID, wire.MaxString), wire.Cut(a.Display, wire.MaxString), wire.Cut(a.File, wire.MaxString)
 		if a.Intake != nil {
-			a.Intake.InvalidReason = cut(a.Intake.InvalidReason, wire.MaxText)
+			a.Intake.InvalidReason = wire.Cut(a.Intake.InvalidReason, wire.MaxText)
 			a.Intake.ReceivedBytes = max(a.Intake.ReceivedBytes, 0)
 		}
 	}
 	return nil
-}
-
-// cut shortens s to at most n bytes at a rune boundary, marked with "…".
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("…")
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
 }
 
 // openRegular opens a file of a recording for reading: a regular file of

@@ -73,11 +73,20 @@ func (c *clamp) str(s string, n int) string {
 		return s
 	}
 	c.changed = true
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return Cut(s, n)
+}
+
+// Cut shortens s to at most n bytes at a rune boundary, marked with "…":
+// how a string from an agent or a recording is kept within its cap.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s[:cut] + "…"
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 func (c *clamp) strs(l []string, max, each int) []string {
