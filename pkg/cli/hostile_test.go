@@ -12,7 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/podtrace/kubectl-podtrace/internal/termtest"
 )
 
 // evil is what a hostile agent or cluster writes into a string to act on
@@ -23,25 +24,6 @@ const evil = "\x1b[8m\x1b]0;pwn\x07\u202e\u2066\u009b\x7f\r\u200f"
 
 // evilShown is how the escaper shows evil's first sequence.
 const evilShown = `\x1b[8m\x1b]0;pwn\x07\u202e\u2066\x9b\x7f\x0d\u200f`
-
-// rawUnsafe returns the first rune of s that must not reach a terminal
-// as it is (newlines aside), or "": the C0 and C1 controls and DEL
-// (ECMA-48), the bidi controls of UAX #9, zero-width and invisible format
-// characters, the BOM, the line and paragraph separators, and bytes that
-// are not UTF-8.
-func rawUnsafe(s string) string {
-	for i, r := range s {
-		switch {
-		case r == '\n':
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\ufffd"),
-			r < 0x20, r >= 0x7f && r <= 0x9f,
-			r == 0x061c, r >= 0x200b && r <= 0x200f, r >= 0x202a && r <= 0x202e,
-			r >= 0x2060 && r <= 0x2069, r == 0xfeff, r == 0x2028, r == 0x2029:
-			return string(r)
-		}
-	}
-	return ""
-}
 
 // sgr matches a color sequence; colorerSGR holds the attributes the
 // printer's colors use (fatih/color: bold 1, faint 2, red 31, green 32,
@@ -197,11 +179,11 @@ func TestReplayOfAHostileRecordingPrintsNoRawControl(t *testing.T) {
 					if code != ExitDelivered && code != ExitLost { // a verdict, whichever
 						t.Fatalf("%v: exit %d: %s", mode, code, errOut)
 					}
-					if r := rawUnsafe(errOut); r != "" {
+					if r := termtest.RawUnsafe(errOut); r != "" {
 						t.Errorf("%v: %q raw on standard error: %q", mode, r, errOut)
 					}
 					shown := stripOwnColors(out)
-					if r := rawUnsafe(shown); r != "" {
+					if r := termtest.RawUnsafe(shown); r != "" {
 						i := strings.Index(shown, r)
 						t.Errorf("%v: %q raw in the trace, near %q", mode, r, shown[max(0, i-80):min(len(shown), i+40)])
 					}
@@ -263,7 +245,7 @@ func TestErrorsOnStandardErrorAreEscaped(t *testing.T) {
 	if code != 1 || out != "" {
 		t.Fatalf("exit %d, stdout %q; want 1 and nothing", code, out)
 	}
-	if r := rawUnsafe(errOut); r != "" {
+	if r := termtest.RawUnsafe(errOut); r != "" {
 		t.Fatalf("%q raw on standard error: %q", r, errOut)
 	}
 	if !strings.Contains(errOut, "case"+evilShown) || strings.Count(errOut, "\n") != 1 {

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"unicode/utf8"
+
+	"github.com/podtrace/kubectl-podtrace/internal/termtest"
 )
 
 // hostile holds what a terminal acts on: C0 controls (ESC and a CSI that
@@ -65,7 +66,7 @@ func TestSafeJSONDecodesToTheSameStringsWithNothingRaw(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := buf.String()
-		if raw := rawUnsafe(out); raw != "" {
+		if raw := termtest.RawUnsafe(out); raw != "" {
 			t.Errorf("JSON of %q holds %q raw: %s", c.in, raw, out)
 		}
 		var back map[string]string
@@ -104,23 +105,4 @@ func TestSafeWriterEscapesAcrossWritesAndKeepsRunesWhole(t *testing.T) {
 	if out.String() != `cut \xe2\x94` {
 		t.Fatalf("an unfinished rune at the end: got %q", out.String())
 	}
-}
-
-// rawUnsafe returns the first rune of s that must not reach a terminal
-// as it is (newlines aside), or "": the C0 and C1 controls and DEL (ECMA-48),
-// the bidi controls of UAX #9, zero-width and invisible format
-// characters, the BOM, the line and paragraph separators, and bytes that
-// are not UTF-8. Written out here, not taken from the escaper.
-func rawUnsafe(s string) string {
-	for i, r := range s {
-		switch {
-		case r == '\n':
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\ufffd"),
-			r < 0x20, r >= 0x7f && r <= 0x9f,
-			r == 0x061c, r >= 0x200b && r <= 0x200f, r >= 0x202a && r <= 0x202e,
-			r >= 0x2060 && r <= 0x2069, r == 0xfeff, r == 0x2028, r == 0x2029:
-			return string(r)
-		}
-	}
-	return ""
 }

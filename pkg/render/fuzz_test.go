@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/podtrace/kubectl-podtrace/internal/termtest"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
@@ -74,16 +75,16 @@ func checkRendered(t *testing.T, tr *trace.Trace, h Header) {
 	if err := JSON(&js, tr, h); err != nil {
 		t.Fatal(err)
 	}
-	if r := rawUnsafe(plain.String()); r != "" {
+	if r := termtest.RawUnsafe(plain.String()); r != "" {
 		t.Fatalf("%q raw in the plain trace:\n%s", r, plain.String())
 	}
-	if r := rawUnsafe(string(stripANSI(colored.Bytes()))); r != "" {
+	if r := termtest.RawUnsafe(string(stripANSI(colored.Bytes()))); r != "" {
 		t.Fatalf("%q raw in the colored trace", r)
 	}
 	if !bytes.Equal(stripANSI(colored.Bytes()), plain.Bytes()) {
 		t.Fatalf("without its colors, the colored trace differs from the plain one")
 	}
-	if r := rawUnsafe(js.String()); r != "" {
+	if r := termtest.RawUnsafe(js.String()); r != "" {
 		t.Fatalf("%q raw in the JSON trace", r)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(js.String()), "\n") {
