@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -65,6 +66,23 @@ func ParseServiceRef(arg, defaultNamespace string) (ref ServiceRef, ok bool, err
 	}
 	if ns == "" || name == "" {
 		return ServiceRef{}, true, fmt.Errorf("%q is not a Service: use svc/NAME[:PORT] or NAMESPACE/svc/NAME[:PORT]", arg)
+	}
+	// what the API server requires of them: a wrong one is said here, in
+	// one line, not as "not found" after a round trip
+	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+		return ServiceRef{}, true, fmt.Errorf("%q: namespace %q is not valid: %s", arg, ns, msgs[0])
+	}
+	if msgs := validation.IsDNS1035Label(name); len(msgs) > 0 {
+		return ServiceRef{}, true, fmt.Errorf("%q: Service name %q is not valid: %s", arg, name, msgs[0])
+	}
+	if port != "" {
+		msgs := validation.IsValidPortName(port)
+		if n, err := strconv.Atoi(port); err == nil {
+			msgs = validation.IsValidPortNum(n)
+		}
+		if len(msgs) > 0 {
+			return ServiceRef{}, true, fmt.Errorf("%q: port %q is neither a port number nor a port name: %s", arg, port, msgs[0])
+		}
 	}
 	return ServiceRef{Namespace: ns, Name: name, Port: port}, true, nil
 }

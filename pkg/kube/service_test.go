@@ -28,6 +28,15 @@ func TestParseServiceRef(t *testing.T) {
 		{"[fd00::10]:80", ServiceRef{ClusterIP: "fd00::10", Port: "80"}, true, false},
 		{"svc/web:", ServiceRef{}, true, true},
 		{"svc/", ServiceRef{}, true, true},
+		// the API server's rules: namespace a DNS-1123 label, Service name
+		// a DNS-1035 label, port a number 1-65535 or an IANA port name
+		{"Shop/svc/web", ServiceRef{}, true, true},
+		{"svc/Web", ServiceRef{}, true, true},
+		{"svc/1web", ServiceRef{}, true, true},
+		{"svc/web:0", ServiceRef{}, true, true},
+		{"svc/web:65536", ServiceRef{}, true, true},
+		{"svc/web:http_alt", ServiceRef{}, true, true},
+		{"svc/web:65535", ServiceRef{Namespace: "default", Name: "web", Port: "65535"}, true, false},
 		{"pod-b", ServiceRef{}, false, false},
 		{"shop/pod-b", ServiceRef{}, false, false},
 		{"shop/pod/pod-b", ServiceRef{}, false, false},
