@@ -98,9 +98,9 @@ type Tracer struct {
 	m      Match
 	max    int
 	name   string
-	own    *netlink.Conn   // the socket that owns the tracing tables
-	nft    *nftables.Conn  // reads rules
-	mon    *netlink.Conn   // NFNLGRP_NFTRACE
+	own    *netlink.Conn  // the socket that owns the tracing tables
+	nft    *nftables.Conn // reads rules
+	mon    *netlink.Conn  // NFNLGRP_NFTRACE
 	tables []nftables.TableFamily
 
 	mu     sync.Mutex
