@@ -228,7 +228,7 @@ func (r *renderer) cmp(f *field, op expr.CmpOp, data []byte) {
 		switch f.name {
 		case "meta l4proto", "ip protocol", "ip6 nexthdr":
 			s.dep, r.l4 = v, v
-		case "meta protocol":
+		case "meta protocol", "ether type":
 			s.dep, r.l3 = v, v
 		case "meta nfproto":
 			s.dep = map[string]string{"ipv4": "ip", "ipv6": "ip6"}[v]
