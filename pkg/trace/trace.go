@@ -166,7 +166,7 @@ type Drop struct {
 	Verdict string `json:"verdict,omitempty"`
 	Queue   int    `json:"queue,omitempty"`
 	Policy  bool   `json:"policy,omitempty"` // the base chain's policy, not a rule
-	Reply   bool   `json:"reply,omitempty"` // the answer was dropped, not the probe
+	Reply   bool   `json:"reply,omitempty"`  // the answer was dropped, not the probe
 	// Text says it in one line, as the text verdict prints it.
 	Text string `json:"text"`
 	// Unavailable: no rule could be named, and why (tracing off, legacy

@@ -68,27 +68,27 @@ type Envelope struct {
 // the socket bound). A plugin starts probing only after every agent of the
 // session said hello.
 type Hello struct {
-	Role      string     `json:"role"`
-	Node      string     `json:"node,omitempty"`  // node name as the launcher knows it
-	Name      string     `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
-	NetNS     string     `json:"netns,omitempty"` // path or name given to the agent
-	NetNSID   uint64     `json:"netnsInode"`      // inode of the netns, unique per host
-	Hostname  string     `json:"hostname,omitempty"`
-	Version   string     `json:"agentVersion,omitempty"`
-	PID       int        `json:"pid"`
-	Filter    string     `json:"filter"` // the capture filter, tcpdump syntax
-	Snaplen   int        `json:"snaplen"`
-	Promisc   []string   `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
-	Deadline  time.Time  `json:"deadline"`
-	Links     []Link     `json:"links"`
-	Addresses []Address  `json:"addresses,omitempty"`
-	Caps      []string   `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
-	Warnings  []string   `json:"warnings,omitempty"`
+	Role      string    `json:"role"`
+	Node      string    `json:"node,omitempty"`  // node name as the launcher knows it
+	Name      string    `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
+	NetNS     string    `json:"netns,omitempty"` // path or name given to the agent
+	NetNSID   uint64    `json:"netnsInode"`      // inode of the netns, unique per host
+	Hostname  string    `json:"hostname,omitempty"`
+	Version   string    `json:"agentVersion,omitempty"`
+	PID       int       `json:"pid"`
+	Filter    string    `json:"filter"` // the capture filter, tcpdump syntax
+	Snaplen   int       `json:"snaplen"`
+	Promisc   []string  `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
+	Deadline  time.Time `json:"deadline"`
+	Links     []Link    `json:"links"`
+	Addresses []Address `json:"addresses,omitempty"`
+	Caps      []string  `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
+	Warnings  []string  `json:"warnings,omitempty"`
 	// NFTrace says whether the agent traces the probe through the
 	// namespace's nf_tables rule sets (node agents of an active trace).
 	NFTrace *NFTraceStatus `json:"nftrace,omitempty"`
-	Probe     *ProbeSpec `json:"probe,omitempty"` // set when this agent will send the probe
-	Clock     string     `json:"clock"`           // "realtime": packet timestamps are CLOCK_REALTIME
+	Probe   *ProbeSpec     `json:"probe,omitempty"` // set when this agent will send the probe
+	Clock   string         `json:"clock"`           // "realtime": packet timestamps are CLOCK_REALTIME
 	// SummarizeAbove is the capture rate (packets per second, sustained
 	// for a second) above which the agent writes per-flow summaries
 	// every SummaryInterval instead of packet lines; 0: never.
