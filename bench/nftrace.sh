@@ -64,7 +64,7 @@ DST=$(ip -n "$B" -4 -o addr show | awk '$2 != "lo" { split($4, a, "/"); print a[
 # accepts traffic to pod-b.
 {
 	echo "table inet pt_bench {"
-	echo "  chain fwd {"
+	echo "  chain big_forward {"
 	echo "    type filter hook forward priority 0; policy accept;"
 	for i in $(seq 1 "$RULES"); do
 		printf '    ip saddr 192.0.%d.%d tcp dport %d drop\n' $((i / 250 % 250)) $((i % 250 + 1)) $((1000 + i % 60000))
@@ -74,7 +74,7 @@ DST=$(ip -n "$B" -4 -o addr show | awk '$2 != "lo" { split($4, a, "/"); print a[
 	echo "}"
 } >"$W/ruleset.nft"
 ip netns exec "$NODE" nft -f "$W/ruleset.nft"
-log "node $NODE: $(ip netns exec "$NODE" nft list ruleset | grep -c ' drop$') drop rules and one accept in inet pt_bench fwd"
+log "node $NODE: $(ip netns exec "$NODE" nft list ruleset | grep -c ' drop$') drop rules and one accept in inet pt_bench big_forward"
 
 # trace ON|OFF TAG: one ICMP probe; prints "wall_ms cpu_s result events other".
 trace() {
@@ -87,9 +87,10 @@ trace() {
 	t1=$(date +%s%N)
 	local u s result events other
 	read -r u s < <(tail -n 1 "$out.time")
-	result=$(tail -n 1 "$out.json" | sed -nE 's/.*"result":"([a-z-]+)".*/\1/p')
-	events=$(head -n 1 "$out.json" | grep -oE '"nftraceEvents":[0-9]+' | head -1 | cut -d: -f2)
-	other=$(head -n 1 "$out.json" | grep -oE '"nftraceOther":[0-9]+' | head -1 | cut -d: -f2)
+	result=$(tail -n 1 "$out.json" | sed -nE 's/.*"result":"([a-z-]+)".*/\1/p' || true)
+	# absent from the stats without --nftrace, and when zero
+	events=$(head -n 1 "$out.json" | grep -oE '"nftraceEvents":[0-9]+' | awk -F: '{ s += $2 } END { print s + 0 }' || true)
+	other=$(head -n 1 "$out.json" | grep -oE '"nftraceOther":[0-9]+' | awk -F: '{ s += $2 } END { print s + 0 }' || true)
 	printf '%d %s %s %s %s\n' $(((t1 - t0) / 1000000)) "$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.3f", u + s }')" \
 		"${result:-error}" "${events:-0}" "${other:-0}"
 }

@@ -106,7 +106,7 @@ type Tracer struct {
 	mu     sync.Mutex
 	events []Event
 	st     Stats
-	rules  map[chainKey]map[uint64]string // rule text by handle, per chain
+	rules  map[chainKey]map[uint64][]expr.Any // rules by handle, per chain
 	// ids maps the kernel's trace id of a packet to what its first event
 	// showed of it: the kernel copies the headers into the first event of
 	// each chain traversal only.
@@ -159,7 +159,7 @@ func Start(m Match, max int) (*Tracer, []string, error) {
 		return nil, nil, fmt.Errorf("nftrace: nftables: %w", err)
 	}
 	t := &Tracer{m: m, max: max, name: TableName(), own: own, nft: conn, mon: mon,
-		rules: map[chainKey]map[uint64]string{}, ids: map[uint32]identity{}, done: make(chan struct{})}
+		rules: map[chainKey]map[uint64][]expr.Any{}, ids: map[uint32]identity{}, done: make(chan struct{})}
 	if err := t.addTable(nftables.TableFamilyINet, true); err != nil {
 		t.Close()
 		return nil, nil, fmt.Errorf("nftrace: create the tracing table: %w", err)
@@ -364,7 +364,7 @@ func (t *Tracer) Events() ([]Event, Stats) {
 	_ = t.mon.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	select {
 	case <-t.done:
-	case <-time.After(time.Second):
+	case <-time.After(2 * time.Second):
 	}
 	t.Close()
 	t.mu.Lock()
@@ -376,6 +376,7 @@ func (t *Tracer) Events() ([]Event, Stats) {
 // past its read deadline once the tracer is stopping.
 func (t *Tracer) read() {
 	defer close(t.done)
+	retried := false
 	for {
 		msgs, err := t.mon.Receive()
 		if err != nil {
@@ -386,9 +387,19 @@ func (t *Tracer) read() {
 				t.mu.Unlock()
 				continue
 			}
-			// A read deadline (set when stopping), or the socket closed.
-			return
+			// A read deadline, set when stopping: the events queued
+			// before it are read to the end. The deadline may have
+			// passed while a rule was being fetched, with events still
+			// queued: one more short read takes them; only a read
+			// that finds nothing ends.
+			if isTimeout(err) && !retried {
+				retried = true
+				_ = t.mon.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				continue
+			}
+			return // that read found nothing, or the socket is closed
 		}
+		retried = false
 		for _, msg := range msgs {
 			if msg.Header.Type != netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_TRACE) {
 				continue
@@ -400,6 +411,11 @@ func (t *Tracer) read() {
 			t.keep(e)
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // keep adds one event if it is the probe's, names its rule, and counts.
@@ -494,21 +510,27 @@ func (t *Tracer) ruleText(e *Event) string {
 	byHandle, ok := t.rules[k]
 	t.mu.Unlock()
 	if !ok {
-		byHandle = map[uint64]string{}
+		// The chain's rules once (a dump: the kernel has no lookup by
+		// handle for a rule's expressions), each written when asked.
+		byHandle = map[uint64][]expr.Any{}
 		rules, err := t.nft.GetRules(&nftables.Table{Name: e.Table, Family: fam}, &nftables.Chain{Name: e.Chain})
 		if err == nil {
 			for i, r := range rules {
 				if i >= maxRulesPerChain {
 					break
 				}
-				byHandle[r.Handle] = Render(r.Exprs)
+				byHandle[r.Handle] = r.Exprs
 			}
 		}
 		t.mu.Lock()
 		t.rules[k] = byHandle
 		t.mu.Unlock()
 	}
-	return byHandle[e.Handle]
+	exprs, ok := byHandle[e.Handle]
+	if !ok {
+		return ""
+	}
+	return Render(exprs)
 }
 
 // maxRulesPerChain bounds what the tracer keeps of one chain.
