@@ -18,10 +18,14 @@ e2e_bindir() { echo "$E2E_CACHE_ROOT/k8s-v$K8S_VERSION-$(e2e_goversion)"; }
 
 # The NetworkPolicy engine on every node (netpol.sh): sigs.k8s.io/kube-network-policies, built from the
 # Go module proxy and cached like the Kubernetes binaries; its NFQUEUE number and metrics port
+# (its google/nftables patched by config/knp-nft-queue.patch, which keys the cache too)
 KNP_VERSION=${KNP_VERSION:-0.8.0}
+KNP_NFTABLES=v0.3.0
 KNP_QUEUE=100
 KNP_METRICS_PORT=9080
-knp_bindir() { echo "$E2E_CACHE_ROOT/kube-network-policies-v$KNP_VERSION-$(e2e_goversion)"; }
+knp_bindir() {
+  echo "$E2E_CACHE_ROOT/kube-network-policies-v$KNP_VERSION-$(sha256sum "$(dirname "${BASH_SOURCE[0]}")/config/knp-nft-queue.patch" | cut -c1-12)-$(e2e_goversion)"
+}
 
 _e2e_t0=${_e2e_t0:-$(date +%s)}
 export _e2e_t0
