@@ -41,7 +41,7 @@ build() {
   local src s k n
   src=$E2E_CACHE_ROOT/src-knp-v$KNP_VERSION
   s=$(date +%s)
-  log "building kube-network-policies v$KNP_VERSION with $(e2e_goversion) (cold: ~15 CPU-minutes)"
+  log "building kube-network-policies v$KNP_VERSION with $(e2e_goversion) (cold: ~10 CPU-minutes)"
   rm -rf "$src"
   mkdir -p "$src"
   dir() { (cd "$src" && "$GO" mod download -json "$1") | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
