@@ -413,9 +413,22 @@ func (b *builder) arpRequest(j *trace.Journey, mid func()) {
 		for _, po := range ports {
 			refs = append(refs, b.hop(po, ""))
 		}
-		text := fmt.Sprintf("The bridge %s floods it, as it does every broadcast, to %s", q.If.Name, labels(ports))
-		if n := bridgePorts(q.If); n > 0 && len(ports) == n-1 && q.P.Dir == "in" {
-			text = fmt.Sprintf("The bridge %s floods the broadcast out of every port but the one it came in by: %s", q.If.Name, labels(ports))
+		// A port the frame came in by and is flooded back out of: the
+		// port is in hairpin mode.
+		var out, back []*trace.Obs
+		for _, po := range ports {
+			if slices.ContainsFunc(j.Obs, func(x *trace.Obs) bool { return x.If == po.If && x.P.Dir == "in" }) {
+				back = append(back, po)
+			} else {
+				out = append(out, po)
+			}
+		}
+		text := fmt.Sprintf("The bridge %s floods it, as it does every broadcast, to %s", q.If.Name, labels(out))
+		if n := bridgePorts(q.If); n > 0 && len(out) == n-1 && q.P.Dir == "in" {
+			text = fmt.Sprintf("The bridge %s floods the broadcast out of every port but the one it came in by: %s", q.If.Name, labels(out))
+		}
+		if len(back) > 0 {
+			text += fmt.Sprintf(", and back out of %s, the port it came in by (hairpin mode)", labels(back))
 		}
 		for _, d := range j.Obs {
 			if d.Agent.Role == wire.RolePod && d.Agent != o.Agent && d.P.Dir == "in" {
@@ -598,10 +611,11 @@ func (b *builder) tellChange(c *trace.Change) {
 				how = ": confirmed by the reply"
 			case a.Op == "who-has" && n.State == "STALE":
 				how = ": learned from the request it received, not confirmed yet"
-			case a.Op == "who-has":
-				how = ": learned from the request it received"
-			case a.Op == "is-at":
-				how = ": learned from the reply"
+			default:
+				// Another state than the frame alone would give: the
+				// entry existed in some form before; only the moment is
+				// certain.
+				how = ", as the " + map[string]string{"who-has": "request", "is-at": "reply"}[a.Op] + " arrived"
 			}
 		}
 		verb := "now holds"
@@ -743,7 +757,7 @@ func (b *builder) walk(j *trace.Journey, noun string) {
 			} else {
 				text := fmt.Sprintf("%s's %s receives the outer packet", o.Agent.Name, o.If.Name)
 				if o.CrossClock && o.HasDelta {
-					text += fmt.Sprintf(" (≈%s one-way: the two nodes' clocks differ, see the clocks line)", trace.FormatDuration(o.Delta))
+					text += fmt.Sprintf(" (≈%s one-way, measured across the two nodes' clocks: see the clocks line)", trace.FormatDuration(o.Delta))
 				}
 				b.say("underlay", text+".", b.hop(o, shows))
 			}
@@ -798,6 +812,9 @@ func (b *builder) bridged(j *trace.Journey, k int, o *trace.Obs, noun string, be
 	cited[port] = true
 	mac := port.P.Eth.Dst
 	if in != nil && in.P.Eth != nil && strings.EqualFold(in.P.Eth.Dst, o.If.MAC) {
+		if !cited[in] {
+			refs = append([]Ref{b.hop(in, "")}, refs...)
+		}
 		b.pending = &Sentence{Topic: "forward", Text: fmt.Sprintf("%sthe frame is addressed to %s's own MAC %s, so %s takes it up to its own stack, which sends it back out through %s to %s, now addressed to %s.",
 			enters, o.If.Name, o.If.MAC, o.Agent.Name, o.If.Name, port.If.Label(), mac), Refs: refs}
 		return cited
