@@ -42,8 +42,8 @@ type Ref struct {
 type Sentence struct {
 	// Topic names the step: namespace, veth, arp-request, fdb, arp-reply,
 	// proxy-arp, neighbour, probe, forward, route, dnat, encapsulation,
-	// underlay, decapsulation, delivered, reply, not-observable, loss,
-	// policy, passive.
+	// underlay, decapsulation, delivered, reply, probes, not-observable,
+	// loss, policy, passive.
 	Topic string `json:"topic"`
 	Text  string `json:"text"`
 	Refs  []Ref  `json:"refs"`
@@ -156,6 +156,10 @@ func Build(t *trace.Trace) *Narrative {
 	}
 	b.resolve(time.Time{})
 	b.otherChanges()
+	if v := b.t.Verdict; v.Sent > 1 && v.Result == "delivered" {
+		b.say("probes", fmt.Sprintf("This tells the first of the %d probes sent; all %d were delivered.", v.Sent, v.Delivered),
+			Ref{Kind: "verdict", Shows: fmt.Sprintf("%d/%d probes", v.Delivered, v.Sent)})
+	}
 	b.notObservable()
 	b.loss(arp, req, rep)
 	b.policy()
