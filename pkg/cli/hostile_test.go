@@ -174,7 +174,7 @@ func TestReplayOfAHostileRecordingPrintsNoRawControl(t *testing.T) {
 			name := filepath.Base(src) + map[bool]string{false: "/names", true: "/every-string"}[every]
 			t.Run(name, func(t *testing.T) {
 				dir := hostileRecording(t, src, every)
-				for _, mode := range [][]string{{"--color", "never"}, {"--color", "always"}, {"-o", "json"}} {
+				for _, mode := range [][]string{{"--color", "never"}, {"--color", "always"}, {"-o", "json"}, {"--color", "always", "--explain"}, {"-o", "json", "--explain"}} {
 					out, errOut, code := runPlugin(t, append([]string{"replay", dir}, mode...)...)
 					if code != ExitDelivered && code != ExitLost { // a verdict, whichever
 						t.Fatalf("%v: exit %d: %s", mode, code, errOut)

@@ -20,7 +20,8 @@ that a run saved with --save DIR. No cluster, no root: the same merge and render
 run on the saved streams, in any output format (text, -o json, --pcap).`,
 		Example: `  kubectl podtrace pod-a pod-b --save case-4711     # on the cluster
   kubectl podtrace replay case-4711                  # anywhere, later
-  kubectl podtrace replay case-4711 --pcap case-4711.pcapng -o json`,
+  kubectl podtrace replay case-4711 --pcap case-4711.pcapng -o json
+  kubectl podtrace replay case-4711 --explain        # what happened, in plain words`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validateOutput(); err != nil {
@@ -37,5 +38,6 @@ run on the saved streams, in any output format (text, -o json, --pcap).`,
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never")
 	f.StringVar(&o.Pcap, "pcap", "", "also write every frame to this pcapng file")
+	addExplainFlag(cmd, &o.Explain)
 	return cmd
 }

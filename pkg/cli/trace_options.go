@@ -20,6 +20,7 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/explain"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -55,6 +56,9 @@ type TraceOptions struct {
 	Pcap     string
 	Timeout  time.Duration
 	Save     string
+	// Explain adds a narrative of what happened to the packet after the
+	// trace, each sentence citing the trace lines it rests on.
+	Explain bool
 	// SummarizeAbove and SummaryInterval: with --passive, an agent whose
 	// capture goes over this many frames per second writes per-flow
 	// summaries every interval instead of packet lines.
@@ -99,7 +103,13 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
 		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.BoolVar(&o.NFTrace, "nftrace", true, "on the nodes, trace the probe's packets (only them) through netfilter's nf_tables rule sets (nftables, iptables-nft) to name the rule that dropped it; the tracing table is the node agent's own and goes with it (--nftrace=false: capture only)")
+	addExplainFlag(cmd, &o.Explain)
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
+}
+
+// addExplainFlag registers --explain (every trace command and replay).
+func addExplainFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "explain", false, "after the trace, tell in plain words what happened to the packet, each sentence citing the numbered trace lines it rests on (-o json: a \"kind\":\"explain\" line before the verdict)")
 }
 
 // Validate checks the shared flags.
@@ -336,6 +346,9 @@ func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 			}
 			fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
 		}
+	}
+	if o.Explain {
+		h.Explain = explain.Build(t)
 	}
 	var err error
 	if o.Output == "json" {

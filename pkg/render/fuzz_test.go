@@ -15,6 +15,7 @@ import (
 	"github.com/podtrace/kubectl-podtrace/internal/termtest"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/explain"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
@@ -61,9 +62,17 @@ func loadFuzzRecordings(f *testing.F) []fuzzRecording {
 	return out
 }
 
-// checkRendered renders a trace as text (plain and colored) and JSON:
-// no panic, and nothing in the output that acts on a terminal.
+// checkRendered renders a trace as text (plain and colored) and JSON,
+// without and with its explanation (--explain): no panic, and nothing in
+// the output that acts on a terminal.
 func checkRendered(t *testing.T, tr *trace.Trace, h Header) {
+	t.Helper()
+	checkRenderedOnce(t, tr, h)
+	h.Explain = explain.Build(tr)
+	checkRenderedOnce(t, tr, h)
+}
+
+func checkRenderedOnce(t *testing.T, tr *trace.Trace, h Header) {
 	t.Helper()
 	var plain, colored, js bytes.Buffer
 	if err := Text(&plain, tr, h, false); err != nil {

@@ -238,6 +238,11 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 			return err
 		}
 	}
+	if h.Explain != nil {
+		if err := enc.Encode(jsonExplain{Kind: "explain", Narrative: h.Explain}); err != nil {
+			return err
+		}
+	}
 	return enc.Encode(jsonVerdict{Kind: "verdict", Verdict: t.Verdict, Policy: t.Policy})
 }
 

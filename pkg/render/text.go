@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
+	"github.com/podtrace/kubectl-podtrace/pkg/trace/explain"
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -15,6 +16,10 @@ import (
 type Header struct {
 	Armed time.Duration // from start to the last agent's hello
 	Notes []string      // e.g. which injection mode was taken
+	// Explain, when set, is the narrative printed after the trace
+	// (--explain); the text output then numbers the trace's lines, which
+	// its sentences cite.
+	Explain *explain.Narrative
 }
 
 // Text prints the trace for humans.
@@ -86,82 +91,85 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 		}
 		return s
 	}
-	line := func(ts time.Time, placeName, iface, arrow, text, extra string) {
+	rows := t.Rows()
+	num := ""
+	line := func(n int, ts time.Time, placeName, iface, arrow, text, extra string) {
 		d := ts.Sub(t.Start)
 		sign := "+"
 		if d < 0 {
 			sign = ""
 		}
+		if h.Explain != nil {
+			// Row numbers, which the explanation's sentences cite.
+			num = fmt.Sprintf("%*d", len(fmt.Sprint(len(rows))), n)
+			num = c.dim.Sprint(num) + " "
+		}
 		rel := fmt.Sprintf("%10s", sign+Dur(d))
-		fmt.Fprintf(b, "%s  %s  %s  %s %s", rel, c.place.Sprint(pad(Safe(placeName), wPlace)), pad(Safe(iface), wIf), arrow, text)
+		fmt.Fprintf(b, "%s%s  %s  %s  %s %s", num, rel, c.place.Sprint(pad(Safe(placeName), wPlace)), pad(Safe(iface), wIf), arrow, text)
 		if extra != "" {
 			fmt.Fprintf(b, "  %s", extra)
 		}
 		b.WriteString("\n")
 	}
-	for _, it := range t.Items {
-		if ch := it.Change; ch != nil {
+	for _, r := range rows {
+		if ch := r.Change; ch != nil {
 			what := "neigh"
 			if ch.C.What == "fdb" {
 				what = "fdb"
 			}
-			line(ch.At, ch.Agent.Name, what, "  ", c.change.Sprint(Safe(ch.Text)), "")
+			line(r.N, r.TS(), ch.Agent.Name, what, "  ", c.change.Sprint(Safe(ch.Text)), "")
 			continue
 		}
-		j := it.Journey
+		j, o := r.Journey, r.Obs
 		arrow := "─▶"
 		if !j.Toward {
 			arrow = "◀─"
 		}
-		for k, o := range j.Obs {
-			if j.NAT != nil && k == j.NATAt {
-				nt := j.NAT.Text
-				if !j.Toward {
-					nt = j.NAT.ReverseText()
-				}
-				at := j.NAT.At
-				if !j.Toward || at.IsZero() {
-					at = o.P.TS
-				}
-				line(at, j.NAT.Agent.Name, "conntrack", "⇄ ", c.change.Sprint(Safe(nt)), "")
+		if r.NAT != nil {
+			nt := r.NAT.Text
+			if r.Reverse {
+				nt = r.NAT.ReverseText()
 			}
-			text := Safe(o.P.Summary)
-			if o.P.ARP != nil {
-				if o.P.ARP.Op == "who-has" && isBroadcast(o.P) {
-					text += " (broadcast)"
-				}
-				text = c.arp.Sprint(text)
-			}
-			var extra []string
-			if k > 0 {
-				text = c.dim.Sprint("…")
-				if o.HasDelta {
-					d := "+" + Dur(o.Delta)
-					if o.NonMonotonic {
-						d = Dur(o.Delta) + "*"
-					}
-					if o.CrossClock {
-						sign := "+"
-						if o.Delta < 0 {
-							sign = ""
-						}
-						d = "≈" + sign + Dur(o.Delta) + " one-way"
-					}
-					extra = append(extra, d)
-				}
-			}
-			if o.P.Encap != nil {
-				e := o.P.Encap
-				extra = append(extra, fmt.Sprintf("%s vni %d %s:%d → %s:%d", Safe(e.Type), e.VNI, Safe(e.OuterSrc), e.SrcPort, Safe(e.OuterDst), e.DstPort))
-			}
-			if o.Note != "" {
-				extra = append(extra, Safe(o.Note))
-			}
-			if k == len(j.Obs)-1 && j.IsReply && k > 0 {
-				extra = append(extra, "back in "+Dur(o.P.TS.Sub(j.Obs[0].P.TS)))
-			}
-			line(o.P.TS, o.Agent.Name, o.If.Label(), arrow, text, strings.Join(extra, "  "))
+			line(r.N, r.TS(), r.NAT.Agent.Name, "conntrack", "⇄ ", c.change.Sprint(Safe(nt)), "")
+			continue
 		}
+		first := o == j.Obs[0]
+		text := Safe(o.P.Summary)
+		if o.P.ARP != nil {
+			if o.P.ARP.Op == "who-has" && isBroadcast(o.P) {
+				text += " (broadcast)"
+			}
+			text = c.arp.Sprint(text)
+		}
+		var extra []string
+		if !first {
+			text = c.dim.Sprint("…")
+			if o.HasDelta {
+				d := "+" + Dur(o.Delta)
+				if o.NonMonotonic {
+					d = Dur(o.Delta) + "*"
+				}
+				if o.CrossClock {
+					sign := "+"
+					if o.Delta < 0 {
+						sign = ""
+					}
+					d = "≈" + sign + Dur(o.Delta) + " one-way"
+				}
+				extra = append(extra, d)
+			}
+		}
+		if o.P.Encap != nil {
+			e := o.P.Encap
+			extra = append(extra, fmt.Sprintf("%s vni %d %s:%d → %s:%d", Safe(e.Type), e.VNI, Safe(e.OuterSrc), e.SrcPort, Safe(e.OuterDst), e.DstPort))
+		}
+		if o.Note != "" {
+			extra = append(extra, Safe(o.Note))
+		}
+		if o == j.Obs[len(j.Obs)-1] && j.IsReply && !first {
+			extra = append(extra, "back in "+Dur(o.P.TS.Sub(j.Obs[0].P.TS)))
+		}
+		line(r.N, o.P.TS, o.Agent.Name, o.If.Label(), arrow, text, strings.Join(extra, "  "))
 	}
 	if len(t.Items) == 0 && len(t.Flows) == 0 {
 		b.WriteString(c.dim.Sprint("  (no packet of this flow was observed)") + "\n")
@@ -207,6 +215,9 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 		b.WriteString(PolicyLine(t.Policy, c) + "\n")
 	}
 	b.WriteString(VerdictLine(t.Verdict, t.Session, c) + "\n")
+	if h.Explain != nil {
+		writeExplain(b, h.Explain, c)
+	}
 	_, err := io.WriteString(w, safeText(b.String(), colorOn))
 	return err
 }

@@ -1,6 +1,8 @@
 package trace
 
 import (
+	"net"
+
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
@@ -95,3 +97,16 @@ func (i *Iface) Label() string {
 
 // Place is the agent and the interface: "node1 veth9f8e7d6c (pod-b)".
 func (i *Iface) Place() string { return i.Agent.Name + " " + i.Label() }
+
+// HasIP tells whether one of the interface's addresses is ip.
+func (i *Iface) HasIP(ip net.IP) bool {
+	if ip == nil {
+		return false
+	}
+	for _, a := range i.Link.Addrs {
+		if addr, _, err := net.ParseCIDR(a); err == nil && addr.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}

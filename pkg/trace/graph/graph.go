@@ -277,7 +277,7 @@ func plausiblePeers(a, b *trace.Iface) bool {
 		if err != nil || ip.IsLinkLocalUnicast() {
 			continue
 		}
-		r := lookupRoute(b.Agent, ip)
+		r := b.Agent.RouteTo(ip)
 		if r == nil {
 			return b.Agent.Before == nil && b.Agent.After == nil // nothing known: keep
 		}

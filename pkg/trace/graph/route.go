@@ -123,7 +123,7 @@ func (g *Graph) walk(from *trace.Iface, dst net.IP, ingress bool) *trace.RouteWa
 			res.Arrived = true // the namespace's own address
 			return res
 		}
-		r := lookupRoute(in.Agent, dst)
+		r := in.Agent.RouteTo(dst)
 		if r == nil {
 			if in.Agent.Before != nil || in.Agent.After != nil {
 				res.Problem = fmt.Sprintf("%s has no route to %s", in.Agent.Name, dst)
@@ -319,7 +319,7 @@ func fdbDst(dev *trace.Iface, mac string) net.IP {
 // packets to remote: the one holding the device's local address, else the
 // egress of the route to remote.
 func (g *Graph) underlayOf(dev *trace.Iface, remote net.IP) (*trace.Iface, string) {
-	if r := lookupRoute(dev.Agent, remote); r != nil {
+	if r := dev.Agent.RouteTo(remote); r != nil {
 		if i := g.ifaces[trace.IfKey{Agent: dev.Agent.ID, Index: r.Index}]; i != nil && i != dev {
 			return i, ""
 		}
@@ -337,49 +337,6 @@ func (g *Graph) underlayOf(dev *trace.Iface, remote net.IP) (*trace.Iface, strin
 		}
 	}
 	return nil, fmt.Sprintf("%s has no route to the remote VTEP %s", dev.Agent.Name, remote)
-}
-
-// lookupRoute is the longest-prefix match of the agent's main table.
-func lookupRoute(a *trace.AgentInfo, dst net.IP) *wire.Route {
-	var best *wire.Route
-	bestLen := -1
-	for _, t := range []*wire.Topology{a.Before, a.After} {
-		if t == nil {
-			continue
-		}
-		for k := range t.Routes {
-			r := &t.Routes[k]
-			var n *net.IPNet
-			if r.Dst == "default" || r.Dst == "" {
-				if dst.To4() != nil {
-					_, n, _ = net.ParseCIDR("0.0.0.0/0")
-				} else {
-					_, n, _ = net.ParseCIDR("::/0")
-				}
-			} else if _, c, err := net.ParseCIDR(r.Dst); err == nil {
-				n = c
-			} else if ip := net.ParseIP(r.Dst); ip != nil {
-				bits := 128
-				if ip.To4() != nil {
-					bits = 32
-				}
-				n = &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}
-			}
-			if n == nil || !n.Contains(dst) || r.Index == 0 {
-				continue
-			}
-			if (n.IP.To4() != nil) != (dst.To4() != nil) {
-				continue
-			}
-			if l, _ := n.Mask.Size(); l > bestLen {
-				best, bestLen = r, l
-			}
-		}
-		if best != nil {
-			return best // the snapshot before the probe wins
-		}
-	}
-	return best
 }
 
 func neighMAC(a *trace.AgentInfo, ifindex int, ip net.IP) string {
@@ -407,17 +364,7 @@ func fdbs(a *trace.AgentInfo) []wire.FDB {
 	return out
 }
 
-func ifaceHasIP(i *trace.Iface, ip net.IP) bool {
-	if ip == nil {
-		return false
-	}
-	for _, a := range i.Link.Addrs {
-		if addr, _, err := net.ParseCIDR(a); err == nil && addr.Equal(ip) {
-			return true
-		}
-	}
-	return false
-}
+func ifaceHasIP(i *trace.Iface, ip net.IP) bool { return i.HasIP(ip) }
 
 func (g *Graph) AgentHasIP(a *trace.AgentInfo, ip net.IP) bool {
 	for _, i := range g.sorted {
