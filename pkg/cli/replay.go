@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
@@ -25,6 +28,11 @@ run on the saved streams, in any output format (text, -o json, --pcap).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validateOutput(); err != nil {
 				return err
+			}
+			if o.Pcap != "" {
+				if err := outfile.Check(o.Pcap); err != nil {
+					return fmt.Errorf("--pcap: %w", err)
+				}
 			}
 			s, streams, armed, notes, err := session.Load(args[0])
 			if err != nil {

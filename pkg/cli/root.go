@@ -65,10 +65,12 @@ how long each hop took, and where it died when it did.`,
 			return c.Help()
 		}
 		o.protoSet, o.portSet = c.Flags().Changed("proto"), c.Flags().Changed("port")
-		if err := o.Complete(c.Context(), args); err != nil {
+		// Every check of the arguments and flags first: a typo is
+		// reported as such, before any API call.
+		if err := o.ValidateArgs(args); err != nil {
 			return err
 		}
-		if err := o.Validate(); err != nil {
+		if err := o.Complete(c.Context(), args); err != nil {
 			return err
 		}
 		return o.Run(c.Context())

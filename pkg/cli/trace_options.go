@@ -66,6 +66,11 @@ type TraceOptions struct {
 
 	genericiooptions.IOStreams
 
+	// protoByDst: the destination chooses the probe's protocol and port
+	// (a Service's port): --proto and --port are checked against it
+	// once it is resolved, here only for their own values.
+	protoByDst bool
+
 	probe  *wire.ProbeSpec
 	budget int64         // Budget in bytes per second; -1: no limit
 	pcap   *outfile.File // --pcap, opened before any agent starts
@@ -100,17 +105,8 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 
 // Validate checks the shared flags.
 func (o *TraceOptions) Validate() error {
-	switch o.Proto {
-	case "icmp":
-		if o.Port != 0 {
-			return errors.New("--port applies to --proto tcp or udp, not icmp")
-		}
-	case "tcp", "udp":
-		if o.Port <= 0 || o.Port > 65535 {
-			return fmt.Errorf("--proto %s needs --port between 1 and 65535", o.Proto)
-		}
-	default:
-		return fmt.Errorf("--proto %q: want icmp, tcp or udp", o.Proto)
+	if err := o.validateProbe(); err != nil {
+		return err
 	}
 	if o.Count < 1 || o.Count > 1000 {
 		return fmt.Errorf("--count %d: want 1 to 1000", o.Count)
@@ -154,6 +150,32 @@ func (o *TraceOptions) Validate() error {
 	}
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
+	}
+	return nil
+}
+
+// Values of --proto, --output and --color (their completions too).
+var (
+	protoValues  = []string{"icmp", "tcp", "udp"}
+	outputValues = []string{"text", "json"}
+	colorValues  = []string{"auto", "always", "never"}
+)
+
+func (o *TraceOptions) validateProbe() error {
+	switch o.Proto {
+	case "icmp":
+		if o.Port != 0 && !o.protoByDst {
+			return errors.New("--port applies to --proto tcp or udp, not icmp")
+		}
+	case "tcp", "udp":
+		if (o.Port <= 0 && !o.protoByDst) || o.Port > 65535 {
+			return fmt.Errorf("--proto %s needs --port between 1 and 65535", o.Proto)
+		}
+	default:
+		return fmt.Errorf("--proto %q: want icmp, tcp or udp", o.Proto)
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return fmt.Errorf("--port %d: want 1 to 65535", o.Port)
 	}
 	return nil
 }
@@ -260,17 +282,29 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		}
 		return err
 	}
+	// A file that cannot be written now costs that file, not the trace:
+	// the trace is still shown, then the error says what was not written.
+	var saveErr error
 	if o.Save != "" {
 		if err := session.Save(o.Save, p.Session, res, notes); err != nil {
-			return fmt.Errorf("--save %s: %w", o.Save, err)
+			saveErr = fmt.Errorf("--save %s: the recording was not written: %w", o.Save, err)
+		} else {
+			saved = true
+			fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
 		}
-		saved = true
-		fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
 	}
 	if o.annotate != nil {
 		o.annotate(res.Trace)
 	}
-	return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+	err = o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+	if saveErr == nil {
+		return err
+	}
+	var ec *ExitCodeError
+	if err != nil && !errors.As(err, &ec) {
+		return fmt.Errorf("%w; %w", saveErr, err)
+	}
+	return saveErr
 }
 
 // openOutputs checks --save and opens --pcap, before anything is started:
@@ -302,42 +336,18 @@ func (o *TraceOptions) openOutputs() (unsaved func(), err error) {
 }
 
 // Show writes the trace in the chosen formats; the error carries the exit
-// code.
+// code. The trace is printed first: a --pcap file that cannot be written
+// is reported after it, as the run's error.
 func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
-	if o.Pcap != "" {
-		if o.pcap == nil {
-			f, err := outfile.Create(o.Pcap)
-			if err != nil {
-				return fmt.Errorf("--pcap: %w", err)
-			}
-			o.pcap = f
-		}
-		f := o.pcap
-		o.pcap = nil
-		n, werr := pcapng.Write(f, t)
-		if werr == nil {
-			werr = f.Commit()
-		} else {
-			f.Abort()
-		}
-		if werr != nil {
-			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)
-		}
-		fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
-		if len(t.Summarized) > 0 {
-			var frames uint64
-			for _, sm := range t.Summarized {
-				frames += sm.Packets
-			}
-			fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
-		}
-	}
 	var err error
 	if o.Output == "json" {
 		err = render.JSON(o.Out, t, h)
 	} else {
 		on, _ := render.UseColor(o.Color, o.Out)
 		err = render.Text(o.Out, t, h, on)
+	}
+	if perr := o.writePcap(t); perr != nil {
+		return perr
 	}
 	if err != nil {
 		return err
@@ -347,4 +357,42 @@ func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 		return nil
 	}
 	return &ExitCodeError{Code: ExitLost, Msg: "probe not delivered: " + t.Verdict.Result}
+}
+
+// writePcap writes --pcap, into the file opened before the run when there
+// is one.
+func (o *TraceOptions) writePcap(t *trace.Trace) error {
+	if o.Pcap == "" {
+		return nil
+	}
+	notWritten := func(err error) error {
+		return fmt.Errorf("--pcap %s: the frames were not written (the trace above is complete): %w", o.Pcap, err)
+	}
+	if o.pcap == nil {
+		f, err := outfile.Create(o.Pcap)
+		if err != nil {
+			return notWritten(err)
+		}
+		o.pcap = f
+	}
+	f := o.pcap
+	o.pcap = nil
+	n, werr := pcapng.Write(f, t)
+	if werr == nil {
+		werr = f.Commit()
+	} else {
+		f.Abort()
+	}
+	if werr != nil {
+		return notWritten(werr)
+	}
+	fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
+	if len(t.Summarized) > 0 {
+		var frames uint64
+		for _, sm := range t.Summarized {
+			frames += sm.Packets
+		}
+		fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
+	}
+	return nil
 }
