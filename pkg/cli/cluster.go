@@ -38,8 +38,8 @@ type ClusterOptions struct {
 	// DryRun is --dry-run: "none" (trace), "server" (the plan and every
 	// object, each dry-run by the API server: the preflight) or "client"
 	// (the plan and every object, nothing sent but reads).
-	DryRun         string
-	ReadyTimeout   time.Duration
+	DryRun       string
+	ReadyTimeout time.Duration
 	TraceOptions
 
 	// Parsed from the arguments, before any API call (parseArgs).
