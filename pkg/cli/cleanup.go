@@ -55,7 +55,7 @@ their deadline.`,
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list agent containers in pods of every namespace")
 	cmd.Flags().BoolVar(&o.All, "all", false, "delete every node agent pod, also those of runs in progress")
 	cmd.Flags().StringVar(&o.Session, "session", "", "delete the node agent pods of this session (as an interrupted run names it), also while they run")
-	o.ConfigFlags.AddFlags(cmd.Flags())
+	addKubeFlags(cmd, o.ConfigFlags)
 	return cmd
 }
 

@@ -76,7 +76,7 @@ func NewClusterOptions(t TraceOptions) *ClusterOptions {
 // AddFlags registers the cluster flags.
 func (o *ClusterOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.Image, "image", version.AgentImage, "agent image (a mirror for air-gapped clusters)")
+	f.StringVar(&o.Image, "image", version.AgentImage, "agent `IMAGE` (a mirror for air-gapped clusters)")
 	f.StringVar(&o.PullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "agent image pull policy: Always, IfNotPresent or Never")
 	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", nil, "image pull secret in the agent namespace for node agents (repeatable); pod agents use the pod's own pull secrets")
 	f.StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents (deploy/agent-namespace.yaml)")
@@ -84,7 +84,10 @@ func (o *ClusterOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.DryRun, "dry-run", "none", "print the plan and every object it would create or patch, as YAML, and exit, creating nothing: server (also bare --dry-run): the API server dry-runs every object first (RBAC, PodSecurity and admission policies answer, as before a trace); client: the objects as built, with no access review or dry run sent (only reads); none: trace")
 	f.Lookup("dry-run").NoOptDefVal = dryRunServer
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long an agent may take to run (image pull included)")
-	o.ConfigFlags.AddFlags(f)
+	completeValues(cmd, "mode", "auto\tagents in both pods and on their nodes", "ephemeral\talways inject into the pods", "node\tnode agents only (with --passive)")
+	completeValues(cmd, "dry-run", "server\tthe API server dry-runs every object", "client\tthe objects as built, nothing sent", "none\ttrace")
+	completeValues(cmd, "image-pull-policy", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever))
+	addKubeFlags(cmd, o.ConfigFlags)
 }
 
 // parseArgs reads SRC and DST, with the kubeconfig's namespace for names

@@ -67,6 +67,7 @@ ARP caches start cold. Topologies:
 	f.BoolVar(&o.Cleanup, "cleanup", false, "remove every lab namespace left behind, then exit")
 	f.StringVar(&o.AgentBinary, "agent-binary", "", "path of podtrace-agent (default: next to this executable, then PATH)")
 	o.AddFlags(cmd)
+	completeValues(cmd, "topology", lab.Topologies...)
 	return cmd
 }
 

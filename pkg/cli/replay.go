@@ -44,6 +44,7 @@ run on the saved streams, in any output format (text, -o json, --pcap).`,
 	f := cmd.Flags()
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never")
-	f.StringVar(&o.Pcap, "pcap", "", "also write every frame to this pcapng file")
+	f.StringVar(&o.Pcap, "pcap", "", "also write every frame to the pcapng file `FILE`")
+	o.addOutputCompletions(cmd)
 	return cmd
 }

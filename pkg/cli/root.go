@@ -78,6 +78,7 @@ how long each hop took, and where it died when it did.`,
 	o.TraceOptions.AddFlags(cmd)
 	o.AddFlags(cmd)
 	cmd.ValidArgsFunction = PodNameCompletion(o.ConfigFlags)
+	useFlagSections(cmd)
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCleanup(streams), NewCmdCompletion(streams), NewCmdReplay(streams))

@@ -89,18 +89,30 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Wait, "wait", time.Second, "how long to wait for each probe's answer")
 	f.BoolVar(&o.Passive, "passive", false, "observe existing traffic instead of probing (see --duration, --filter)")
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to observe with --passive")
-	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP; on the nodes it is ANDed with the endpoints' traffic, so it never widens to other pods")
+	f.StringVar(&o.Filter, "filter", "", "capture filter `EXPR` in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP; on the nodes it is ANDed with the endpoints' traffic, so it never widens to other pods")
 	f.BoolVar(&o.Payload, "payload", false, "keep whole frames, application payload included, in --pcap, --save and the stream (default: headers only, each frame cut after its innermost TCP/UDP/ICMP header)")
 	f.IntVar(&o.Snaplen, "snaplen", 0, fmt.Sprintf("bytes the kernel copies per frame (default %d); without --payload only their headers leave the agents", wire.DefaultSnaplen))
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json (JSON lines, the last one the verdict)")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
-	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
+	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to the pcapng file `FILE` (one interface per hop; opens in Wireshark); created 0600, checked before anything is created in the cluster")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
 	f.IntVar(&o.SummarizeAbove, "summarize-above", wire.DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
 	f.DurationVar(&o.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
-		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
-	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
+		"`BYTES` per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
+	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in the directory `DIR` (created 0700); kubectl podtrace replay DIR shows the trace again anywhere")
+	o.addCompletions(cmd)
+}
+
+// addCompletions completes the values of the output flags and --proto.
+func (o *TraceOptions) addCompletions(cmd *cobra.Command) {
+	completeValues(cmd, "proto", "icmp\tICMP echo request", "tcp\tTCP SYN to --port", "udp\tone UDP datagram to --port")
+	o.addOutputCompletions(cmd)
+}
+
+func (o *TraceOptions) addOutputCompletions(cmd *cobra.Command) {
+	completeValues(cmd, "output", "text\tthe trace for people", "json\tJSON lines, the last one the verdict")
+	completeValues(cmd, "color", "auto\tcolor on a terminal, unless NO_COLOR or TERM=dumb", "always", "never")
 }
 
 // Validate checks the shared flags.
@@ -153,13 +165,6 @@ func (o *TraceOptions) Validate() error {
 	}
 	return nil
 }
-
-// Values of --proto, --output and --color (their completions too).
-var (
-	protoValues  = []string{"icmp", "tcp", "udp"}
-	outputValues = []string{"text", "json"}
-	colorValues  = []string{"auto", "always", "never"}
-)
 
 func (o *TraceOptions) validateProbe() error {
 	switch o.Proto {
