@@ -44,9 +44,9 @@ func TestLoadExpandsGroupsAndPrefixes(t *testing.T) {
 	}
 	for line, want := range map[string]string{
 		`{"kind":"trace","src":{"name":"a","ip":"b"},"agents":[{"stats":[{"socket":"all","drops":0}]}]}`: "",
-		`{"kind":"trace","src":{"Name":"a"}}`:                                "src.Name",
-		`{"kind":"trace","agents":[{"stats":[{"cut":1}]}]}`:                  "agents[].stats[].cut",
-		`{"kind":"round","n":1}`:                                             `kind "round"`,
+		`{"kind":"trace","src":{"Name":"a"}}`:               "src.Name",
+		`{"kind":"trace","agents":[{"stats":[{"cut":1}]}]}`: "agents[].stats[].cut",
+		`{"kind":"round","n":1}`:                            `kind "round"`,
 	} {
 		bad, err := doc.Undocumented([]byte(line))
 		if err != nil || strings.Join(bad, " ") != want {
