@@ -234,3 +234,31 @@ func TestAPcapThatCannotBeWrittenStillPrintsTheTrace(t *testing.T) {
 		t.Errorf("left in the directory: %v; want only the victim and the link", entries)
 	}
 }
+
+// A --save directory whose recording cannot be completed when the trace
+// ends (a symbolic link planted at session.json) costs the recording
+// only: the lab's whole trace is printed, and the error says the
+// recording was not written; the link's target is untouched.
+func TestASaveThatCannotBeWrittenStillPrintsTheTrace(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "case")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "session.json")); err != nil {
+		t.Fatal(err)
+	}
+	r := podtrace(t, "lab", "--save", dir, "--color", "never")
+	if r.code != ExitError || !strings.Contains(r.stderr, "--save "+dir+": the recording was not written") {
+		t.Errorf("exit %d; want 1 and the recording named as not written:\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "verdict DELIVERED") {
+		t.Errorf("the trace was not printed:\n%s", r.stdout)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Errorf("written through the link: %q", b)
+	}
+}
