@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -98,8 +99,9 @@ func run(t *testing.T, env []string, dir, name string, args ...string) string {
 // archive and manifest exactly as make dist does, validates the manifest with
 // krew's validate-krew-manifest, installs the archive with krew into a
 // temporary KREW_ROOT (no network, no ~/.krew), and runs the installed plugin
-// through kubectl: `kubectl podtrace version`, and argument completion
-// through the shipped kubectl_complete-podtrace helper.
+// through kubectl: `kubectl podtrace version`, `kubectl podtrace lab` as
+// root with the agent krew installed beside the plugin (none on PATH), and
+// argument completion through the shipped kubectl_complete-podtrace helper.
 func TestKrewManifestValidatesAndInstallsOffline(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skipf("installs the linux/amd64 archive; this is %s/%s", runtime.GOOS, runtime.GOARCH)
@@ -122,8 +124,8 @@ func TestKrewManifestValidatesAndInstallsOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	archive := filepath.Join(dist, "kubectl-podtrace_"+version+"_linux_amd64.tar.gz")
-	if got := tarNames(t, archive); strings.Join(got, " ") != "LICENSE kubectl-podtrace kubectl_complete-podtrace" {
-		t.Errorf("archive holds %v; want the plugin, its completion helper and LICENSE", got)
+	if got := tarNames(t, archive); strings.Join(got, " ") != "LICENSE kubectl-podtrace kubectl_complete-podtrace podtrace-agent" {
+		t.Errorf("archive holds %v; want the plugin, its completion helper, the agent and LICENSE", got)
 	}
 	sums, err := os.ReadFile(filepath.Join(dist, "checksums.txt"))
 	if err != nil {
@@ -178,7 +180,7 @@ func TestKrewManifestValidatesAndInstallsOffline(t *testing.T) {
 		t.Errorf("krew install said:\n%s", out)
 	}
 	store := filepath.Join(krewRoot, "store", "podtrace", version)
-	for _, f := range []string{"kubectl-podtrace", "kubectl_complete-podtrace", "LICENSE"} {
+	for _, f := range []string{"kubectl-podtrace", "kubectl_complete-podtrace", "podtrace-agent", "LICENSE"} {
 		if _, err := os.Stat(filepath.Join(store, f)); err != nil {
 			t.Errorf("krew did not install %s: %v", f, err)
 		}
@@ -194,6 +196,24 @@ func TestKrewManifestValidatesAndInstallsOffline(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl podtrace version: want %q in\n%s", want, out)
 		}
+	}
+	// The lab, as root, finds the agent krew installed beside the plugin:
+	// kubectl runs the link in $KREW_ROOT/bin, and no agent is on PATH.
+	if os.Geteuid() != 0 {
+		t.Fatal("the lab of the installed plugin needs root: run the test as root")
+	}
+	path := strings.TrimPrefix(env[slices.IndexFunc(env, func(e string) bool { return strings.HasPrefix(e, "PATH=") })], "PATH=")
+	for _, dir := range filepath.SplitList(path) {
+		if _, err := os.Stat(filepath.Join(dir, "podtrace-agent")); err == nil {
+			t.Fatalf("an agent is on the test's PATH (%s): it would not prove that the plugin finds its own", dir)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(krewRoot, "bin", "kubectl-podtrace")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("krew did not link the plugin into its bin directory: %v", err)
+	}
+	out = run(t, env, tmp, kubectl, "podtrace", "lab", "--color", "never")
+	if !strings.Contains(out, "verdict DELIVERED") {
+		t.Errorf("kubectl podtrace lab of the installed plugin:\n%s", out)
 	}
 	out = run(t, env, tmp, kubectl, "plugin", "list")
 	if !strings.Contains(out, filepath.Join(krewRoot, "bin", "kubectl-podtrace")) {

@@ -2,7 +2,7 @@
 // podtrace-agent for Linux, with version, commit and the default agent image
 // injected by -ldflags -X; one archive per binary and platform (.tar.gz, .zip
 // on Windows) holding the binary and LICENSE (and the plugin's completion
-// helper); the cluster admin's files of deploy/ for this version
+// helper, and on Linux the agent the lab and local commands run); the cluster admin's files of deploy/ for this version
 // (podtrace-deploy_VERSION.tar.gz, the admission policy admitting the
 // release's agent image repository); checksums.txt in sha256sum format; and
 // the krew manifest rendered with the release's version, archive URLs and
@@ -122,6 +122,33 @@ func Run(c Config) error {
 	agentLdflags := "-s -w -X " + v + "Version=" + c.Version + " -X " + v + "Commit=" + c.Commit
 	ldflags := agentLdflags + " -X " + v + "AgentImage=" + c.AgentImage
 	var arts []Artifact
+	// compile builds one binary for one platform, once.
+	built := map[string][]byte{}
+	compile := func(name, goos, goarch string) (exe string, data []byte, err error) {
+		exe = name
+		if goos == "windows" {
+			exe += ".exe"
+		}
+		bin := filepath.Join(build, goos+"_"+goarch, exe)
+		if b, ok := built[bin]; ok {
+			return exe, b, nil
+		}
+		lf := ldflags
+		if name == "podtrace-agent" {
+			lf = agentLdflags
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", lf, "-o", bin, "./cmd/"+name)
+		cmd.Dir = c.Root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("build %s for %s/%s: %v\n%s", name, goos, goarch, err, out)
+		}
+		if data, err = os.ReadFile(bin); err != nil {
+			return "", nil, err
+		}
+		built[bin] = data
+		return exe, data, nil
+	}
 	for _, set := range []struct {
 		name      string
 		platforms []string
@@ -134,29 +161,25 @@ func Run(c Config) error {
 			if set.name == "podtrace-agent" && goos != "linux" {
 				return fmt.Errorf("podtrace-agent runs on Linux only, not %s", p)
 			}
-			exe := set.name
-			if goos == "windows" {
-				exe += ".exe"
-			}
-			bin := filepath.Join(build, goos+"_"+goarch, exe)
 			start := time.Now()
-			lf := ldflags
-			if set.name == "podtrace-agent" {
-				lf = agentLdflags
-			}
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags", lf, "-o", bin, "./cmd/"+set.name)
-			cmd.Dir = c.Root
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return fmt.Errorf("build %s for %s: %v\n%s", set.name, p, err, out)
-			}
-			data, err := os.ReadFile(bin)
+			exe, data, err := compile(set.name, goos, goarch)
 			if err != nil {
 				return err
 			}
 			files := []entry{{exe, data, 0o755}}
 			if set.name == "kubectl-podtrace" && goos != "windows" {
 				files = append(files, entry{"kubectl_complete-podtrace", helper, 0o755})
+			}
+			// The lab and local commands run the agent as a process of
+			// this machine: the Linux plugin ships it beside itself
+			// (krew links only the plugin; it finds the agent next to
+			// its own executable, links resolved).
+			if set.name == "kubectl-podtrace" && goos == "linux" {
+				agentExe, agent, err := compile("podtrace-agent", goos, goarch)
+				if err != nil {
+					return err
+				}
+				files = append(files, entry{agentExe, agent, 0o755})
 			}
 			files = append(files, entry{"LICENSE", license, 0o644})
 			name := fmt.Sprintf("%s_%s_%s_%s", set.name, c.Version, goos, goarch)

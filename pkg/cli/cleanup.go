@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,18 +44,39 @@ their deadline.`,
   kubectl podtrace cleanup --session 3f9a1c     # what an interrupted run left, still running
   kubectl podtrace cleanup -A --all`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
 	}
 	cmd.Flags().StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents")
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "list agent containers in pods of every namespace")
 	cmd.Flags().BoolVar(&o.All, "all", false, "delete every node agent pod, also those of runs in progress")
 	cmd.Flags().StringVar(&o.Session, "session", "", "delete the node agent pods of this session (as an interrupted run names it), also while they run")
-	o.ConfigFlags.AddFlags(cmd.Flags())
+	addKubeFlags(cmd, o.ConfigFlags)
 	return cmd
+}
+
+// Validate checks the flags, before any API call.
+func (o *CleanupOptions) Validate() error {
+	if o.Session != "" {
+		if errs := validation.IsValidLabelValue(o.Session); len(errs) > 0 {
+			return fmt.Errorf("--session %q: not a session id (%s)", o.Session, errs[0])
+		}
+	}
+	if o.AgentNamespace == "" {
+		return errors.New("--agent-namespace must name the agents' namespace")
+	}
+	return nil
 }
 
 // Run cleans up.
 func (o *CleanupOptions) Run(ctx context.Context) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	cfg, err := o.ConfigFlags.ToRESTConfig()
 	if err != nil {
 		return fmt.Errorf("read the kubeconfig: %w", err)
@@ -67,9 +89,6 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 	defer cancel()
 	sel := kube.ManagedByLabel + "=" + kube.ManagedBy
 	if o.Session != "" {
-		if errs := validation.IsValidLabelValue(o.Session); len(errs) > 0 {
-			return fmt.Errorf("--session %q: not a session id (%s)", o.Session, errs[0])
-		}
 		sel += "," + kube.SessionLabel + "=" + o.Session
 	}
 	pods, err := cs.CoreV1().Pods(o.AgentNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})

@@ -35,9 +35,17 @@ type ClusterOptions struct {
 	PullSecrets    []string
 	AgentNamespace string
 	Mode           string
-	DryRun         bool
-	ReadyTimeout   time.Duration
+	// DryRun is --dry-run: "none" (trace), "server" (the plan and every
+	// object, each dry-run by the API server: the preflight) or "client"
+	// (the plan and every object, nothing sent but reads).
+	DryRun       string
+	ReadyTimeout time.Duration
 	TraceOptions
+
+	// Parsed from the arguments, before any API call (parseArgs).
+	srcRef, dstRef kube.Ref
+	svcRef         kube.ServiceRef
+	isSvc          bool
 
 	// Completed (client may be set beforehand by tests).
 	client     kubernetes.Interface
@@ -62,48 +70,70 @@ const maxEndpointNodes = 3
 
 // NewClusterOptions returns options with defaults.
 func NewClusterOptions(t TraceOptions) *ClusterOptions {
-	return &ClusterOptions{ConfigFlags: genericclioptions.NewConfigFlags(true), TraceOptions: t}
+	return &ClusterOptions{ConfigFlags: genericclioptions.NewConfigFlags(true), DryRun: dryRunNone, TraceOptions: t}
 }
 
 // AddFlags registers the cluster flags.
 func (o *ClusterOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.Image, "image", version.AgentImage, "agent image (a mirror for air-gapped clusters)")
+	f.StringVar(&o.Image, "image", version.AgentImage, "agent `IMAGE` (a mirror for air-gapped clusters)")
 	f.StringVar(&o.PullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "agent image pull policy: Always, IfNotPresent or Never")
 	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", nil, "image pull secret in the agent namespace for node agents (repeatable); pod agents use the pod's own pull secrets")
 	f.StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents (deploy/agent-namespace.yaml)")
 	f.StringVar(&o.Mode, "mode", "auto", "auto: agents in both pods and on their nodes, or, with --passive where a pod's namespace forbids the agent, node agents only; ephemeral: always inject into the pods; node: node agents only (with --passive)")
-	f.BoolVar(&o.DryRun, "dry-run", false, "print the plan and every object it would create or patch, as YAML, and exit; creates nothing")
+	f.StringVar(&o.DryRun, "dry-run", "none", "print the plan and every object it would create or patch, as YAML, and exit, creating nothing: server (also bare --dry-run): the API server dry-runs every object first (RBAC, PodSecurity and admission policies answer, as before a trace); client: the objects as built, with no access review or dry run sent (only reads); none: trace")
+	f.Lookup("dry-run").NoOptDefVal = dryRunServer
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long an agent may take to run (image pull included)")
-	o.ConfigFlags.AddFlags(f)
+	completeValues(cmd, "mode", "auto\tagents in both pods and on their nodes", "ephemeral\talways inject into the pods", "node\tnode agents only (with --passive)")
+	completeValues(cmd, "dry-run", "server\tthe API server dry-runs every object", "client\tthe objects as built, nothing sent", "none\ttrace")
+	completeValues(cmd, "image-pull-policy", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever))
+	addKubeFlags(cmd, o.ConfigFlags)
 }
 
-// Complete resolves the pods.
-func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
+// parseArgs reads SRC and DST, with the kubeconfig's namespace for names
+// without one: no API call.
+func (o *ClusterOptions) parseArgs(args []string) error {
 	if len(args) != 2 {
+		if len(args) == 3 && o.DryRun != dryRunNone && slices.Contains(dryRunValues, args[2]) {
+			return fmt.Errorf("%q after --dry-run is taken as a third pod: write --dry-run=%s", args[2], args[2])
+		}
 		return fmt.Errorf("want a source and a destination pod, got %d argument(s): kubectl podtrace SRC DST (try `kubectl podtrace --help`)", len(args))
 	}
 	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
 		return fmt.Errorf("read the kubeconfig: %w", err)
 	}
-	srcRef, err := kube.ParseRef(args[0], ns)
-	if err != nil {
+	if o.srcRef, err = kube.ParseRef(args[0], ns); err != nil {
 		return err
 	}
-	svcRef, isSvc, err := kube.ParseServiceRef(args[1], ns)
-	if err != nil {
+	if o.svcRef, o.isSvc, err = kube.ParseServiceRef(args[1], ns); err != nil {
 		return err
 	}
-	var dstRef kube.Ref
-	if !isSvc {
-		if dstRef, err = kube.ParseRef(args[1], ns); err != nil {
+	o.dstRef = kube.Ref{}
+	if !o.isSvc {
+		if o.dstRef, err = kube.ParseRef(args[1], ns); err != nil {
 			return err
 		}
 	}
-	if srcRef == dstRef {
-		return fmt.Errorf("source and destination are the same pod %s: trace between two different pods", srcRef)
+	if o.srcRef == o.dstRef {
+		return fmt.Errorf("source and destination are the same pod %s: trace between two different pods", o.srcRef)
 	}
+	if o.isSvc && o.Passive {
+		return errors.New("--passive observes traffic between two pods: trace to one of the Service's pods")
+	}
+	// A Service's port chooses the probe's protocol (Complete).
+	o.protoByDst = o.isSvc
+	return nil
+}
+
+// Complete resolves the pods: the first API calls, made only after the
+// arguments and flags were checked (Validate).
+func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
+	if err := o.parseArgs(args); err != nil {
+		return err
+	}
+	srcRef, svcRef, dstRef, isSvc := o.srcRef, o.svcRef, o.dstRef, o.isSvc
+	var err error
 	if o.client == nil {
 		if o.restConfig, err = o.ConfigFlags.ToRESTConfig(); err != nil {
 			return fmt.Errorf("read the kubeconfig: %w", err)
@@ -144,8 +174,30 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 	return nil
 }
 
-// Validate checks flag combinations.
+// Dry-run modes, as kubectl spells them.
+const (
+	dryRunNone   = "none"
+	dryRunServer = "server"
+	dryRunClient = "client"
+)
+
+var dryRunValues = []string{dryRunNone, dryRunServer, dryRunClient}
+
+// ValidateArgs checks the arguments and every flag, reading nothing but
+// the kubeconfig file: a typo is reported before any API call, whichever
+// cluster the kubeconfig or --server names.
+func (o *ClusterOptions) ValidateArgs(args []string) error {
+	if err := o.parseArgs(args); err != nil {
+		return err
+	}
+	return o.Validate()
+}
+
+// Validate checks flag combinations (no API call).
 func (o *ClusterOptions) Validate() error {
+	if !slices.Contains(dryRunValues, o.DryRun) {
+		return fmt.Errorf("--dry-run %q: want server, client or none", o.DryRun)
+	}
 	switch o.Mode {
 	case "auto", "ephemeral":
 	case "node":
@@ -194,9 +246,6 @@ func (o *ClusterOptions) completeService(ctx context.Context, r kube.ServiceRef,
 		return err
 	}
 	o.svc = t
-	if o.Passive {
-		return fmt.Errorf("--passive observes traffic between two pods: trace to one of Service %s/%s's pods", t.Svc.Namespace, t.Svc.Name)
-	}
 	switch {
 	case !o.protoSet || o.Proto == "icmp":
 		if o.protoSet {
@@ -359,13 +408,17 @@ func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 func (o *ClusterOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.ErrOut, "podtrace: session %s: %s (%s, node %s) → %s\n", o.session, o.src.Ref, o.src.IP, o.src.Node, o.dstText())
 	model := o.startPolicyModel(ctx)
+	if o.DryRun == dryRunClient {
+		o.notes = append(o.notes, "client dry run: no access review and no server-side dry run were sent; --dry-run=server checks each object with the API server", model.line())
+		return o.printDryRun(o.Out, o.Plan(o.Mode != "node"))
+	}
 	inject, err := o.preflight(ctx)
 	if err != nil {
 		return err
 	}
 	plan := o.Plan(inject)
 	o.annotate = model.annotate
-	if o.DryRun {
+	if o.DryRun == dryRunServer {
 		o.notes = append(o.notes, model.line())
 		return o.printDryRun(o.Out, plan)
 	}

@@ -49,7 +49,7 @@ func fakeCluster(objs ...runtime.Object) (*fake.Clientset, *[]k8stesting.Action)
 func clusterOptions(cs kubernetes.Interface, proto string, out, errOut io.Writer) *ClusterOptions {
 	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: out, ErrOut: errOut}})
 	o.client = cs
-	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto"
+	o.Image, o.PullPolicy, o.AgentNamespace, o.Mode, o.DryRun = "registry.example.com/podtrace-agent:v1", "IfNotPresent", "podtrace-system", "auto", "none"
 	o.Proto, o.Count, o.Output, o.Color, o.Timeout = proto, 1, "text", "never", 60e9
 	return o
 }
@@ -60,15 +60,15 @@ func dryRun(t *testing.T, cs kubernetes.Interface, proto string, port int, src, 
 	t.Helper()
 	var out, errOut bytes.Buffer
 	o := clusterOptions(cs, proto, &out, &errOut)
-	o.DryRun = true
+	o.DryRun = "server"
 	if port != 0 {
 		o.Port = port
 	}
 	ctx := context.Background()
-	if err := o.Complete(ctx, []string{src, dst}); err != nil {
+	if err := o.ValidateArgs([]string{src, dst}); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Validate(); err != nil {
+	if err := o.Complete(ctx, []string{src, dst}); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Run(ctx); err != nil {

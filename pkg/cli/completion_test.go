@@ -3,10 +3,12 @@ package cli
 import (
 	"bytes"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -111,5 +113,173 @@ func TestVersion(t *testing.T) {
 	}
 	if _, _, err := runCLI(t, "version", "extra"); err == nil {
 		t.Error("version accepted an argument")
+	}
+}
+
+// The values of --proto, -o, --color, --mode, --dry-run and --topology
+// complete through cobra's __complete (what the shell scripts and
+// kubectl_complete-podtrace call), on every command that has the flag,
+// with the values the documentation names; never file names.
+func TestFlagValuesComplete(t *testing.T) {
+	proto := []string{"icmp", "tcp", "udp"}
+	output := []string{"text", "json"}
+	color := []string{"auto", "always", "never"}
+	for _, c := range []struct {
+		args []string // before the flag
+		flag string
+		want []string
+	}{
+		{[]string{"pod-a", "pod-b"}, "--proto", proto},
+		{[]string{"pod-a", "pod-b"}, "-o", output},
+		{[]string{"pod-a", "pod-b"}, "--output", output},
+		{[]string{"pod-a", "pod-b"}, "--color", color},
+		{[]string{"pod-a", "pod-b"}, "--mode", []string{"auto", "ephemeral", "node"}},
+		{[]string{"pod-a", "pod-b"}, "--image-pull-policy", []string{"Always", "IfNotPresent", "Never"}},
+		{nil, "--proto", proto}, // before SRC
+		{[]string{"lab"}, "--proto", proto},
+		{[]string{"lab"}, "-o", output},
+		{[]string{"lab"}, "--color", color},
+		{[]string{"lab"}, "--topology", []string{"bridge", "vxlan", "routed"}},
+		{[]string{"local", "--from", "a"}, "--proto", proto},
+		{[]string{"local"}, "-o", output},
+		{[]string{"replay", "case-1"}, "-o", output},
+		{[]string{"replay"}, "--color", color},
+	} {
+		name := strings.Join(append(append([]string{}, c.args...), c.flag), " ")
+		t.Run(name, func(t *testing.T) {
+			args := append(append([]string{"__complete"}, c.args...), c.flag, "")
+			out, _, err := runCLI(t, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, directive := completions(out)
+			if strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Errorf("completes %q; want %q\n%s", got, c.want, out)
+			}
+			if directive != ":4" { // ShellCompDirectiveNoFileComp
+				t.Errorf("directive %s; want :4 (no file names)", directive)
+			}
+			// A prefix narrows them.
+			out, _, _ = runCLI(t, append(args[:len(args)-1], c.want[1][:1])...)
+			var want []string
+			for _, v := range c.want {
+				if strings.HasPrefix(v, c.want[1][:1]) {
+					want = append(want, v)
+				}
+			}
+			if got, _ := completions(out); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("prefix %q completes %q; want %q", c.want[1][:1], got, want)
+			}
+		})
+	}
+	// --dry-run takes its value after "=" only (a bare --dry-run is the
+	// server's).
+	out, _, err := runCLI(t, "__complete", "pod-a", "pod-b", "--dry-run=")
+	got, _ := completions(out)
+	if err != nil || strings.Join(got, " ") != "server client none" {
+		t.Errorf("--dry-run= completes %q (%v)", got, err)
+	}
+}
+
+// completions splits __complete's output: the values (descriptions cut)
+// and the directive line.
+func completions(out string) ([]string, string) {
+	var vals []string
+	directive := ""
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(l, ":") {
+			directive = l
+			continue
+		}
+		v, _, _ := strings.Cut(l, "\t")
+		vals = append(vals, v)
+	}
+	return vals, directive
+}
+
+// Every value --mode, --proto and --dry-run complete is one the command
+// accepts (TestFlagMistakesAreReportedBeforeAnyAPICall refuses values
+// beside them).
+func TestCompletedValuesAreAccepted(t *testing.T) {
+	for flag, extra := range map[string][]string{"--mode": {"--passive"}, "--proto": {"--port", "80"}, "--dry-run": nil} {
+		out, _, err := runCLI(t, "__complete", "pod-a", "pod-b", flag, "")
+		if flag == "--dry-run" {
+			out, _, err = runCLI(t, "__complete", "pod-a", "pod-b", "--dry-run=")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, _ := completions(out)
+		for _, v := range vals {
+			v = strings.TrimPrefix(v, "--dry-run=")
+			o := NewClusterOptions(TraceOptions{})
+			cmd := &cobra.Command{}
+			o.TraceOptions.AddFlags(cmd)
+			o.AddFlags(cmd)
+			args := append([]string{flag + "=" + v}, extra...)
+			if flag == "--proto" && v == "icmp" {
+				args = args[:1]
+			}
+			if err := cmd.ParseFlags(args); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.ValidateArgs([]string{"pod-a", "pod-b"}); err != nil {
+				t.Errorf("%s=%s completes but is refused: %v", flag, v, err)
+			}
+		}
+	}
+}
+
+// --help lists the command's own flags first and kubectl's connection
+// flags in a section of their own (every one of them, and nothing else);
+// --save and --pcap show a path as their placeholder.
+func TestHelpGroupsKubernetesFlagsApart(t *testing.T) {
+	kube := pflag.NewFlagSet("kubectl", pflag.ContinueOnError)
+	genericclioptions.NewConfigFlags(true).AddFlags(kube)
+	for _, c := range []struct {
+		args []string
+		own  []string // some of the command's own flags
+		kube bool
+	}{
+		{[]string{"--help"}, []string{"--proto string", "--pcap FILE", "--save DIR", "--dry-run", "--mode"}, true},
+		{[]string{"cleanup", "--help"}, []string{"--session", "--all-namespaces"}, true},
+		{[]string{"lab", "--help"}, []string{"--topology", "--pcap FILE", "--save DIR"}, false},
+		{[]string{"replay", "--help"}, []string{"--pcap FILE", "--output"}, false},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			out, _, err := runCLI(t, c.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			own, kubeSec, found := strings.Cut(out, "\nKubernetes connection flags (as kubectl's):\n")
+			if found != c.kube {
+				t.Fatalf("Kubernetes section present: %v; want %v\n%s", found, c.kube, out)
+			}
+			_, own, ok := strings.Cut(own, "\nFlags:\n")
+			if !ok {
+				t.Fatalf("no Flags: section\n%s", out)
+			}
+			for _, f := range c.own {
+				if !strings.Contains(own, f) {
+					t.Errorf("the command's own flags lack %q:\n%s", f, own)
+				}
+			}
+			kube.VisitAll(func(f *pflag.Flag) {
+				in := regexp.MustCompile(`(?m)^\s+(-\w, )?--` + regexp.QuoteMeta(f.Name) + `\b`)
+				if in.MatchString(own) {
+					t.Errorf("--%s is among the command's own flags", f.Name)
+				}
+				if c.kube && !in.MatchString(kubeSec) {
+					t.Errorf("--%s is not in the Kubernetes section", f.Name)
+				}
+			})
+			if c.kube {
+				for _, l := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([\w-]+)`).FindAllStringSubmatch(kubeSec, -1) {
+					if kube.Lookup(l[1]) == nil {
+						t.Errorf("--%s is in the Kubernetes section but is not a kubectl flag", l[1])
+					}
+				}
+			}
+		})
 	}
 }

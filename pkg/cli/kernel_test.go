@@ -26,6 +26,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/podtrace/kubectl-podtrace/internal/jsonkeys"
 	"github.com/podtrace/kubectl-podtrace/internal/nettest"
 	"github.com/podtrace/kubectl-podtrace/pkg/lab"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch/local"
@@ -82,7 +83,33 @@ func podtrace(t *testing.T, args ...string) result {
 		errOut.WriteString("error: " + err.Error() + "\n")
 	}
 	t.Logf("podtrace %s → exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	if slices.Contains(args, "json") {
+		checkDocumentedKeys(t, out.String())
+	}
 	return result{out.String(), errOut.String(), code}
+}
+
+// checkDocumentedKeys fails the test for any key of -o json output that
+// docs/trace-json.md does not list for its kind.
+func checkDocumentedKeys(t *testing.T, out string) {
+	t.Helper()
+	doc, err := jsonkeys.Load(jsonkeys.DocPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		bad, err := doc.Undocumented([]byte(line))
+		if err != nil {
+			t.Errorf("-o json printed a line that is not JSON: %v\n%s", err, line)
+			continue
+		}
+		for _, k := range bad {
+			t.Errorf("-o json: key %s is not in docs/trace-json.md:\n%.300s", k, line)
+		}
+	}
 }
 
 // JSON lines, as a consumer would read them.

@@ -67,14 +67,13 @@ ARP caches start cold. Topologies:
 	f.BoolVar(&o.Cleanup, "cleanup", false, "remove every lab namespace left behind, then exit")
 	f.StringVar(&o.AgentBinary, "agent-binary", "", "path of podtrace-agent (default: next to this executable, then PATH)")
 	o.AddFlags(cmd)
+	completeValues(cmd, "topology", lab.Topologies...)
 	return cmd
 }
 
-// Validate checks the flags.
+// Validate checks the flags, then the privilege: a typo is reported as
+// such, also when not root.
 func (o *LabOptions) Validate() error {
-	if os.Geteuid() != 0 {
-		return errors.New("the lab creates network namespaces and veth pairs: run it as root (e.g. `sudo kubectl podtrace lab`)")
-	}
 	ok := false
 	for _, t := range lab.Topologies {
 		ok = ok || t == o.Topology
@@ -82,7 +81,13 @@ func (o *LabOptions) Validate() error {
 	if !ok {
 		return fmt.Errorf("--topology %q: want one of %s", o.Topology, strings.Join(lab.Topologies, ", "))
 	}
-	return o.TraceOptions.Validate()
+	if err := o.TraceOptions.Validate(); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the lab creates network namespaces and veth pairs: run it as root (e.g. `sudo kubectl podtrace lab`)")
+	}
+	return nil
 }
 
 // Run builds the lab, traces, and tears it down.

@@ -67,6 +67,9 @@ pairs, the bridge, the uplink) default to the current one.`,
   kubectl podtrace local --from blue --via 10.96.0.10 --to red --node-netns node1 --proto tcp --port 80`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.ValidateFlags(); err != nil {
+				return err
+			}
 			if err := o.Complete(); err != nil {
 				return err
 			}
@@ -86,10 +89,25 @@ pairs, the bridge, the uplink) default to the current one.`,
 	return cmd
 }
 
-// Complete resolves namespaces and addresses.
-func (o *LocalOptions) Complete() error {
+// ValidateFlags checks the flags on their own, before anything is read
+// of the host: a typo is reported as such, also when not root.
+func (o *LocalOptions) ValidateFlags() error {
 	if o.From == "" || o.To == "" {
 		return errors.New("both --from and --to are required, e.g. `kubectl podtrace local --from ns-a --to ns-b`")
+	}
+	if o.Via != "" && net.ParseIP(o.Via) == nil {
+		return fmt.Errorf("--via %q is not an IP address", o.Via)
+	}
+	if o.Via != "" && o.Passive {
+		return errors.New("--via sends the probe through a translation: it has no meaning with --passive")
+	}
+	return o.TraceOptions.Validate()
+}
+
+// Complete resolves namespaces and addresses.
+func (o *LocalOptions) Complete() error {
+	if err := o.ValidateFlags(); err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("local traces enter network namespaces and open raw sockets: run as root")
@@ -135,10 +153,7 @@ func (o *LocalOptions) Validate() error {
 	if o.Via != "" && o.dst.netns == "" {
 		return fmt.Errorf("--via %s needs --to to be the endpoint's network namespace (to trace to an address, give it as --to)", o.Via)
 	}
-	if o.Via != "" && o.Passive {
-		return errors.New("--via sends the probe through a translation: it has no meaning with --passive")
-	}
-	return o.TraceOptions.Validate()
+	return nil
 }
 
 // Run traces.

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/podtrace/kubectl-podtrace/pkg/outfile"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace/merge"
@@ -27,6 +30,11 @@ run on the saved streams, in any output format (text, -o json, --pcap).`,
 			if err := o.validateOutput(); err != nil {
 				return err
 			}
+			if o.Pcap != "" {
+				if err := outfile.Check(o.Pcap); err != nil {
+					return fmt.Errorf("--pcap: %w", err)
+				}
+			}
 			s, streams, armed, notes, err := session.Load(args[0])
 			if err != nil {
 				return err
@@ -37,7 +45,8 @@ run on the saved streams, in any output format (text, -o json, --pcap).`,
 	f := cmd.Flags()
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never")
-	f.StringVar(&o.Pcap, "pcap", "", "also write every frame to this pcapng file")
+	f.StringVar(&o.Pcap, "pcap", "", "also write every frame to the pcapng file `FILE`")
+	o.addOutputCompletions(cmd)
 	addExplainFlag(cmd, &o.Explain)
 	return cmd
 }

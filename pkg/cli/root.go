@@ -65,10 +65,12 @@ how long each hop took, and where it died when it did.`,
 			return c.Help()
 		}
 		o.protoSet, o.portSet = c.Flags().Changed("proto"), c.Flags().Changed("port")
-		if err := o.Complete(c.Context(), args); err != nil {
+		// Every check of the arguments and flags first: a typo is
+		// reported as such, before any API call.
+		if err := o.ValidateArgs(args); err != nil {
 			return err
 		}
-		if err := o.Validate(); err != nil {
+		if err := o.Complete(c.Context(), args); err != nil {
 			return err
 		}
 		return o.Run(c.Context())
@@ -76,6 +78,7 @@ how long each hop took, and where it died when it did.`,
 	o.TraceOptions.AddFlags(cmd)
 	o.AddFlags(cmd)
 	cmd.ValidArgsFunction = PodNameCompletion(o.ConfigFlags)
+	useFlagSections(cmd)
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	cmd.AddCommand(NewCmdLab(streams), NewCmdLocal(streams), NewCmdVersion(streams), NewCmdCleanup(streams), NewCmdCompletion(streams), NewCmdReplay(streams))

@@ -73,6 +73,11 @@ type TraceOptions struct {
 
 	genericiooptions.IOStreams
 
+	// protoByDst: the destination chooses the probe's protocol and port
+	// (a Service's port): --proto and --port are checked against it
+	// once it is resolved, here only for their own values.
+	protoByDst bool
+
 	probe  *wire.ProbeSpec
 	budget int64         // Budget in bytes per second; -1: no limit
 	pcap   *outfile.File // --pcap, opened before any agent starts
@@ -91,20 +96,32 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.Wait, "wait", time.Second, "how long to wait for each probe's answer")
 	f.BoolVar(&o.Passive, "passive", false, "observe existing traffic instead of probing (see --duration, --filter)")
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to observe with --passive")
-	f.StringVar(&o.Filter, "filter", "", "capture filter in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP; on the nodes it is ANDed with the endpoints' traffic, so it never widens to other pods")
+	f.StringVar(&o.Filter, "filter", "", "capture filter `EXPR` in tcpdump syntax (host, net, port, portrange, tcp/udp/icmp/arp, and/or/not, parentheses); replaces the default: the probe's own frames and their address resolution, or with --passive the traffic between the two endpoints and their ARP/ICMP; on the nodes it is ANDed with the endpoints' traffic, so it never widens to other pods")
 	f.BoolVar(&o.Payload, "payload", false, "keep whole frames, application payload included, in --pcap, --save and the stream (default: headers only, each frame cut after its innermost TCP/UDP/ICMP header)")
 	f.IntVar(&o.Snaplen, "snaplen", 0, fmt.Sprintf("bytes the kernel copies per frame (default %d); without --payload only their headers leave the agents", wire.DefaultSnaplen))
 	f.StringVarP(&o.Output, "output", "o", "text", "output format: text or json (JSON lines, the last one the verdict)")
 	f.StringVar(&o.Color, "color", "auto", "color the text output: auto, always or never (auto honours NO_COLOR and TERM=dumb)")
-	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to this pcapng file (one interface per hop; opens in Wireshark)")
+	f.StringVar(&o.Pcap, "pcap", "", "also write every observed frame to the pcapng file `FILE` (one interface per hop; opens in Wireshark); created 0600, checked before anything is created in the cluster")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "give up after this long; agents exit on their own shortly after")
 	f.IntVar(&o.SummarizeAbove, "summarize-above", wire.DefaultSummarizeAbove, "with --passive: an agent capturing more than this many frames per second (for a second) switches to per-flow, per-hop summaries every --summary-interval instead of one line per frame; 0: never (every frame is streamed, and may be dropped)")
 	f.DurationVar(&o.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
-		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
+		"`BYTES` per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.BoolVar(&o.NFTrace, "nftrace", true, "on the nodes, trace the probe's packets (only them) through netfilter's nf_tables rule sets (nftables, iptables-nft) to name the rule that dropped it; the tracing table is the node agent's own and goes with it (--nftrace=false: capture only)")
 	addExplainFlag(cmd, &o.Explain)
-	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
+	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in the directory `DIR` (created 0700); kubectl podtrace replay DIR shows the trace again anywhere")
+	o.addCompletions(cmd)
+}
+
+// addCompletions completes the values of the output flags and --proto.
+func (o *TraceOptions) addCompletions(cmd *cobra.Command) {
+	completeValues(cmd, "proto", "icmp\tICMP echo request", "tcp\tTCP SYN to --port", "udp\tone UDP datagram to --port")
+	o.addOutputCompletions(cmd)
+}
+
+func (o *TraceOptions) addOutputCompletions(cmd *cobra.Command) {
+	completeValues(cmd, "output", "text\tthe trace for people", "json\tJSON lines, the last one the verdict")
+	completeValues(cmd, "color", "auto\tcolor on a terminal, unless NO_COLOR or TERM=dumb", "always", "never")
 }
 
 // addExplainFlag registers --explain (every trace command and replay).
@@ -114,17 +131,8 @@ func addExplainFlag(cmd *cobra.Command, v *bool) {
 
 // Validate checks the shared flags.
 func (o *TraceOptions) Validate() error {
-	switch o.Proto {
-	case "icmp":
-		if o.Port != 0 {
-			return errors.New("--port applies to --proto tcp or udp, not icmp")
-		}
-	case "tcp", "udp":
-		if o.Port <= 0 || o.Port > 65535 {
-			return fmt.Errorf("--proto %s needs --port between 1 and 65535", o.Proto)
-		}
-	default:
-		return fmt.Errorf("--proto %q: want icmp, tcp or udp", o.Proto)
+	if err := o.validateProbe(); err != nil {
+		return err
 	}
 	if o.Count < 1 || o.Count > 1000 {
 		return fmt.Errorf("--count %d: want 1 to 1000", o.Count)
@@ -168,6 +176,25 @@ func (o *TraceOptions) Validate() error {
 	}
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
+	}
+	return nil
+}
+
+func (o *TraceOptions) validateProbe() error {
+	switch o.Proto {
+	case "icmp":
+		if o.Port != 0 && !o.protoByDst {
+			return errors.New("--port applies to --proto tcp or udp, not icmp")
+		}
+	case "tcp", "udp":
+		if (o.Port <= 0 && !o.protoByDst) || o.Port > 65535 {
+			return fmt.Errorf("--proto %s needs --port between 1 and 65535", o.Proto)
+		}
+	default:
+		return fmt.Errorf("--proto %q: want icmp, tcp or udp", o.Proto)
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		return fmt.Errorf("--port %d: want 1 to 65535", o.Port)
 	}
 	return nil
 }
@@ -275,17 +302,29 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		}
 		return err
 	}
+	// A file that cannot be written now costs that file, not the trace:
+	// the trace is still shown, then the error says what was not written.
+	var saveErr error
 	if o.Save != "" {
 		if err := session.Save(o.Save, p.Session, res, notes); err != nil {
-			return fmt.Errorf("--save %s: %w", o.Save, err)
+			saveErr = fmt.Errorf("--save %s: the recording was not written: %w", o.Save, err)
+		} else {
+			saved = true
+			fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
 		}
-		saved = true
-		fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
 	}
 	if o.annotate != nil {
 		o.annotate(res.Trace)
 	}
-	return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+	err = o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+	if saveErr == nil {
+		return err
+	}
+	var ec *ExitCodeError
+	if err != nil && !errors.As(err, &ec) {
+		return fmt.Errorf("%w; %w", saveErr, err)
+	}
+	return saveErr
 }
 
 // openOutputs checks --save and opens --pcap, before anything is started:
@@ -317,36 +356,9 @@ func (o *TraceOptions) openOutputs() (unsaved func(), err error) {
 }
 
 // Show writes the trace in the chosen formats; the error carries the exit
-// code.
+// code. The trace is printed first: a --pcap file that cannot be written
+// is reported after it, as the run's error.
 func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
-	if o.Pcap != "" {
-		if o.pcap == nil {
-			f, err := outfile.Create(o.Pcap)
-			if err != nil {
-				return fmt.Errorf("--pcap: %w", err)
-			}
-			o.pcap = f
-		}
-		f := o.pcap
-		o.pcap = nil
-		n, werr := pcapng.Write(f, t)
-		if werr == nil {
-			werr = f.Commit()
-		} else {
-			f.Abort()
-		}
-		if werr != nil {
-			return fmt.Errorf("--pcap %s: %w", o.Pcap, werr)
-		}
-		fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
-		if len(t.Summarized) > 0 {
-			var frames uint64
-			for _, sm := range t.Summarized {
-				frames += sm.Packets
-			}
-			fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
-		}
-	}
 	if o.Explain {
 		h.Explain = explain.Build(t)
 	}
@@ -357,6 +369,9 @@ func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 		on, _ := render.UseColor(o.Color, o.Out)
 		err = render.Text(o.Out, t, h, on)
 	}
+	if perr := o.writePcap(t); perr != nil {
+		return perr
+	}
 	if err != nil {
 		return err
 	}
@@ -365,4 +380,42 @@ func (o *TraceOptions) Show(t *trace.Trace, h render.Header) error {
 		return nil
 	}
 	return &ExitCodeError{Code: ExitLost, Msg: "probe not delivered: " + t.Verdict.Result}
+}
+
+// writePcap writes --pcap, into the file opened before the run when there
+// is one.
+func (o *TraceOptions) writePcap(t *trace.Trace) error {
+	if o.Pcap == "" {
+		return nil
+	}
+	notWritten := func(err error) error {
+		return fmt.Errorf("--pcap %s: the frames were not written (the trace above is complete): %w", o.Pcap, err)
+	}
+	if o.pcap == nil {
+		f, err := outfile.Create(o.Pcap)
+		if err != nil {
+			return notWritten(err)
+		}
+		o.pcap = f
+	}
+	f := o.pcap
+	o.pcap = nil
+	n, werr := pcapng.Write(f, t)
+	if werr == nil {
+		werr = f.Commit()
+	} else {
+		f.Abort()
+	}
+	if werr != nil {
+		return notWritten(werr)
+	}
+	fmt.Fprintf(o.ErrOut, "podtrace: wrote %d frames to %s\n", n, o.Pcap)
+	if len(t.Summarized) > 0 {
+		var frames uint64
+		for _, sm := range t.Summarized {
+			frames += sm.Packets
+		}
+		fmt.Fprintf(o.ErrOut, "podtrace: %d more frames were summarized by the agents (counts per flow, not frames): a pcapng file cannot hold them; they are in the trace's flows\n", frames)
+	}
+	return nil
 }

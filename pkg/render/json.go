@@ -11,15 +11,15 @@ import (
 
 // JSON line kinds (docs/trace-json.md).
 type jsonTrace struct {
-	Kind  string         `json:"kind"` // "trace"
-	Src   trace.Endpoint `json:"src"`
-	Dst   trace.Endpoint `json:"dst"`
-	Shape string         `json:"shape,omitempty"`
+	Kind  string       `json:"kind"` // "trace"
+	Src   jsonEndpoint `json:"src"`
+	Dst   jsonEndpoint `json:"dst"`
+	Shape string       `json:"shape,omitempty"`
 	// Discovered is the CNI shape recognised from the agents' topology.
 	Discovered string                `json:"discoveredShape,omitempty"`
 	Clocks     []trace.ClockEstimate `json:"clocks,omitempty"`
 	Probe      *wire.ProbeSpec       `json:"probe,omitempty"`
-	Service    *trace.Service        `json:"service,omitempty"`
+	Service    *jsonService          `json:"service,omitempty"`
 	Start      time.Time             `json:"start"`
 	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
 	Agents     []jsonAgent           `json:"agents"`
@@ -27,6 +27,39 @@ type jsonTrace struct {
 	// ReceivedBytes is what the plugin received from every agent (in a
 	// cluster, through the API server).
 	ReceivedBytes int64 `json:"receivedBytes"`
+}
+
+// jsonEndpoint is one end of the trace, or an endpoint of a Service.
+type jsonEndpoint struct {
+	Name  string `json:"name"`  // "default/pod-a", "pod-a"
+	Short string `json:"short"` // "pod-a"
+	IP    string `json:"ip"`
+	Node  string `json:"node"`
+	Agent string `json:"agent"` // id of the agent in its namespace, "" if none
+}
+
+func endpoint(e trace.Endpoint) jsonEndpoint {
+	return jsonEndpoint{Name: e.Name, Short: e.Short, IP: e.IP, Node: e.Node, Agent: e.Agent}
+}
+
+// jsonService is the Service (or translated address) a trace probed.
+type jsonService struct {
+	Name        string         `json:"name"` // "e2e/svc-local", or the address
+	IP          string         `json:"ip"`
+	Port        int            `json:"port,omitempty"`
+	Endpoints   []jsonEndpoint `json:"endpoints,omitempty"`
+	NoEndpoints string         `json:"noEndpoints,omitempty"`
+}
+
+func service(s *trace.Service) *jsonService {
+	if s == nil {
+		return nil
+	}
+	j := &jsonService{Name: s.Name, IP: s.IP, Port: s.Port, NoEndpoints: s.NoEndpoints}
+	for _, e := range s.Endpoints {
+		j.Endpoints = append(j.Endpoints, endpoint(e))
+	}
+	return j
 }
 
 type jsonAgent struct {
@@ -166,8 +199,8 @@ type jsonVerdict struct {
 // is the verdict.
 func JSON(w io.Writer, t *trace.Trace, h Header) error {
 	enc := json.NewEncoder(safeJSONWriter{w})
-	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
-		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: t.Session.Service}
+	head := jsonTrace{Kind: "trace", Src: endpoint(t.Session.Src), Dst: endpoint(t.Session.Dst), Shape: t.Session.Shape, Probe: t.Session.Probe,
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: service(t.Session.Service)}
 	for _, a := range t.Agents {
 		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
 			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)})

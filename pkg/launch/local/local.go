@@ -22,7 +22,9 @@ import (
 const AgentBinaryName = "podtrace-agent"
 
 // FindAgent locates the agent binary: the explicit path if given, else
-// next to the running executable, else on PATH.
+// next to the running executable (links resolved: krew puts a link to the
+// plugin in its bin directory, and the agent stays in the plugin's own
+// directory beside it), else on PATH.
 func FindAgent(explicit string) (string, error) {
 	if explicit != "" {
 		if _, err := os.Stat(explicit); err != nil {
@@ -31,6 +33,9 @@ func FindAgent(explicit string) (string, error) {
 		return explicit, nil
 	}
 	if exe, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = real
+		}
 		p := filepath.Join(filepath.Dir(exe), AgentBinaryName)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
@@ -39,7 +44,7 @@ func FindAgent(explicit string) (string, error) {
 	if p, err := exec.LookPath(AgentBinaryName); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("agent binary %q not found next to this executable or on PATH: build it with `make build` or pass --agent-binary", AgentBinaryName)
+	return "", fmt.Errorf("agent binary %q not found next to this executable or on PATH: it ships beside the plugin in the Linux release archives (krew installs it there); build it with `make build`, or pass --agent-binary", AgentBinaryName)
 }
 
 // Launcher starts agents as local processes.
