@@ -76,6 +76,10 @@ type Config struct {
 	// streams (wire.DefaultBudget when zero, no limit when negative);
 	// lines over it are cut and counted in the stats line.
 	Budget int64
+	// KernelDrops loads the kernel drop reasons program (package kdrop)
+	// for the probe: drop lines name the kernel's reason for each of the
+	// probe's packets it dropped. It needs CAP_BPF and CAP_PERFMON.
+	KernelDrops bool
 	// Watchdog, when set, is called if Run has not returned
 	// WatchdogGrace after its run ended (deadline, stop or signal): a
 	// write to an output nobody reads blocks forever, and the process
@@ -245,6 +249,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if ctWarning != "" {
 		hello.Warnings = append(hello.Warnings, ctWarning)
 	}
+	var kd *kernelDrops
+	if cfg.KernelDrops {
+		kd, hello.KernelDrops = armKernelDrops(cfg, func(p any) { early.emit(w, p) })
+		defer kd.close() // an early return; after a run it is closed already
+	}
 	sum := newSummarizer(cfg.SummarizeAbove, cfg.SummaryInterval, cfg.SummaryRecords, &names, h.Stats)
 	if sum != nil {
 		hello.SummarizeAbove, hello.SummaryInterval = sum.above, sum.every
@@ -369,12 +378,14 @@ func Run(ctx context.Context, cfg Config) error {
 		summarized, summarizedBytes = sum.packets, sum.bytes
 	}
 	reportNAT(cfg, w, ctw)
+	dropCounts := kd.close()
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
 		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
-			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets})
+			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets,
+			KernelDrops: dropCounts})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)

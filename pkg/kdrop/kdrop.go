@@ -99,6 +99,8 @@ type Tracer struct {
 	boot     time.Duration // CLOCK_REALTIME − CLOCK_BOOTTIME
 	done     chan struct{}
 	stopping atomic.Bool
+	closed   bool   // by Close: final holds the last counts
+	final    Counts //
 
 	mu     sync.Mutex
 	events []Drop
@@ -239,8 +241,12 @@ func (t *Tracer) Events() ([]Drop, int) {
 	return append([]Drop(nil), t.events...), t.extra
 }
 
-// Counts reads the program's counters.
+// Counts reads the program's counters (after Close, their last values).
+// Not safe to call concurrently with Close.
 func (t *Tracer) Counts() (Counts, error) {
+	if t.closed {
+		return t.final, nil
+	}
 	var v [countSize]byte
 	if err := t.counters.Lookup(uint32(0), v[:]); err != nil {
 		return Counts{}, err
@@ -267,6 +273,12 @@ func (t *Tracer) Close() error {
 	t.stopping.Store(true)
 	<-t.done
 	err = errors.Join(err, t.rd.Close())
+	if c, cerr := t.Counts(); cerr == nil {
+		t.final = c
+	} else {
+		err = errors.Join(err, cerr)
+	}
+	t.closed = true
 	t.rd = nil
 	return errors.Join(err, t.closeObjs())
 }

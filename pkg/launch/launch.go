@@ -41,6 +41,9 @@ type Spec struct {
 	// lines): 0 leaves the agent's default (wire.DefaultBudget), negative
 	// means no limit.
 	Budget int64
+	// KernelDrops loads the kernel drop reasons program in the agent
+	// (node agents of an active trace; it needs CAP_BPF and CAP_PERFMON).
+	KernelDrops bool
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -87,6 +90,9 @@ func (s Spec) Args() []string {
 		a = append(a, "--budget", strconv.FormatInt(s.Budget, 10))
 	case s.Budget < 0:
 		a = append(a, "--budget", "0")
+	}
+	if s.KernelDrops {
+		a = append(a, "--kernel-drops")
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
