@@ -63,6 +63,10 @@ type TraceOptions struct {
 	// Budget is the bytes per second each agent may stream, as a quantity
 	// ("128Ki", "1Mi"; "0": no limit).
 	Budget string
+	// KernelDrops has the node agents load an eBPF program that reports
+	// the kernel's reason for each of the probe's packets it drops (in a
+	// cluster their pods then get CAP_BPF and CAP_PERFMON).
+	KernelDrops bool
 
 	genericiooptions.IOStreams
 
@@ -95,6 +99,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
 		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
+	f.BoolVar(&o.KernelDrops, "kernel-drops", false, "node agents report the kernel's reason and function for each of the probe's packets it drops (an eBPF program on skb:kfree_skb, IPv4, Linux 5.17+); in a cluster the node pods then get CAP_BPF and CAP_PERFMON, which the agent namespace's admission policy must allow (deploy/README.md)")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 }
 
@@ -128,6 +133,9 @@ func (o *TraceOptions) Validate() error {
 	}
 	if err := o.parseBudget(); err != nil {
 		return err
+	}
+	if o.KernelDrops && o.Passive {
+		return errors.New("--kernel-drops follows a probe's packets: it does not apply to --passive")
 	}
 	// Early, creating nothing; RunPlan creates them before any agent.
 	if o.Pcap != "" {
@@ -232,6 +240,7 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 		_ = o.parseBudget() // options not validated (tests): the flag's default
 	}
 	s.Budget = o.budget
+	s.KernelDrops = o.KernelDrops && !o.Passive && s.Role == wire.RoleNode
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

@@ -241,6 +241,9 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 		parts = append(parts, c.ok.Sprint(res), Safe(v.Reason))
 	default:
 		parts = append(parts, c.bad.Sprint(res))
+		if v.Kernel != nil {
+			parts = append(parts, c.bad.Sprint(Safe(v.Kernel.Text)))
+		}
 		if v.LastSeen != "" {
 			parts = append(parts, "last seen "+Safe(v.LastSeen))
 		}

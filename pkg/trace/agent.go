@@ -22,6 +22,9 @@ type AgentInfo struct {
 	// Summaries are the per-flow counts it wrote instead of packet lines
 	// once its capture went over its threshold.
 	Summaries []*wire.Summary
+	// Drops are the probe's packets the kernel dropped, as the agent's
+	// kernel drop reasons program reported them (--kernel-drops).
+	Drops []*wire.Drop
 	// Intake is what the plugin received of the agent's stream and set
 	// aside.
 	Intake Intake
