@@ -227,6 +227,9 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 		if v.Answer != "" {
 			parts = append(parts, answerText(v.Answer, s))
 		}
+		if v.Kernel != nil {
+			parts = append(parts, Safe(v.Kernel.Text))
+		}
 		if v.RTT > 0 {
 			parts = append(parts, "rtt "+Dur(v.RTT))
 		}

@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
@@ -13,10 +14,16 @@ import (
 // kernel drop reasons program reported (--kernel-drops) names the
 // reason and the function; when the programs were armed and reported
 // none, the evidence says so (the packet was not freed as a drop: it
-// was lost elsewhere, or is still queued).
+// was lost elsewhere, or is still queued). A probe the destination
+// refused (a closed port: RST, ICMP port unreachable) was dropped there
+// too, and the kernel says why (NO_SOCKET).
 func kernelEvidence(t *trace.Trace) {
 	v := &t.Verdict
-	if v.Result == "delivered" || v.Result == "observed" || t.Session.Probe == nil {
+	// A probe delivered without an answer (UDP) may have been dropped
+	// after the destination's interface, by its kernel.
+	unanswered := v.Answer == "none"
+	refused := v.Answer == "rst" || v.Answer == "port-unreachable"
+	if (v.Result == "delivered" && !refused && !unanswered) || v.Result == "observed" || t.Session.Probe == nil {
 		return
 	}
 	var first *wire.Drop
@@ -27,18 +34,50 @@ func kernelEvidence(t *trace.Trace) {
 			armed = append(armed, a.Name)
 		}
 		for _, d := range a.Drops {
+			if copyOfPromisc(a, d) {
+				continue
+			}
 			if first == nil || d.TS.Before(first.TS) {
 				first, by = d, a
 			}
 		}
 	}
 	if first == nil {
-		if len(armed) > 0 {
+		if len(armed) > 0 && v.Result != "delivered" {
 			v.Evidence = append(v.Evidence, fmt.Sprintf("the kernel reported no drop of the probe on %s (kernel drops followed there)", strings.Join(armed, ", ")))
 		}
 		return
 	}
 	v.Kernel = kernelDrop(t, by, first)
+	if v.Result == "delivered" && unanswered && !v.Kernel.Reply {
+		// It reached the destination's interface, and its kernel
+		// dropped it there: it never reached a socket.
+		dropped := map[string]bool{}
+		for _, a := range t.Agents {
+			for _, d := range a.Drops {
+				if !copyOfPromisc(a, d) && d.Probe != "" {
+					dropped[d.Probe] = true
+				}
+			}
+		}
+		v.Delivered = max(v.Delivered-len(dropped), 0)
+		v.Result = "lost"
+		if v.Delivered > 0 {
+			v.Result = "partial"
+		}
+		v.Reason = fmt.Sprintf("it reached %s and the kernel dropped it before any socket had it", t.Session.Dst.Short)
+		v.Answer = ""
+	}
+}
+
+// copyOfPromisc: the kernel dropped a copy of a frame for another host
+// that a device held in promiscuous mode by the agent passed up
+// (OTHERHOST): a copy the observation made, not the packet's fate.
+func copyOfPromisc(a *trace.AgentInfo, d *wire.Drop) bool {
+	if d.Reason != "OTHERHOST" || a.Hello == nil || a.NetNSID != d.NetNSID {
+		return false
+	}
+	return slices.Contains(a.Hello.Promisc, d.Iface)
 }
 
 // kernelDrop places one drop: the agent that reported it, and the
