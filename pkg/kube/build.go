@@ -50,7 +50,10 @@ type AgentParams struct {
 	// the runtime's default set, which under containerd includes NET_RAW;
 	// for namespaces where PodSecurity baseline forbids adding any).
 	Capabilities string
-	Deadline     time.Duration
+	// KernelDrops: node agents load the kernel drop reasons program
+	// (--kernel-drops), so their container adds BPF and PERFMON too.
+	KernelDrops bool
+	Deadline    time.Duration
 	Namespace    string // agent namespace for node pods
 	// NodeTaints are the taints of each node by name: a node agent
 	// tolerates those of its node and no others.
@@ -96,6 +99,26 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 		// NET_ADMIN: holding the bridge promiscuous for the run
 		// (PACKET_MR_PROMISC), reverted by the kernel on exit.
 		Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
+	}
+	return sc
+}
+
+// nodeSecurityContext is a node agent's: the agent's, and with
+// KernelDrops the two capabilities an eBPF tracing program needs on
+// Linux 5.8 and later, instead of CAP_SYS_ADMIN:
+//
+//   - BPF: create the program's maps (ring buffer, counters) and load it;
+//   - PERFMON: load a tracing program (raw tracepoint skb:kfree_skb) that
+//     reads kernel memory (bpf_probe_read_kernel) and names kernel
+//     functions (bpf_snprintf %ps).
+//
+// Attaching the raw tracepoint needs nothing more, and the runtime's
+// default seccomp profile admits the bpf system call to a holder of
+// CAP_BPF.
+func (p AgentParams) nodeSecurityContext() *corev1.SecurityContext {
+	sc := p.securityContext()
+	if p.KernelDrops && sc.Capabilities != nil {
+		sc.Capabilities.Add = append(sc.Capabilities.Add, "BPF", "PERFMON")
 	}
 	return sc
 }
@@ -206,7 +229,7 @@ func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 				Stdin:                    true,
 				StdinOnce:                true,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				SecurityContext:          p.securityContext(),
+				SecurityContext:          p.nodeSecurityContext(),
 				Resources:                *NodeAgentResources.DeepCopy(),
 			}},
 		},
