@@ -54,7 +54,7 @@ type AgentParams struct {
 	// (--kernel-drops), so their container adds BPF and PERFMON too.
 	KernelDrops bool
 	Deadline    time.Duration
-	Namespace    string // agent namespace for node pods
+	Namespace   string // agent namespace for node pods
 	// NodeTaints are the taints of each node by name: a node agent
 	// tolerates those of its node and no others.
 	NodeTaints map[string][]corev1.Taint
