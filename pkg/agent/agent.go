@@ -659,7 +659,7 @@ func effectiveCaps() []string {
 			for _, c := range []struct {
 				bit  uint
 				name string
-			}{{12, "NET_ADMIN"}, {13, "NET_RAW"}, {21, "SYS_ADMIN"}, {39, "BPF"}} {
+			}{{12, "NET_ADMIN"}, {13, "NET_RAW"}, {21, "SYS_ADMIN"}, {38, "PERFMON"}, {39, "BPF"}} {
 				if mask&(1<<c.bit) != 0 {
 					out = append(out, c.name)
 				}

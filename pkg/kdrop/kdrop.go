@@ -126,7 +126,7 @@ func Open(p Probe, fn func(Drop)) (*Tracer, error) {
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", err)
+		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", permHint(err))
 	}
 	t := &Tracer{l: l, done: make(chan struct{})}
 	ok := false
