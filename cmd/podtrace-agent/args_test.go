@@ -75,7 +75,7 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 // built by Spec.Args) before this test passes again.
 func TestArgsTestCoversEverySpecField(t *testing.T) {
 	covered := []string{"ID", "Role", "Name", "Node", "Target", "Hosts", "Filter", "Snaplen", "Payload",
-		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget"}
+		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "KernelDrops"}
 	var fields []string
 	for f := range reflect.TypeFor[launch.Spec]().Fields() {
 		fields = append(fields, f.Name)
