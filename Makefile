@@ -117,10 +117,11 @@ image:
 	  '$(BIN)/image/{os}_{arch}/podtrace-agent:/podtrace-agent'
 
 # Flood figures: agent vs tcpdump on one veth, CPU and RSS, lab time to verdict; what one
-# probe costs beside a busy flow (root).
+# probe costs beside a busy flow; what --kernel-drops costs while a flow is dropped (root).
 measure: build
 	PODTRACE_BIN=$(CURDIR)/$(BIN) ./bench/agent-flood.sh
 	PODTRACE_BIN=$(CURDIR)/$(BIN) ./bench/busy-trace.sh
+	PODTRACE_BIN=$(CURDIR)/$(BIN) ./bench/kernel-drops.sh
 
 clean:
 	rm -rf $(BIN) dist

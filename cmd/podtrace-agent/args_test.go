@@ -35,10 +35,10 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 		name: "tracer of another agent's probe, payload, no budget",
 		spec: launch.Spec{ID: "node-1", Role: wire.RoleNode, Name: "node-1", Node: "node-1",
 			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Payload: true, Deadline: time.Minute,
-			Match: &wire.ProbeSpec{Proto: "udp", Dst: "10.244.0.3", Port: 53, Count: 2, ID: 41000}, Budget: -1},
+			Match: &wire.ProbeSpec{Proto: "udp", Dst: "10.244.0.3", Port: 53, Count: 2, ID: 41000}, Budget: -1, KernelDrops: true},
 		want: agent.Config{ID: "node-1", Role: wire.RoleNode, Name: "node-1", Node: "node-1",
 			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Snaplen: wire.PayloadSnaplen, Payload: true, Promisc: true,
-			Deadline: time.Minute, Control: "stdin",
+			Deadline: time.Minute, Control: "stdin", KernelDrops: true,
 			// Interval and Timeout are the flags' defaults: a tracer sends nothing.
 			Match:           &wire.ProbeSpec{Proto: "udp", Dst: "10.244.0.3", Port: 53, Count: 2, ID: 41000, Interval: 200 * time.Millisecond, Timeout: time.Second},
 			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: -1},
@@ -75,7 +75,7 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 // built by Spec.Args) before this test passes again.
 func TestArgsTestCoversEverySpecField(t *testing.T) {
 	covered := []string{"ID", "Role", "Name", "Node", "Target", "Hosts", "Filter", "Snaplen", "Payload",
-		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace"}
+		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace", "KernelDrops"}
 	var fields []string
 	for f := range reflect.TypeFor[launch.Spec]().Fields() {
 		fields = append(fields, f.Name)

@@ -80,6 +80,10 @@ type Config struct {
 	// rule sets and reports the verdicts they meet (node agents of an
 	// active trace; package nftrace).
 	NFTrace bool
+	// KernelDrops loads the kernel drop reasons program (package kdrop)
+	// for the probe: drop lines name the kernel's reason for each of the
+	// probe's packets it dropped. It needs CAP_BPF and CAP_PERFMON.
+	KernelDrops bool
 	// Watchdog, when set, is called if Run has not returned
 	// WatchdogGrace after its run ended (deadline, stop or signal): a
 	// write to an output nobody reads blocks forever, and the process
@@ -255,6 +259,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if ctWarning != "" {
 		hello.Warnings = append(hello.Warnings, ctWarning)
 	}
+	var kd *kernelDrops
+	if cfg.KernelDrops {
+		kd, hello.KernelDrops = armKernelDrops(cfg, func(p any) { early.emit(w, p) })
+		defer kd.close() // an early return; after a run it is closed already
+	}
 	sum := newSummarizer(cfg.SummarizeAbove, cfg.SummaryInterval, cfg.SummaryRecords, &names, h.Stats)
 	if sum != nil {
 		hello.SummarizeAbove, hello.SummaryInterval = sum.above, sum.every
@@ -380,13 +389,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	reportNAT(cfg, w, ctw)
 	nftStats := reportNFTrace(cfg, w, nft, &names)
+	dropCounts := kd.close()
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
 		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
 			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets,
-			NFTraceEvents: nftStats.Events, NFTraceOther: nftStats.Other, NFTraceCut: nftStats.Cut, NFTraceOverrun: nftStats.Overrun})
+			NFTraceEvents: nftStats.Events, NFTraceOther: nftStats.Other, NFTraceCut: nftStats.Cut, NFTraceOverrun: nftStats.Overrun,
+			KernelDrops: dropCounts})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)
@@ -660,7 +671,7 @@ func effectiveCaps() []string {
 			for _, c := range []struct {
 				bit  uint
 				name string
-			}{{12, "NET_ADMIN"}, {13, "NET_RAW"}, {21, "SYS_ADMIN"}, {39, "BPF"}} {
+			}{{12, "NET_ADMIN"}, {13, "NET_RAW"}, {21, "SYS_ADMIN"}, {38, "PERFMON"}, {39, "BPF"}} {
 				if mask&(1<<c.bit) != 0 {
 					out = append(out, c.name)
 				}

@@ -282,7 +282,7 @@ func (o *ClusterOptions) completeService(ctx context.Context, r kube.ServiceRef,
 
 func (o *ClusterOptions) params() kube.AgentParams {
 	return kube.AgentParams{Session: o.session, Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy),
-		PullSecrets: o.PullSecrets, Capabilities: "capture",
+		PullSecrets: o.PullSecrets, Capabilities: "capture", KernelDrops: o.KernelDrops && !o.Passive,
 		Deadline: o.AgentDeadline(), Namespace: o.AgentNamespace, NodeTaints: o.taints}
 }
 
@@ -398,11 +398,18 @@ func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 	if err != nil && errors.As(err, &pe) {
 		return inject, fmt.Errorf("preflight: %w; nothing was created. To proceed: %s", err, kube.PodSecurityHint(err))
 	}
+	if err != nil && o.KernelDrops && strings.Contains(err.Error(), kernelDropsRefused) {
+		return inject, fmt.Errorf("preflight: --kernel-drops needs capabilities BPF and PERFMON on the node agent pods in namespace %q, which the admission policy does not allow there; nothing was created. To proceed: run without --kernel-drops, or ask an admin to allow them (kubectl -n podtrace-system patch configmap podtrace-agent-policy --type merge -p '{\"data\":{\"kernelDrops\":\"allow\"}}', see deploy/README.md)", o.AgentNamespace)
+	}
 	if err != nil {
 		return inject, fmt.Errorf("%w; nothing was created", err)
 	}
 	return inject, nil
 }
+
+// kernelDropsRefused is what deploy/admission-policy.yaml says when it
+// refuses the capabilities --kernel-drops adds to node agents.
+const kernelDropsRefused = "BPF and PERFMON only where kernelDrops is allowed"
 
 // Run traces.
 func (o *ClusterOptions) Run(ctx context.Context) error {

@@ -70,6 +70,10 @@ type TraceOptions struct {
 	// NFTrace has the node agents trace the probe through the nodes'
 	// nf_tables rule sets, to name the rule that dropped it.
 	NFTrace bool
+	// KernelDrops has the node agents load an eBPF program that reports
+	// the kernel's reason for each of the probe's packets it drops (in a
+	// cluster their pods then get CAP_BPF and CAP_PERFMON).
+	KernelDrops bool
 
 	genericiooptions.IOStreams
 
@@ -108,6 +112,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
 		"`BYTES` per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.BoolVar(&o.NFTrace, "nftrace", true, "on the nodes, trace the probe's packets (only them) through netfilter's nf_tables rule sets (nftables, iptables-nft) to name the rule that dropped it; the tracing table is the node agent's own and goes with it (--nftrace=false: capture only)")
+	f.BoolVar(&o.KernelDrops, "kernel-drops", false, "node agents report the kernel's reason and function for each of the probe's packets it drops (an eBPF program on skb:kfree_skb, IPv4, Linux 5.17+); in a cluster the node pods then get CAP_BPF and CAP_PERFMON, which the agent namespace's admission policy must allow (deploy/README.md)")
 	addExplainFlag(cmd, &o.Explain)
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in the directory `DIR` (created 0700); kubectl podtrace replay DIR shows the trace again anywhere")
 	o.addCompletions(cmd)
@@ -150,6 +155,9 @@ func (o *TraceOptions) Validate() error {
 	}
 	if err := o.parseBudget(); err != nil {
 		return err
+	}
+	if o.KernelDrops && o.Passive {
+		return errors.New("--kernel-drops follows a probe's packets: it does not apply to --passive")
 	}
 	// Early, creating nothing; RunPlan creates them before any agent.
 	if o.Pcap != "" {
@@ -274,6 +282,7 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 	}
 	s.Budget = o.budget
 	s.NFTrace = o.NFTrace && !o.Passive
+	s.KernelDrops = o.KernelDrops && !o.Passive && s.Role == wire.RoleNode
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

@@ -50,8 +50,11 @@ type AgentParams struct {
 	// the runtime's default set, which under containerd includes NET_RAW;
 	// for namespaces where PodSecurity baseline forbids adding any).
 	Capabilities string
-	Deadline     time.Duration
-	Namespace    string // agent namespace for node pods
+	// KernelDrops: node agents load the kernel drop reasons program
+	// (--kernel-drops), so their container adds BPF and PERFMON too.
+	KernelDrops bool
+	Deadline    time.Duration
+	Namespace   string // agent namespace for node pods
 	// NodeTaints are the taints of each node by name: a node agent
 	// tolerates those of its node and no others.
 	NodeTaints map[string][]corev1.Taint
@@ -99,6 +102,26 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 		// (a table owned by the agent's socket, removed by the kernel
 		// when it closes).
 		Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
+	}
+	return sc
+}
+
+// nodeSecurityContext is a node agent's: the agent's, and with
+// KernelDrops the two capabilities an eBPF tracing program needs on
+// Linux 5.8 and later, instead of CAP_SYS_ADMIN:
+//
+//   - BPF: create the program's maps (ring buffer, counters) and load it;
+//   - PERFMON: load a tracing program (raw tracepoint skb:kfree_skb) that
+//     reads kernel memory (bpf_probe_read_kernel) and names kernel
+//     functions (bpf_snprintf %ps).
+//
+// Attaching the raw tracepoint needs nothing more, and the runtime's
+// default seccomp profile admits the bpf system call to a holder of
+// CAP_BPF.
+func (p AgentParams) nodeSecurityContext() *corev1.SecurityContext {
+	sc := p.securityContext()
+	if p.KernelDrops && sc.Capabilities != nil {
+		sc.Capabilities.Add = append(sc.Capabilities.Add, "BPF", "PERFMON")
 	}
 	return sc
 }
@@ -209,7 +232,7 @@ func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 				Stdin:                    true,
 				StdinOnce:                true,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-				SecurityContext:          p.securityContext(),
+				SecurityContext:          p.nodeSecurityContext(),
 				Resources:                *NodeAgentResources.DeepCopy(),
 			}},
 		},

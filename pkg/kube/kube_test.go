@@ -294,3 +294,25 @@ func TestCheckNodeWithoutPermission(t *testing.T) {
 		t.Errorf("forbidden node: %+v, %v", n, err)
 	}
 }
+
+// --kernel-drops: the node agent adds BPF and PERFMON (an eBPF tracing
+// program on Linux 5.8+) to the capture capabilities, and nothing else;
+// without it, and in pods' ephemeral containers always, they are absent.
+func TestKernelDropsAddBPFAndPerfmonToNodeAgentsOnly(t *testing.T) {
+	p := params()
+	if diff := cmp.Diff([]corev1.Capability{"NET_RAW", "NET_ADMIN"}, NodePod(p, "node-1", nil).Spec.Containers[0].SecurityContext.Capabilities.Add); diff != "" {
+		t.Errorf("node agent without --kernel-drops (-want +got):\n%s", diff)
+	}
+	p.KernelDrops = true
+	sc := NodePod(p, "node-1", nil).Spec.Containers[0].SecurityContext
+	want := &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW", "NET_ADMIN", "BPF", "PERFMON"}}
+	if diff := cmp.Diff(want, sc.Capabilities); diff != "" {
+		t.Errorf("node agent with --kernel-drops (-want +got):\n%s", diff)
+	}
+	if *sc.AllowPrivilegeEscalation || sc.Privileged != nil {
+		t.Errorf("node agent with --kernel-drops escalates: %+v", sc)
+	}
+	if diff := cmp.Diff([]corev1.Capability{"NET_RAW", "NET_ADMIN"}, EphemeralContainer(p, nil).SecurityContext.Capabilities.Add); diff != "" {
+		t.Errorf("ephemeral agent with --kernel-drops (-want +got):\n%s", diff)
+	}
+}

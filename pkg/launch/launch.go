@@ -44,6 +44,9 @@ type Spec struct {
 	// NFTrace asks a node agent of an active trace to trace the probe
 	// through the node's nf_tables rule sets (agent --nftrace).
 	NFTrace bool
+	// KernelDrops loads the kernel drop reasons program in the agent
+	// (node agents of an active trace; it needs CAP_BPF and CAP_PERFMON).
+	KernelDrops bool
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -93,6 +96,9 @@ func (s Spec) Args() []string {
 		a = append(a, "--budget", strconv.FormatInt(s.Budget, 10))
 	case s.Budget < 0:
 		a = append(a, "--budget", "0")
+	}
+	if s.KernelDrops {
+		a = append(a, "--kernel-drops")
 	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),

@@ -70,6 +70,9 @@ type jsonAgent struct {
 	Bye   string       `json:"bye,omitempty"`
 	Gaps  uint64       `json:"gaps,omitempty"`
 	Stats []wire.Stats `json:"stats,omitempty"`
+	// KernelDrops is the state of the agent's kernel drop reasons
+	// program, when it was asked for one.
+	KernelDrops *wire.KernelDrops `json:"kernelDrops,omitempty"`
 	// ReceivedBytes is what the plugin received of the agent's stream.
 	ReceivedBytes int64    `json:"receivedBytes"`
 	Cut           *jsonCut `json:"cut,omitempty"`
@@ -202,8 +205,12 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 	head := jsonTrace{Kind: "trace", Src: endpoint(t.Session.Src), Dst: endpoint(t.Session.Dst), Shape: t.Session.Shape, Probe: t.Session.Probe,
 		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: service(t.Session.Service)}
 	for _, a := range t.Agents {
-		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
-			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)})
+		ja := jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
+			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)}
+		if a.Hello != nil {
+			ja.KernelDrops = a.Hello.KernelDrops
+		}
+		head.Agents = append(head.Agents, ja)
 		head.ReceivedBytes += a.Intake.ReceivedBytes
 	}
 	if err := enc.Encode(head); err != nil {

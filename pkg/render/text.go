@@ -238,6 +238,9 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 		if v.Answer != "" {
 			parts = append(parts, answerText(v.Answer, s))
 		}
+		if v.Kernel != nil {
+			parts = append(parts, Safe(v.Kernel.Text))
+		}
 		if v.RTT > 0 {
 			parts = append(parts, "rtt "+Dur(v.RTT))
 		}
@@ -252,6 +255,9 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 		parts = append(parts, c.ok.Sprint(res), Safe(v.Reason))
 	default:
 		parts = append(parts, c.bad.Sprint(res))
+		if v.Kernel != nil {
+			parts = append(parts, c.bad.Sprint(Safe(v.Kernel.Text)))
+		}
 		if v.LastSeen != "" {
 			parts = append(parts, "last seen "+Safe(v.LastSeen))
 		}

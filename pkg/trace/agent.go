@@ -27,6 +27,9 @@ type AgentInfo struct {
 	// NFTrace are the netfilter trace events of the probe it reported, in
 	// the kernel's order.
 	NFTrace []*wire.NFTrace
+	// Drops are the probe's packets the kernel dropped, as the agent's
+	// kernel drop reasons program reported them (--kernel-drops).
+	Drops []*wire.Drop
 	// Intake is what the plugin received of the agent's stream and set
 	// aside.
 	Intake Intake

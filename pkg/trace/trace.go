@@ -147,6 +147,9 @@ type Verdict struct {
 	// Drop names what dropped the lost probe, when a node traced it
 	// through netfilter (or why the rule could not be named).
 	Drop *Drop `json:"drop,omitempty"`
+	// Kernel is the kernel's own word on the loss: a node agent with
+	// --kernel-drops saw the kernel drop the probe, and why.
+	Kernel *KernelDrop `json:"kernel,omitempty"`
 }
 
 // Drop is the live evidence of who dropped the probe: the netfilter rule
@@ -172,6 +175,22 @@ type Drop struct {
 	// Unavailable: no rule could be named, and why (tracing off, legacy
 	// iptables, no nf_tables); Text then says so.
 	Unavailable bool `json:"unavailable,omitempty"`
+}
+
+// KernelDrop is a drop of one of the probe's packets as the kernel
+// reported it to an agent (wire.Drop), placed.
+type KernelDrop struct {
+	Place string `json:"place"` // the agent that reported it ("node-1")
+	// Netns names the namespace it happened in: an agent's ("pod-b",
+	// "node-1"), else "netns inode N" on the reporting agent's host.
+	Netns    string `json:"netns,omitempty"`
+	Iface    string `json:"iface,omitempty"`
+	Probe    string `json:"probe,omitempty"`
+	Reply    bool   `json:"reply,omitempty"` // the answer was dropped, not the probe
+	Reason   string `json:"reason"`          // the kernel's name: NETFILTER_DROP, NO_SOCKET, …
+	Code     uint32 `json:"code"`
+	Location string `json:"location,omitempty"` // the kernel function that dropped it
+	Text     string `json:"text"`               // one line, as the text output prints it
 }
 
 // Trace is the merged result.

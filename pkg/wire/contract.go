@@ -32,7 +32,7 @@ var ByeReasons = []string{ByeDeadline, ByeSignal, ByeStopped, ByeError}
 
 // Kinds lists every kind of line, in the order the stream's
 // documentation lists them.
-var Kinds = []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindSummary, KindNAT, KindNFTrace, KindStats, KindError, KindBye}
+var Kinds = []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindSummary, KindNAT, KindNFTrace, KindDrop, KindStats, KindError, KindBye}
 
 // ProbeID names the probe with the given sequence number (1-based) of a
 // spec: the agent that sends it reports it under this name (Probe.ID,
@@ -69,3 +69,7 @@ const (
 	DefaultSummaryInterval = time.Second
 	DefaultSummaryRecords  = 64
 )
+
+// MaxDrops bounds the drop lines an agent writes in a run: a probe's few
+// packets are dropped once each.
+const MaxDrops = 64

@@ -98,3 +98,31 @@ func TestReaderCapsStringsAndLists(t *testing.T) {
 		t.Errorf("a kind this build does not know: %+v", got[3])
 	}
 }
+
+// A drop line carries its drop and nothing else, and its strings (the
+// kernel's reason and function names, the device) are held to their cap;
+// a hello's reason for not following kernel drops too.
+func TestReaderBoundsDropLines(t *testing.T) {
+	huge := strings.Repeat("\u202e", 20000) // 60 KB of bidi overrides
+	in := `{"v":1,"seq":1,"agent":"n","kind":"drop"}` + "\n" +
+		`{"v":1,"seq":2,"agent":"n","kind":"drop","drop":{"reason":"X"},"packet":{"iface":"eth0"}}` + "\n" +
+		`{"v":1,"seq":3,"agent":"n","kind":"packet","drop":{"reason":"X"}}` + "\n" +
+		`{"v":1,"seq":4,"agent":"n","kind":"drop","drop":{"reason":"` + huge + `","location":"` + huge + `","iface":"` + huge + `","probe":"udp/1","src":"10.0.0.1","dst":"10.0.0.2","proto":"udp"}}` + "\n" +
+		`{"v":1,"seq":5,"agent":"n","kind":"hello","hello":{"role":"node","kernelDrops":{"armed":false,"why":"` + strings.Repeat(huge, 2) + `"}}}` + "\n"
+	r, got := readKinds(t, in)
+	if len(got) != 2 || r.Skipped != 3 || r.Clamped != 2 {
+		t.Fatalf("got %d lines, skipped %d, clamped %d; want 2, 3 (no drop, a packet beside it, a drop on a packet line), 2", len(got), r.Skipped, r.Clamped)
+	}
+	d := got[0].Drop
+	for _, s := range []string{d.Reason, d.Location, d.Iface} {
+		if len(s) > MaxString || !utf8.ValidString(s) {
+			t.Errorf("a drop string of %d bytes passed; want at most %d", len(s), MaxString)
+		}
+	}
+	if d.Probe != "udp/1" || d.Src != "10.0.0.1" {
+		t.Errorf("drop %+v: the short fields must pass as they are", d)
+	}
+	if n := len(got[1].Hello.KernelDrops.Why); n > MaxText {
+		t.Errorf("hello kernelDrops.why of %d bytes; want at most %d", n, MaxText)
+	}
+}

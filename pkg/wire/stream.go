@@ -114,6 +114,8 @@ func (w *Writer) Emit(payload any) error {
 		e.Kind, e.NAT = KindNAT, p
 	case *NFTrace:
 		e.Kind, e.NFTrace = KindNFTrace, p
+	case *Drop:
+		e.Kind, e.Drop = KindDrop, p
 	case *Error:
 		e.Kind, e.Error = KindError, p
 	case *Bye:

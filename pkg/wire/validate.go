@@ -59,6 +59,11 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 		c.nat(e.NAT)
 	case KindNFTrace:
 		c.nftrace(e.NFTrace)
+	case KindDrop:
+		d := e.Drop
+		for _, p := range []*string{&d.Probe, &d.Reason, &d.Location, &d.Iface, &d.Proto, &d.Src, &d.Dst, &d.Type} {
+			*p = c.str(*p, MaxString)
+		}
 	}
 	return c.changed, nil
 }
@@ -116,6 +121,9 @@ func (c *clamp) hello(h *Hello) {
 	h.Promisc = c.strs(h.Promisc, MaxSmallLst, MaxString)
 	h.Caps = c.strs(h.Caps, MaxSmallLst, MaxString)
 	h.Warnings = c.strs(h.Warnings, MaxSmallLst, MaxText)
+	if k := h.KernelDrops; k != nil {
+		k.Why = c.str(k.Why, MaxText)
+	}
 	h.Links = c.links(h.Links)
 	h.Addresses = bound(c, h.Addresses, MaxList)
 	for i := range h.Addresses {
@@ -266,11 +274,11 @@ type kindPayload struct {
 
 // payloads lists every kind this build knows with whether e carries its
 // payload: the one place that pairs a kind with its Envelope field.
-func payloads(e *Envelope) [11]kindPayload {
+func payloads(e *Envelope) [12]kindPayload {
 	return [...]kindPayload{
 		{KindHello, e.Hello != nil}, {KindTopology, e.Topology != nil}, {KindPacket, e.Packet != nil},
 		{KindChange, e.Change != nil}, {KindProbe, e.Probe != nil}, {KindStats, e.Stats != nil},
 		{KindError, e.Error != nil}, {KindBye, e.Bye != nil}, {KindSummary, e.Summary != nil},
-		{KindNAT, e.NAT != nil}, {KindNFTrace, e.NFTrace != nil},
+		{KindNAT, e.NAT != nil}, {KindNFTrace, e.NFTrace != nil}, {KindDrop, e.Drop != nil},
 	}
 }

@@ -31,6 +31,7 @@ const (
 	KindSummary  = "summary"  // per-flow counts of one interval, instead of packet lines
 	KindNAT      = "nat"      // a translation of the probe's connection, from conntrack
 	KindNFTrace  = "nftrace"  // a netfilter (nf_tables) verdict on the probe's packet
+	KindDrop     = "drop"     // the kernel dropped one of the probe's packets, and said why
 	KindError    = "error"    // something the agent could not do
 	KindBye      = "bye"      // last line: the agent is exiting
 )
@@ -60,6 +61,7 @@ type Envelope struct {
 	Summary  *Summary  `json:"summary,omitempty"`
 	NAT      *NAT      `json:"nat,omitempty"`
 	NFTrace  *NFTrace  `json:"nftrace,omitempty"`
+	Drop     *Drop     `json:"drop,omitempty"`
 	Error    *Error    `json:"error,omitempty"`
 	Bye      *Bye      `json:"bye,omitempty"`
 }
@@ -94,6 +96,20 @@ type Hello struct {
 	// every SummaryInterval instead of packet lines; 0: never.
 	SummarizeAbove  int           `json:"summarizeAbove,omitempty"`
 	SummaryInterval time.Duration `json:"summaryInterval,omitempty"`
+	// KernelDrops says whether the agent follows the kernel's drops of
+	// the probe's packets (--kernel-drops); absent when not asked.
+	KernelDrops *KernelDrops `json:"kernelDrops,omitempty"`
+}
+
+// KernelDrops is the state of an agent's kernel drop reasons program.
+type KernelDrops struct {
+	Armed bool `json:"armed"`
+	// Why it is not armed (a missing capability, an old kernel, an IPv6
+	// probe), in one line.
+	Why string `json:"why,omitempty"`
+	// LoadTime is how long building, loading and attaching the program
+	// took (ns).
+	LoadTime time.Duration `json:"loadTime,omitempty"`
 }
 
 // Link is one network interface of the agent's namespace.
@@ -313,6 +329,17 @@ type Stats struct {
 	NFTraceOther   int `json:"nftraceOther,omitempty"`
 	NFTraceCut     int `json:"nftraceCut,omitempty"`
 	NFTraceOverrun int `json:"nftraceOverrun,omitempty"`
+	// KernelDrops are the kernel drop reasons program's counters, when
+	// it was armed.
+	KernelDrops *DropCounts `json:"kernelDrops,omitempty"`
+}
+
+// DropCounts are what an agent's kernel drop reasons program counted.
+type DropCounts struct {
+	Examined uint64 `json:"examined"` // packets the kernel dropped while it was attached, anyone's
+	Matched  uint64 `json:"matched"`  // the probe's among them
+	Lost     uint64 `json:"lost"`     // of those, not reported: the ring buffer was full
+	Written  uint64 `json:"written"`  // drop lines written
 }
 
 // Summary is what an agent counted in one interval after its capture
@@ -414,6 +441,38 @@ type Tuple struct {
 	SrcPort int    `json:"sport,omitempty"`
 	DstPort int    `json:"dport,omitempty"`
 	ICMPID  int    `json:"icmpId,omitempty"`
+}
+
+// Drop is one of the probe's packets that the kernel freed as dropped
+// (the skb:kfree_skb tracepoint), with the kernel's reason: an agent run
+// with --kernel-drops writes one per drop, at most MaxDrops a run.
+type Drop struct {
+	TS    time.Time `json:"ts"`              // when the kernel dropped it
+	Probe string    `json:"probe,omitempty"` // the probe's id (ProbeID)
+	// Reason is the kernel's name of its reason, from its enum
+	// skb_drop_reason without the SKB_DROP_REASON_ prefix:
+	// NETFILTER_DROP, NO_SOCKET, IP_INNOROUTES, …; Code its value.
+	Reason string `json:"reason"`
+	Code   uint32 `json:"code"`
+	// Location is the kernel function that dropped it (nf_hook_slow,
+	// __udp4_lib_rcv); absent when the kernel could not name it.
+	Location string `json:"location,omitempty"`
+	// The device the packet was on, and the inode of that device's
+	// network namespace (a node agent sees its pods' namespaces' drops
+	// too); absent when the packet had no device.
+	Index   int    `json:"ifindex,omitempty"`
+	Iface   string `json:"iface,omitempty"`
+	NetNSID uint64 `json:"netnsInode,omitempty"`
+	// The packet: its IP header's addresses and protocol, and the TCP/UDP
+	// ports or ICMP type, echo id and sequence.
+	Proto   string `json:"proto"`
+	Src     string `json:"src"`
+	Dst     string `json:"dst"`
+	SrcPort int    `json:"sport,omitempty"`
+	DstPort int    `json:"dport,omitempty"`
+	Type    string `json:"type,omitempty"` // ICMP: echo-request, echo-reply
+	ICMPID  int    `json:"icmpId,omitempty"`
+	ICMPSeq int    `json:"icmpSeq,omitempty"`
 }
 
 // Error is a problem the agent ran into. Fatal errors are followed by bye.

@@ -77,6 +77,10 @@ func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 				in.nats[a] = append(in.nats[a], e.NAT)
 			case wire.KindNFTrace:
 				a.NFTrace = append(a.NFTrace, e.NFTrace)
+			case wire.KindDrop:
+				if len(a.Drops) < wire.MaxDrops {
+					a.Drops = append(a.Drops, e.Drop)
+				}
 			}
 		}
 		if a.Gaps > 0 {
@@ -91,6 +95,9 @@ func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 			t.Warnings = append(t.Warnings, a.Name+": "+m)
 		}
 		t.Warnings = append(t.Warnings, cutWarnings(a)...)
+		if a.Hello != nil && a.Hello.KernelDrops != nil && !a.Hello.KernelDrops.Armed {
+			t.Warnings = append(t.Warnings, a.Name+": kernel drops not followed: "+a.Hello.KernelDrops.Why)
+		}
 	}
 	t.Changes = in.changes
 	collectNATs(t, in.nats)

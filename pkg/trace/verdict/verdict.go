@@ -22,6 +22,7 @@ import (
 // observable.
 func Judge(t *trace.Trace, g *graph.Graph) {
 	t.Verdict = serviceVerdict(t, t.Session, verdict(t, g, t.Session))
+	kernelEvidence(t)
 	cutEvidence(t)
 }
 
