@@ -63,6 +63,8 @@ type TraceOptions struct {
 	// Budget is the bytes per second each agent may stream, as a quantity
 	// ("128Ki", "1Mi"; "0": no limit).
 	Budget string
+	// Watch probes again, round after round (watch.go).
+	Watch WatchOptions
 
 	genericiooptions.IOStreams
 
@@ -96,6 +98,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
 		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
+	o.Watch.addFlags(cmd)
 }
 
 // Validate checks the shared flags.
@@ -155,7 +158,7 @@ func (o *TraceOptions) Validate() error {
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
 	}
-	return nil
+	return o.validateWatch()
 }
 
 // minBudget is the smallest budget accepted: below it not even the lines
@@ -237,6 +240,9 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 // RunPlan runs a plan and prints the result; the error carries the exit
 // code.
 func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session.Plan, notes []string) error {
+	if o.Watch.On {
+		return o.runWatch(ctx, l, p, notes)
+	}
 	// The output files first: a path that cannot be written must not cost
 	// a trace, nor leave agents in pods for nothing.
 	unsaved, err := o.openOutputs()
