@@ -334,7 +334,10 @@ func (tb *Table) Verdict() trace.Verdict {
 			v.Result = "partial"
 		}
 		v.Answer, v.LastSeen, v.NotSeen, v.Evidence = l.Answer, l.LastSeen, l.NotSeen, l.Evidence
-		v.Reason = fmt.Sprintf("%d of %d rounds delivered; the last lost one (round %d): %s", tb.Delivered, tb.Sent, tb.LastLost.N, l.Reason)
+		v.Reason = fmt.Sprintf("%d of %d rounds delivered; the last lost one: round %d", tb.Delivered, tb.Sent, tb.LastLost.N)
+		if l.Reason != "" {
+			v.Reason += ": " + l.Reason
+		}
 		v.RTT, v.Path = tb.RTT(), tb.LastPath
 	}
 	return v
