@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -36,8 +37,9 @@ type watchLine struct {
 		Appeared    []string `json:"appeared"`
 	} `json:"change"`
 	Watch *struct {
-		Rounds int `json:"rounds"`
-		Hops   []struct {
+		Rounds      int  `json:"rounds"`
+		Interrupted bool `json:"interrupted"`
+		Hops        []struct {
 			Agent  string  `json:"agent"`
 			Iface  string  `json:"iface"`
 			Toward bool    `json:"toward"`
@@ -58,6 +60,13 @@ type watchLine struct {
 // code.
 func watchProcess(t *testing.T, each func(watchLine), args ...string) (lines []watchLine, stderr string, code int) {
 	t.Helper()
+	return watchProcessCmd(t, nil, each, args...)
+}
+
+// watchProcessCmd is watchProcess that hands the started command to
+// started first.
+func watchProcessCmd(t *testing.T, started func(*exec.Cmd), each func(watchLine), args ...string) (lines []watchLine, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(pluginBinary(t), append(args, "--agent-binary", agentBinary)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -67,6 +76,9 @@ func watchProcess(t *testing.T, each func(watchLine), args ...string) (lines []w
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	if started != nil {
+		started(cmd)
 	}
 	done := make(chan struct{})
 	t.Cleanup(func() {
@@ -280,4 +292,38 @@ func TestWatchShowsLossFromTheHopWhereADropRuleWasAdded(t *testing.T) {
 	if !found {
 		t.Errorf("no path change at round %d, the first lost one: %+v", firstLost, v.Watch.Changes)
 	}
+}
+
+// TestWatchInterruptPrintsTheSummaryAndCleansUp: a watch without --count
+// runs until interrupted; SIGINT after its second round ends it with the
+// watch's verdict over the rounds shown (marked interrupted, exit 0: every
+// round was delivered), and the lab it built is gone.
+func TestWatchInterruptPrintsTheSummaryAndCleansUp(t *testing.T) {
+	var cmd *exec.Cmd
+	lines, stderr, code := watchProcessCmd(t, func(c *exec.Cmd) { cmd = c }, func(w watchLine) {
+		if w.Kind == "round" && w.Round == 2 {
+			_ = cmd.Process.Signal(os.Interrupt)
+		}
+	}, "lab", "--watch", "--interval", "200ms", "-o", "json")
+	if code != 0 {
+		t.Errorf("exit %d; want 0 (the rounds shown were delivered)", code)
+	}
+	v := lines[len(lines)-1]
+	rounds := 0
+	for _, l := range lines {
+		if l.Kind == "round" {
+			rounds++
+		}
+	}
+	if v.Kind != "verdict" || v.Watch == nil || !v.Watch.Interrupted || v.Watch.Rounds != rounds || rounds < 2 || v.Sent != rounds || v.Result != "delivered" {
+		t.Fatalf("last line %+v after %d rounds; want the verdict of the rounds shown, interrupted", v, rounds)
+	}
+	if !strings.Contains(stderr, "podtrace: interrupted") {
+		t.Errorf("stderr does not say it was interrupted:\n%s", stderr)
+	}
+	m := regexp.MustCompile(`building the bridge lab (\S+)`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("stderr does not name the lab:\n%s", stderr)
+	}
+	assertNothingLeft(t, m[1])
 }
