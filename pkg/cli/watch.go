@@ -89,7 +89,6 @@ func (o *TraceOptions) validateWatch() error {
 
 // watcher prints each round as it comes.
 type watcher struct {
-	o    *TraceOptions
 	tb   *watch.Table
 	text *render.WatchText
 	js   *render.WatchJSON
@@ -130,7 +129,7 @@ func (o *TraceOptions) runWatch(ctx context.Context, l launch.Launcher, p sessio
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	p.Passive, p.Duration = false, o.Watch.span
-	w := &watcher{o: o, tb: &watch.Table{}, h: render.Header{Notes: notes}}
+	w := &watcher{tb: &watch.Table{}, h: render.Header{Notes: notes}}
 	if o.Output == "json" {
 		w.js = render.NewWatchJSON(o.Out)
 	} else {

@@ -98,9 +98,12 @@ func Watch(ctx context.Context, l launch.Launcher, p Plan, o Options, w Watcher)
 		return nil, errors.New("plan has no probing agent")
 	}
 	in := make(chan watchLine, 1024)
+	// quit ends the feeding: once the rounds are over, the readers drop
+	// what still comes (and so read on to each agent's bye).
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	defer quitOnce.Do(func() { close(quit) })
+	stopFeeding := func() { quitOnce.Do(func() { close(quit) }) }
+	defer stopFeeding()
 	sink := func(i int, e *wire.Envelope) bool {
 		switch e.Kind {
 		case wire.KindPacket, wire.KindChange, wire.KindProbe, wire.KindNAT, wire.KindSummary:
@@ -205,10 +208,10 @@ func Watch(ctx context.Context, l launch.Launcher, p Plan, o Options, w Watcher)
 		select {
 		case <-ctx.Done():
 			res.Interrupted = true
-			return finishWatch(rs, p, res, progress), nil
+			return finishWatch(rs, p, res, stopFeeding, progress), nil
 		case <-end:
 			res.Ended = true
-			return finishWatch(rs, p, res, progress), nil
+			return finishWatch(rs, p, res, stopFeeding, progress), nil
 		case <-prober.bye:
 			// Lines already queued come first.
 			for len(in) > 0 {
@@ -216,17 +219,17 @@ func Watch(ctx context.Context, l launch.Launcher, p Plan, o Options, w Watcher)
 				res.place(wl, spec, get, &merged, &current, open)
 			}
 			if mergeReady(time.Now().Add(time.Hour)) {
-				return finishWatch(rs, p, res, progress), nil
+				return finishWatch(rs, p, res, stopFeeding, progress), nil
 			}
 			return nil, prober.failure("ended its stream during the watch")
 		case wl := <-in:
 			res.place(wl, spec, get, &merged, &current, open)
 			if mergeReady(time.Now()) {
-				return finishWatch(rs, p, res, progress), nil
+				return finishWatch(rs, p, res, stopFeeding, progress), nil
 			}
 		case now := <-tick.C:
 			if mergeReady(now) {
-				return finishWatch(rs, p, res, progress), nil
+				return finishWatch(rs, p, res, stopFeeding, progress), nil
 			}
 		}
 	}
@@ -309,7 +312,8 @@ func probeSeq(spec *wire.ProbeSpec, p *wire.Packet) int {
 
 // finishWatch stops the agents and merges what they said besides their
 // rounds: the summary's agents, stats and warnings.
-func finishWatch(rs []*running, p Plan, res *WatchResult, progress func(string, ...any)) *WatchResult {
+func finishWatch(rs []*running, p Plan, res *WatchResult, stopFeeding func(), progress func(string, ...any)) *WatchResult {
+	stopFeeding()
 	streams := stopAndCollect(rs, progress)
 	progress("%s", ReceivedLine(streams))
 	s := p.Session
