@@ -136,7 +136,12 @@ func (o *TraceOptions) runWatch(ctx context.Context, l launch.Launcher, p sessio
 		on, _ := render.UseColor(o.Color, o.Out)
 		w.text = render.NewWatchText(o.Out, render.IsTerminal(o.Out), on)
 	}
-	res, err := session.Watch(ctx, l, p, session.Options{Progress: o.ErrOut}, w)
+	// A round is shown once its outcome is in and the other agents' frames
+	// of it had time to arrive (through the API server in a cluster): up
+	// to an interval, so that a slow stream costs no false loss while the
+	// table lags at most one round.
+	grace := min(max(o.Interval, session.DefaultRoundGrace), 2*time.Second)
+	res, err := session.Watch(ctx, l, p, session.Options{Progress: o.ErrOut, RoundGrace: grace}, w)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("gave up after --timeout %s: %w", o.Timeout, err)
