@@ -53,10 +53,12 @@ type WatchResult struct {
 }
 
 // Bounds of a watch's memory: the lines one agent may add to one round
-// (a round of a probe holds a few dozen), and rounds open at once.
+// (a round of a probe holds a few dozen), and rounds open at once (one or
+// two unless an agent misbehaves): about 1.5 KB a decoded line, at most
+// about 6 MB an agent, below what a single trace keeps (MaxPacketLines).
 const (
-	maxRoundLines = 2000
-	maxOpenRounds = 8
+	maxRoundLines = 1000
+	maxOpenRounds = 4
 )
 
 // DefaultRoundGrace is how long a round stays open after its probe's
