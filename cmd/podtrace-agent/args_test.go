@@ -46,8 +46,8 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 		name: "tracer of a probe to a Service's virtual IP",
 		spec: launch.Spec{ID: "node-2", Role: wire.RoleNode, Name: "node-2", Node: "node-2",
 			Hosts: []string{"10.244.0.2", "10.96.0.10"}, Deadline: time.Minute,
-			Match: &wire.ProbeSpec{Proto: "tcp", Dst: "10.96.0.10", Port: 80, Count: 1, ID: 42000, NAT: true}},
-		want: agent.Config{ID: "node-2", Role: wire.RoleNode, Name: "node-2", Node: "node-2",
+			Match: &wire.ProbeSpec{Proto: "tcp", Dst: "10.96.0.10", Port: 80, Count: 1, ID: 42000, NAT: true}, NFTrace: true},
+		want: agent.Config{ID: "node-2", Role: wire.RoleNode, Name: "node-2", Node: "node-2", NFTrace: true,
 			Hosts: []string{"10.244.0.2", "10.96.0.10"}, Snaplen: wire.DefaultSnaplen, Promisc: true,
 			Deadline: time.Minute, Control: "stdin",
 			Match:           &wire.ProbeSpec{Proto: "tcp", Dst: "10.96.0.10", Port: 80, Count: 1, ID: 42000, NAT: true, Interval: 200 * time.Millisecond, Timeout: time.Second},
@@ -75,7 +75,7 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 // built by Spec.Args) before this test passes again.
 func TestArgsTestCoversEverySpecField(t *testing.T) {
 	covered := []string{"ID", "Role", "Name", "Node", "Target", "Hosts", "Filter", "Snaplen", "Payload",
-		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget"}
+		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace"}
 	var fields []string
 	for f := range reflect.TypeFor[launch.Spec]().Fields() {
 		fields = append(fields, f.Name)

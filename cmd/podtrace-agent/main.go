@@ -110,6 +110,7 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.DurationVar(&spec.Timeout, "probe-timeout", time.Second, "how long to wait for each probe's reply")
 	fs.IntVar(&spec.ID, "probe-id", 0, "ICMP echo id, or first TCP/UDP source port")
 	fs.BoolVar(&spec.NAT, "nat", false, "the probe's destination may be translated on the way (a Service's virtual IP): capture the probe's frames to and from any address, and (node role) report its conntrack translations")
+	fs.BoolVar(&cfg.NFTrace, "nftrace", false, "node role, active trace: trace the probe's packets (only them) through the namespace's nf_tables rule sets (nftables, iptables-nft) and report the rules that decided their fate; the tracing table belongs to the agent's netlink socket and the kernel removes it when the agent exits, however it exits (needs NET_ADMIN)")
 	fs.IntVar(&cfg.SummarizeAbove, "summarize-above", 0, "above this many captured frames per second (sustained for a second), write per-flow summaries instead of one line per frame, until exit; 0: never (kubectl podtrace --passive gives 500)")
 	fs.DurationVar(&cfg.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "how often to write a summary once summarizing")
 	fs.IntVar(&cfg.SummaryRecords, "summary-records", wire.DefaultSummaryRecords, "flow records per summary (the busiest; the rest are summed in one \"other\" record)")

@@ -76,6 +76,10 @@ type Config struct {
 	// streams (wire.DefaultBudget when zero, no limit when negative);
 	// lines over it are cut and counted in the stats line.
 	Budget int64
+	// NFTrace traces the probe's packets through the namespace's nf_tables
+	// rule sets and reports the verdicts they meet (node agents of an
+	// active trace; package nftrace).
+	NFTrace bool
 	// Watchdog, when set, is called if Run has not returned
 	// WatchdogGrace after its run ended (deadline, stop or signal): a
 	// write to an output nobody reads blocks forever, and the process
@@ -213,6 +217,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// Netfilter tracing of the probe, armed before hello like the capture.
+	nft, nftStatus := startNFTrace(cfg)
+	if nft != nil {
+		defer nft.Close()
+	}
+
 	h, err := capture.Open(capture.Config{Filter: prog, Snaplen: cfg.Snaplen, Promisc: promisc})
 	if err != nil {
 		return fatal(err)
@@ -234,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Role: cfg.Role, Node: cfg.Node, Name: cfg.Name, NetNS: cfg.NetNS, NetNSID: inode,
 		Hostname: host, Version: version.Version, PID: os.Getpid(),
 		Filter: expr, Snaplen: cfg.Snaplen, Promisc: promiscNames, Deadline: deadline,
-		Links: links, Caps: effectiveCaps(), Probe: cfg.Probe, Clock: "realtime",
+		Links: links, Caps: effectiveCaps(), Probe: cfg.Probe, Clock: "realtime", NFTrace: nftStatus,
 	}
 	if scopeWarning != "" {
 		hello.Warnings = append(hello.Warnings, scopeWarning)
@@ -369,12 +379,14 @@ func Run(ctx context.Context, cfg Config) error {
 		summarized, summarizedBytes = sum.packets, sum.bytes
 	}
 	reportNAT(cfg, w, ctw)
+	nftStats := reportNFTrace(cfg, w, nft, &names)
 	st, err := h.Stats()
 	h.Close()
 	if err == nil {
 		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
-			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets})
+			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets,
+			NFTraceEvents: nftStats.Events, NFTraceOther: nftStats.Other, NFTraceCut: nftStats.Cut, NFTraceOverrun: nftStats.Overrun})
 	}
 	if topo, err := netsnap.Take("after"); err == nil {
 		_ = w.Emit(topo)

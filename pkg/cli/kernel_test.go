@@ -387,6 +387,22 @@ func TestDropBetweenBridgeAndPodBVethIsLostThere(t *testing.T) {
 	if !strings.Contains(last.Reason, "bridge") {
 		t.Errorf("reason %q should name the bridge", last.Reason)
 	}
+	// The bridge family's rule that dropped it, named from the node's
+	// netfilter trace, as nft lists it.
+	var want string
+	for k, r := range nftRules(t, node) {
+		if strings.HasPrefix(k, "bridge podtrace_test drop_to_pod ") {
+			want = r
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	var dl dropLine
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &dl); err != nil {
+		t.Fatal(err)
+	}
+	if d := dl.Drop; d == nil || d.Family != "bridge" || d.Table != "podtrace_test" || d.Chain != "drop_to_pod" || d.Rule != want || want == "" {
+		t.Errorf("drop %+v; want the bridge rule %q of podtrace_test drop_to_pod", dl.Drop, want)
+	}
 	// The request never reached pod-b's veth or eth0.
 	for _, h := range journeyHops(v, func(h hopLine) bool { return h.Probe == "icmp/1" && !h.Reply }) {
 		if h.Iface == b.HostVeth || h.Agent == b.NetNS {

@@ -63,6 +63,9 @@ type TraceOptions struct {
 	// Budget is the bytes per second each agent may stream, as a quantity
 	// ("128Ki", "1Mi"; "0": no limit).
 	Budget string
+	// NFTrace has the node agents trace the probe through the nodes'
+	// nf_tables rule sets, to name the rule that dropped it.
+	NFTrace bool
 	// Watch probes again, round after round (watch.go).
 	Watch WatchOptions
 
@@ -97,6 +100,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.SummaryInterval, "summary-interval", wire.DefaultSummaryInterval, "with --passive: how often a summarizing agent reports its per-flow counts")
 	f.StringVar(&o.Budget, "budget", resource.NewQuantity(wire.DefaultBudget, resource.BinarySI).String(),
 		"bytes per second each agent may stream through the API server (e.g. 64Ki, 1Mi; 0: no limit); packet lines over it are cut, and the trace says how many")
+	f.BoolVar(&o.NFTrace, "nftrace", true, "on the nodes, trace the probe's packets (only them) through netfilter's nf_tables rule sets (nftables, iptables-nft) to name the rule that dropped it; the tracing table is the node agent's own and goes with it (--nftrace=false: capture only)")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in this directory; `kubectl podtrace replay DIR` shows the trace again anywhere")
 	o.Watch.addFlags(cmd)
 }
@@ -235,6 +239,7 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 		_ = o.parseBudget() // options not validated (tests): the flag's default
 	}
 	s.Budget = o.budget
+	s.NFTrace = o.NFTrace && !o.Passive
 }
 
 // RunPlan runs a plan and prints the result; the error carries the exit

@@ -94,7 +94,10 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 		Drop: []corev1.Capability{"ALL"},
 		// NET_RAW: AF_PACKET capture and the ICMP probe's raw socket.
 		// NET_ADMIN: holding the bridge promiscuous for the run
-		// (PACKET_MR_PROMISC), reverted by the kernel on exit.
+		// (PACKET_MR_PROMISC), reverted by the kernel on exit; on node
+		// agents, conntrack events and netfilter tracing of the probe
+		// (a table owned by the agent's socket, removed by the kernel
+		// when it closes).
 		Add: []corev1.Capability{"NET_RAW", "NET_ADMIN"},
 	}
 	return sc

@@ -41,6 +41,9 @@ type Spec struct {
 	// lines): 0 leaves the agent's default (wire.DefaultBudget), negative
 	// means no limit.
 	Budget int64
+	// NFTrace asks a node agent of an active trace to trace the probe
+	// through the node's nf_tables rule sets (agent --nftrace).
+	NFTrace bool
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -75,6 +78,9 @@ func (s Spec) Args() []string {
 		if m.NAT {
 			a = append(a, "--nat")
 		}
+	}
+	if s.NFTrace && s.Role == wire.RoleNode && (s.Match != nil || s.Probe != nil) {
+		a = append(a, "--nftrace")
 	}
 	if s.SummarizeAbove > 0 {
 		a = append(a, "--summarize-above", strconv.Itoa(s.SummarizeAbove))

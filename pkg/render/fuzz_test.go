@@ -100,9 +100,15 @@ func checkRendered(t *testing.T, tr *trace.Trace, h Header) {
 // the others and printed. Seeded with every stream of every recording.
 func FuzzStreamTrace(f *testing.F) {
 	recs := loadFuzzRecordings(f)
+	nft, err := json.Marshal(&wire.Envelope{V: wire.Version, Seq: 1 << 20, Kind: wire.KindNFTrace, NFTrace: hostileRule})
+	if err != nil {
+		f.Fatal(err)
+	}
 	for i, r := range recs {
 		for j, b := range r.raw {
 			f.Add(uint8(i), uint8(j), b)
+			// The same stream with a netfilter verdict on the probe.
+			f.Add(uint8(i), uint8(j), append(append(bytes.Clone(b), nft...), '\n'))
 		}
 	}
 	f.Fuzz(func(t *testing.T, rec, agent uint8, stream []byte) {

@@ -260,6 +260,13 @@ func verdictLine(v trace.Verdict, s trace.Session, c *colorer, unit string) stri
 		if v.Reason != "" {
 			parts = append(parts, Safe(v.Reason))
 		}
+		if v.Drop != nil {
+			d := Safe(v.Drop.Text)
+			if !v.Drop.Unavailable {
+				d = c.bad.Sprint(d)
+			}
+			parts = append(parts, d)
+		}
 	}
 	out := c.head.Sprint("verdict") + " " + strings.Join(parts, " · ")
 	for _, e := range v.Evidence {

@@ -22,6 +22,9 @@ type AgentInfo struct {
 	// Summaries are the per-flow counts it wrote instead of packet lines
 	// once its capture went over its threshold.
 	Summaries []*wire.Summary
+	// NFTrace are the netfilter trace events of the probe it reported, in
+	// the kernel's order.
+	NFTrace []*wire.NFTrace
 	// Intake is what the plugin received of the agent's stream and set
 	// aside.
 	Intake Intake

@@ -144,6 +144,34 @@ type Verdict struct {
 	Reason    string        `json:"reason,omitempty"`
 	Path      string        `json:"path,omitempty"`
 	Evidence  []string      `json:"evidence,omitempty"`
+	// Drop names what dropped the lost probe, when a node traced it
+	// through netfilter (or why the rule could not be named).
+	Drop *Drop `json:"drop,omitempty"`
+}
+
+// Drop is the live evidence of who dropped the probe: the netfilter rule
+// (or chain policy) whose verdict a node agent traced.
+type Drop struct {
+	By      string `json:"by"`              // "netfilter"
+	Agent   string `json:"agent,omitempty"` // the node agent that traced it
+	Backend string `json:"backend,omitempty"`
+	Family  string `json:"family,omitempty"`
+	Table   string `json:"table,omitempty"`
+	Chain   string `json:"chain,omitempty"`
+	Handle  uint64 `json:"handle,omitempty"`
+	// Rule is the rule as nft lists it; empty for a chain's policy.
+	Rule string `json:"rule,omitempty"`
+	// Verdict is drop, reject (a drop that answered the source), or
+	// queue (handed to a userspace program that never returned it).
+	Verdict string `json:"verdict,omitempty"`
+	Queue   int    `json:"queue,omitempty"`
+	Policy  bool   `json:"policy,omitempty"` // the base chain's policy, not a rule
+	Reply   bool   `json:"reply,omitempty"`  // the answer was dropped, not the probe
+	// Text says it in one line, as the text verdict prints it.
+	Text string `json:"text"`
+	// Unavailable: no rule could be named, and why (tracing off, legacy
+	// iptables, no nf_tables); Text then says so.
+	Unavailable bool `json:"unavailable,omitempty"`
 }
 
 // Trace is the merged result.

@@ -32,7 +32,7 @@ var ByeReasons = []string{ByeDeadline, ByeSignal, ByeStopped, ByeError}
 
 // Kinds lists every kind of line, in the order the stream's
 // documentation lists them.
-var Kinds = []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindSummary, KindNAT, KindStats, KindError, KindBye}
+var Kinds = []string{KindHello, KindTopology, KindPacket, KindChange, KindProbe, KindSummary, KindNAT, KindNFTrace, KindStats, KindError, KindBye}
 
 // ProbeID names the probe with the given sequence number (1-based) of a
 // spec: the agent that sends it reports it under this name (Probe.ID,

@@ -112,6 +112,8 @@ func (w *Writer) Emit(payload any) error {
 		e.Kind, e.Summary = KindSummary, p
 	case *NAT:
 		e.Kind, e.NAT = KindNAT, p
+	case *NFTrace:
+		e.Kind, e.NFTrace = KindNFTrace, p
 	case *Error:
 		e.Kind, e.Error = KindError, p
 	case *Bye:

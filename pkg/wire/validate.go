@@ -57,6 +57,8 @@ func Sanitize(e *Envelope) (clamped bool, err error) {
 		c.summary(e.Summary)
 	case KindNAT:
 		c.nat(e.NAT)
+	case KindNFTrace:
+		c.nftrace(e.NFTrace)
 	}
 	return c.changed, nil
 }
@@ -121,6 +123,10 @@ func (c *clamp) hello(h *Hello) {
 	}
 	if p := h.Probe; p != nil {
 		p.Proto, p.Dst = c.str(p.Proto, MaxString), c.str(p.Dst, MaxString)
+	}
+	if n := h.NFTrace; n != nil {
+		n.Table, n.Unavailable = c.str(n.Table, MaxString), c.str(n.Unavailable, MaxText)
+		n.Legacy = c.strs(n.Legacy, MaxSmallLst, MaxString)
 	}
 }
 
@@ -233,6 +239,13 @@ func (c *clamp) nat(n *NAT) {
 	n.Rules = c.strs(n.Rules, MaxSmallLst, MaxString)
 }
 
+func (c *clamp) nftrace(n *NFTrace) {
+	for _, p := range []*string{&n.Probe, &n.Family, &n.Table, &n.Chain, &n.Type, &n.Verdict, &n.Target, &n.Iif, &n.Oif} {
+		*p = c.str(*p, MaxString)
+	}
+	n.Rule = c.str(n.Rule, MaxText)
+}
+
 // HasPayload reports whether a line of a known kind carries its payload;
 // lines of other kinds report true. Readers drop lines without (Sanitize);
 // code that builds envelopes by hand checks with it.
@@ -253,11 +266,11 @@ type kindPayload struct {
 
 // payloads lists every kind this build knows with whether e carries its
 // payload: the one place that pairs a kind with its Envelope field.
-func payloads(e *Envelope) [10]kindPayload {
+func payloads(e *Envelope) [11]kindPayload {
 	return [...]kindPayload{
 		{KindHello, e.Hello != nil}, {KindTopology, e.Topology != nil}, {KindPacket, e.Packet != nil},
 		{KindChange, e.Change != nil}, {KindProbe, e.Probe != nil}, {KindStats, e.Stats != nil},
 		{KindError, e.Error != nil}, {KindBye, e.Bye != nil}, {KindSummary, e.Summary != nil},
-		{KindNAT, e.NAT != nil},
+		{KindNAT, e.NAT != nil}, {KindNFTrace, e.NFTrace != nil},
 	}
 }

@@ -30,6 +30,7 @@ const (
 	KindStats    = "stats"    // kernel capture counters per socket
 	KindSummary  = "summary"  // per-flow counts of one interval, instead of packet lines
 	KindNAT      = "nat"      // a translation of the probe's connection, from conntrack
+	KindNFTrace  = "nftrace"  // a netfilter (nf_tables) verdict on the probe's packet
 	KindError    = "error"    // something the agent could not do
 	KindBye      = "bye"      // last line: the agent is exiting
 )
@@ -58,6 +59,7 @@ type Envelope struct {
 	Stats    *Stats    `json:"stats,omitempty"`
 	Summary  *Summary  `json:"summary,omitempty"`
 	NAT      *NAT      `json:"nat,omitempty"`
+	NFTrace  *NFTrace  `json:"nftrace,omitempty"`
 	Error    *Error    `json:"error,omitempty"`
 	Bye      *Bye      `json:"bye,omitempty"`
 }
@@ -66,24 +68,27 @@ type Envelope struct {
 // the socket bound). A plugin starts probing only after every agent of the
 // session said hello.
 type Hello struct {
-	Role      string     `json:"role"`
-	Node      string     `json:"node,omitempty"`  // node name as the launcher knows it
-	Name      string     `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
-	NetNS     string     `json:"netns,omitempty"` // path or name given to the agent
-	NetNSID   uint64     `json:"netnsInode"`      // inode of the netns, unique per host
-	Hostname  string     `json:"hostname,omitempty"`
-	Version   string     `json:"agentVersion,omitempty"`
-	PID       int        `json:"pid"`
-	Filter    string     `json:"filter"` // the capture filter, tcpdump syntax
-	Snaplen   int        `json:"snaplen"`
-	Promisc   []string   `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
-	Deadline  time.Time  `json:"deadline"`
-	Links     []Link     `json:"links"`
-	Addresses []Address  `json:"addresses,omitempty"`
-	Caps      []string   `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
-	Warnings  []string   `json:"warnings,omitempty"`
-	Probe     *ProbeSpec `json:"probe,omitempty"` // set when this agent will send the probe
-	Clock     string     `json:"clock"`           // "realtime": packet timestamps are CLOCK_REALTIME
+	Role      string    `json:"role"`
+	Node      string    `json:"node,omitempty"`  // node name as the launcher knows it
+	Name      string    `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
+	NetNS     string    `json:"netns,omitempty"` // path or name given to the agent
+	NetNSID   uint64    `json:"netnsInode"`      // inode of the netns, unique per host
+	Hostname  string    `json:"hostname,omitempty"`
+	Version   string    `json:"agentVersion,omitempty"`
+	PID       int       `json:"pid"`
+	Filter    string    `json:"filter"` // the capture filter, tcpdump syntax
+	Snaplen   int       `json:"snaplen"`
+	Promisc   []string  `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
+	Deadline  time.Time `json:"deadline"`
+	Links     []Link    `json:"links"`
+	Addresses []Address `json:"addresses,omitempty"`
+	Caps      []string  `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
+	Warnings  []string  `json:"warnings,omitempty"`
+	// NFTrace says whether the agent traces the probe through the
+	// namespace's nf_tables rule sets (node agents of an active trace).
+	NFTrace *NFTraceStatus `json:"nftrace,omitempty"`
+	Probe   *ProbeSpec     `json:"probe,omitempty"` // set when this agent will send the probe
+	Clock   string         `json:"clock"`           // "realtime": packet timestamps are CLOCK_REALTIME
 	// SummarizeAbove is the capture rate (packets per second, sustained
 	// for a second) above which the agent writes per-flow summaries
 	// every SummaryInterval instead of packet lines; 0: never.
@@ -299,6 +304,15 @@ type Stats struct {
 	CutBytes uint64 `json:"cutBytes,omitempty"`
 	// CutPackets counts the frames among CutLines: packet lines cut.
 	CutPackets uint64 `json:"cutPackets,omitempty"`
+	// NFTraceEvents, NFTraceOther and NFTraceCut count the netfilter trace
+	// events the agent read: the probe's (written as nftrace lines),
+	// those of other packets (not written), the probe's over the cap
+	// (MaxNFTrace, not written); NFTraceOverrun the times the kernel
+	// could not queue events (some lost).
+	NFTraceEvents  int `json:"nftraceEvents,omitempty"`
+	NFTraceOther   int `json:"nftraceOther,omitempty"`
+	NFTraceCut     int `json:"nftraceCut,omitempty"`
+	NFTraceOverrun int `json:"nftraceOverrun,omitempty"`
 }
 
 // Summary is what an agent counted in one interval after its capture
@@ -411,4 +425,51 @@ type Error struct {
 // Bye is the last line an agent writes.
 type Bye struct {
 	Reason string `json:"reason"` // one of ByeReasons
+}
+
+// MaxNFTrace is the most nftrace lines an agent writes in a run.
+const MaxNFTrace = 256
+
+// NFTraceStatus is a node agent's netfilter tracing, in its hello.
+type NFTraceStatus struct {
+	// Armed: the tracing table is in place; the probe's packets are traced.
+	Armed bool `json:"armed"`
+	// Table is the tracing table's name (families inet, and bridge when
+	// the kernel has it): the kernel deletes it when the agent's socket
+	// closes.
+	Table string `json:"table,omitempty"`
+	// Unavailable says why the agent does not trace (no NET_ADMIN, no
+	// nf_tables, turned off).
+	Unavailable string `json:"unavailable,omitempty"`
+	// Legacy lists the iptables-legacy tables of the namespace
+	// ("iptables-legacy filter"): their rules are not in nf_tables, and a
+	// drop there cannot be named.
+	Legacy []string `json:"legacy,omitempty"`
+}
+
+// NFTrace is one nf_tables trace event of the probe's packet (or its
+// answer) in the agent's namespace: a rule that gave a verdict, a base
+// chain's policy, or the end of a regular chain.
+type NFTrace struct {
+	TS    time.Time `json:"ts"`              // when the agent read it
+	Probe string    `json:"probe,omitempty"` // the probe's id ("tcp/1")
+	Reply bool      `json:"reply,omitempty"` // the answer to the probe
+	// ID is the kernel's trace id: the same for every event of one
+	// packet's way through the namespace.
+	ID      uint32 `json:"id"`
+	Family  string `json:"family"` // the chain's: ip, ip6, inet, bridge, arp, netdev
+	Table   string `json:"table"`
+	Chain   string `json:"chain"`
+	Handle  uint64 `json:"handle,omitempty"`
+	Type    string `json:"type"`    // rule, policy, return
+	Verdict string `json:"verdict"` // accept, drop, queue, jump, goto, return, continue, stolen, …
+	Target  string `json:"target,omitempty"`
+	Queue   int    `json:"queue,omitempty"`
+	// Rule is the rule as nft lists it (without counter values).
+	Rule string `json:"rule,omitempty"`
+	// IPTables: the table is laid out as iptables-nft lays out its own
+	// (filter, nat, mangle, raw, security of family ip or ip6).
+	IPTables bool   `json:"iptables,omitempty"`
+	Iif      string `json:"iif,omitempty"`
+	Oif      string `json:"oif,omitempty"`
 }

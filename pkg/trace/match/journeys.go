@@ -75,6 +75,8 @@ func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 				a.Bye = e.Bye.Reason
 			case wire.KindNAT:
 				in.nats[a] = append(in.nats[a], e.NAT)
+			case wire.KindNFTrace:
+				a.NFTrace = append(a.NFTrace, e.NFTrace)
 			}
 		}
 		if a.Gaps > 0 {

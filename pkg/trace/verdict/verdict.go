@@ -198,6 +198,7 @@ func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPa
 		if tp.Problem != "" {
 			v.Reason += "; " + tp.Problem
 		}
+		v.Drop = netfilterDrop(t, req.Probe, false, obsAgent(last), ifAgent(next))
 		if arp := unansweredARP(t, s); arp != "" {
 			v.Evidence = append(v.Evidence, arp)
 		}
@@ -219,6 +220,7 @@ func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPa
 			if rn != nil {
 				v.NotSeen = rn.Place()
 			}
+			v.Drop = netfilterDrop(t, req.Probe, true, obsAgent(rl), ifAgent(rn))
 			return v
 		}
 	} else {
@@ -240,6 +242,20 @@ func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPa
 		v.RTT = outcome.RTT
 	}
 	return v
+}
+
+func obsAgent(o *trace.Obs) *trace.AgentInfo {
+	if o == nil {
+		return nil
+	}
+	return o.Agent
+}
+
+func ifAgent(i *trace.Iface) *trace.AgentInfo {
+	if i == nil {
+		return nil
+	}
+	return i.Agent
 }
 
 // walk returns the last path hop the journey was seen at and the next
