@@ -74,6 +74,8 @@ type TraceOptions struct {
 	// the kernel's reason for each of the probe's packets it drops (in a
 	// cluster their pods then get CAP_BPF and CAP_PERFMON).
 	KernelDrops bool
+	// Watch probes again, round after round (watch.go).
+	Watch WatchOptions
 
 	genericiooptions.IOStreams
 
@@ -116,6 +118,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	addExplainFlag(cmd, &o.Explain)
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in the directory `DIR` (created 0700); kubectl podtrace replay DIR shows the trace again anywhere")
 	o.addCompletions(cmd)
+	o.Watch.addFlags(cmd)
 }
 
 // addCompletions completes the values of the output flags and --proto.
@@ -185,7 +188,7 @@ func (o *TraceOptions) Validate() error {
 	if o.Passive && o.Duration+10*time.Second > o.Timeout {
 		o.Timeout = o.Duration + 30*time.Second
 	}
-	return nil
+	return o.validateWatch()
 }
 
 func (o *TraceOptions) validateProbe() error {
@@ -288,6 +291,9 @@ func (o *TraceOptions) Apply(s *launch.Spec) {
 // RunPlan runs a plan and prints the result; the error carries the exit
 // code.
 func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session.Plan, notes []string) error {
+	if o.Watch.On {
+		return o.runWatch(ctx, l, p, notes)
+	}
 	// The output files first: a path that cannot be written must not cost
 	// a trace, nor leave agents in pods for nothing.
 	unsaved, err := o.openOutputs()

@@ -202,18 +202,7 @@ type jsonVerdict struct {
 // is the verdict.
 func JSON(w io.Writer, t *trace.Trace, h Header) error {
 	enc := json.NewEncoder(safeJSONWriter{w})
-	head := jsonTrace{Kind: "trace", Src: endpoint(t.Session.Src), Dst: endpoint(t.Session.Dst), Shape: t.Session.Shape, Probe: t.Session.Probe,
-		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: service(t.Session.Service)}
-	for _, a := range t.Agents {
-		ja := jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
-			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)}
-		if a.Hello != nil {
-			ja.KernelDrops = a.Hello.KernelDrops
-		}
-		head.Agents = append(head.Agents, ja)
-		head.ReceivedBytes += a.Intake.ReceivedBytes
-	}
-	if err := enc.Encode(head); err != nil {
+	if err := enc.Encode(traceHead(t, h)); err != nil {
 		return err
 	}
 	for _, it := range t.Items {
@@ -284,6 +273,22 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 		}
 	}
 	return enc.Encode(jsonVerdict{Kind: "verdict", Verdict: t.Verdict, Policy: t.Policy})
+}
+
+// traceHead is the first line of the JSON output: the session and its agents.
+func traceHead(t *trace.Trace, h Header) jsonTrace {
+	head := jsonTrace{Kind: "trace", Src: endpoint(t.Session.Src), Dst: endpoint(t.Session.Dst), Shape: t.Session.Shape, Probe: t.Session.Probe,
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: service(t.Session.Service)}
+	for _, a := range t.Agents {
+		ja := jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
+			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)}
+		if a.Hello != nil {
+			ja.KernelDrops = a.Hello.KernelDrops
+		}
+		head.Agents = append(head.Agents, ja)
+		head.ReceivedBytes += a.Intake.ReceivedBytes
+	}
+	return head
 }
 
 // safeJSONWriter passes each encoded line through safeJSON: no rune that

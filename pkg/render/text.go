@@ -26,51 +26,8 @@ type Header struct {
 func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	c := newColorer(colorOn)
 	b := &strings.Builder{}
-	s := t.Session
 
-	// Header lines.
-	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), Safe(s.Src.IP), c.place.Sprint(Safe(s.Dst.Name)), Safe(s.Dst.IP))
-	switch {
-	case s.Src.Node != "" && s.Src.Node == s.Dst.Node:
-		fmt.Fprintf(b, " · same node %s", Safe(s.Src.Node))
-	case s.Src.Node != "" && s.Dst.Node != "":
-		fmt.Fprintf(b, " · nodes %s → %s", Safe(s.Src.Node), Safe(s.Dst.Node))
-	}
-	if s.Shape != "" {
-		fmt.Fprintf(b, " · %s", Safe(s.Shape))
-	}
-	fmt.Fprintf(b, " · %s\n", probeText(s.Probe))
-	var ag []string
-	for _, a := range t.Agents {
-		ag = append(ag, fmt.Sprintf("%s (%s)", Safe(a.Name), Safe(a.Role)))
-	}
-	armed := ""
-	if h.Armed > 0 {
-		armed = fmt.Sprintf(" · all armed in %.2f s", h.Armed.Seconds())
-	}
-	fmt.Fprintf(b, "%s  %s%s\n", c.head.Sprint("agents"), strings.Join(ag, " · "), armed)
-	if t.Shape != "" {
-		fmt.Fprintf(b, "%s   %s\n", c.head.Sprint("shape"), Safe(t.Shape))
-	}
-	for _, ce := range t.Clocks {
-		fmt.Fprintf(b, "%s  %s; deltas across nodes are one-way estimates (≈)\n", c.head.Sprint("clocks"), Safe(ce.String()))
-	}
-	if sv := s.Service; sv != nil {
-		fmt.Fprintf(b, "%s %s %s", c.head.Sprint("service"), c.place.Sprint(Safe(sv.Name)), Safe(trace.HostPort(sv.IP, sv.Port)))
-		switch {
-		case sv.NoEndpoints != "":
-			fmt.Fprintf(b, " · no ready endpoint: %s", Safe(sv.NoEndpoints))
-		case len(t.NATs) > 0:
-			n := t.NATs[0].N
-			fmt.Fprintf(b, " → endpoint %s %s", c.place.Sprint(Safe(s.Dst.Name)), Safe(trace.HostPort(n.Reply.Src, n.Reply.SrcPort)))
-		default:
-			b.WriteString(" · no translation seen")
-		}
-		b.WriteString("\n")
-	}
-	for _, n := range h.Notes {
-		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("note"), Safe(n))
-	}
+	writeHeader(b, t, h, c)
 	b.WriteString("\n")
 
 	// Column widths.
@@ -222,8 +179,61 @@ func Text(w io.Writer, t *trace.Trace, h Header, colorOn bool) error {
 	return err
 }
 
+// writeHeader writes the lines above a trace's hops: the endpoints, the
+// probe, the agents, the shape, clocks, Service and notes.
+func writeHeader(b *strings.Builder, t *trace.Trace, h Header, c *colorer) {
+	s := t.Session
+	fmt.Fprintf(b, "%s   %s %s ─▶ %s %s", c.head.Sprint("trace"), c.place.Sprint(Safe(s.Src.Name)), Safe(s.Src.IP), c.place.Sprint(Safe(s.Dst.Name)), Safe(s.Dst.IP))
+	switch {
+	case s.Src.Node != "" && s.Src.Node == s.Dst.Node:
+		fmt.Fprintf(b, " · same node %s", Safe(s.Src.Node))
+	case s.Src.Node != "" && s.Dst.Node != "":
+		fmt.Fprintf(b, " · nodes %s → %s", Safe(s.Src.Node), Safe(s.Dst.Node))
+	}
+	if s.Shape != "" {
+		fmt.Fprintf(b, " · %s", Safe(s.Shape))
+	}
+	fmt.Fprintf(b, " · %s\n", probeText(s.Probe))
+	var ag []string
+	for _, a := range t.Agents {
+		ag = append(ag, fmt.Sprintf("%s (%s)", Safe(a.Name), Safe(a.Role)))
+	}
+	armed := ""
+	if h.Armed > 0 {
+		armed = fmt.Sprintf(" · all armed in %.2f s", h.Armed.Seconds())
+	}
+	fmt.Fprintf(b, "%s  %s%s\n", c.head.Sprint("agents"), strings.Join(ag, " · "), armed)
+	if t.Shape != "" {
+		fmt.Fprintf(b, "%s   %s\n", c.head.Sprint("shape"), Safe(t.Shape))
+	}
+	for _, ce := range t.Clocks {
+		fmt.Fprintf(b, "%s  %s; deltas across nodes are one-way estimates (≈)\n", c.head.Sprint("clocks"), Safe(ce.String()))
+	}
+	if sv := s.Service; sv != nil {
+		fmt.Fprintf(b, "%s %s %s", c.head.Sprint("service"), c.place.Sprint(Safe(sv.Name)), Safe(trace.HostPort(sv.IP, sv.Port)))
+		switch {
+		case sv.NoEndpoints != "":
+			fmt.Fprintf(b, " · no ready endpoint: %s", Safe(sv.NoEndpoints))
+		case len(t.NATs) > 0:
+			n := t.NATs[0].N
+			fmt.Fprintf(b, " → endpoint %s %s", c.place.Sprint(Safe(s.Dst.Name)), Safe(trace.HostPort(n.Reply.Src, n.Reply.SrcPort)))
+		default:
+			b.WriteString(" · no translation seen")
+		}
+		b.WriteString("\n")
+	}
+	for _, n := range h.Notes {
+		fmt.Fprintf(b, "%s    %s\n", c.head.Sprint("note"), Safe(n))
+	}
+}
+
 // VerdictLine is the last line of a text trace.
 func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
+	return verdictLine(v, s, c, "probes")
+}
+
+// verdictLine is the verdict line, counting probes, or a watch's rounds.
+func verdictLine(v trace.Verdict, s trace.Session, c *colorer, unit string) string {
 	if c == nil {
 		c = newColorer(false)
 	}
@@ -233,7 +243,7 @@ func VerdictLine(v trace.Verdict, s trace.Session, c *colorer) string {
 	case "delivered":
 		parts = append(parts, c.ok.Sprint(res))
 		if v.Sent > 1 {
-			parts = append(parts, fmt.Sprintf("%d/%d probes", v.Delivered, v.Sent))
+			parts = append(parts, fmt.Sprintf("%d/%d %s", v.Delivered, v.Sent, unit))
 		}
 		if v.Answer != "" {
 			parts = append(parts, answerText(v.Answer, s))

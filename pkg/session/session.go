@@ -33,6 +33,9 @@ type Options struct {
 	ArmTimeout time.Duration // how long agents may take to say hello (default 60s)
 	Grace      time.Duration // how long to keep listening after the probe's outcome (default 50ms)
 	Progress   io.Writer     // lifecycle lines for humans; may be nil
+	// RoundGrace is how long a watch's round stays open after its
+	// probe's outcome arrived (default DefaultRoundGrace).
+	RoundGrace time.Duration
 }
 
 // Result is a finished run.
@@ -41,6 +44,22 @@ type Result struct {
 	Streams []trace.Stream // what every agent said, for a recording
 	Armed   time.Duration  // start to the last hello
 	Total   time.Duration
+}
+
+func (o Options) defaults() Options {
+	if o.ArmTimeout <= 0 {
+		o.ArmTimeout = 60 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 50 * time.Millisecond
+	}
+	return o
+}
+
+func (o Options) progress(format string, a ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, format+"\n", a...)
+	}
 }
 
 type running struct {
@@ -52,81 +71,29 @@ type running struct {
 	kept  keeper
 	hello chan struct{}
 	bye   chan struct{} // closed when the stream ends
-	done  bool          // saw the probe's last outcome
-	err   error         // stream error
-	fatal string        // a fatal error the agent reported
+	// sink, when set (a watch), sees each line first and takes those it
+	// returns true for: they are not kept here.
+	sink  func(*wire.Envelope) bool
+	done  bool   // saw the probe's last outcome
+	err   error  // stream error
+	fatal string // a fatal error the agent reported
 }
 
 // Run runs the plan. Agents are always stopped before it returns, also
 // when ctx is cancelled (Ctrl-C): teardown uses its own context.
 func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, error) {
-	if o.ArmTimeout <= 0 {
-		o.ArmTimeout = 60 * time.Second
-	}
-	if o.Grace <= 0 {
-		o.Grace = 50 * time.Millisecond
-	}
-	progress := func(format string, a ...any) {
-		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, format+"\n", a...)
-		}
-	}
+	o = o.defaults()
+	progress := o.progress
 	start := time.Now()
-	rs := make([]*running, len(p.Agents))
 	probeDone := make(chan struct{})
 	var probeOnce sync.Once
-
-	// Start every agent in parallel; the first that cannot start stops the
-	// others from waiting (a missing image fails them all alike).
-	var wg sync.WaitGroup
-	errs := make([]error, len(p.Agents))
-	startCtx, cancelStart := context.WithCancel(ctx)
-	defer cancelStart()
-	for i, s := range p.Agents {
-		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{})}
-		rs[i] = r
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			a, err := l.Start(startCtx, r.spec)
-			if err != nil {
-				if startCtx.Err() == nil || ctx.Err() != nil {
-					errs[i] = err
-				}
-				cancelStart()
-				close(r.bye)
-				return
-			}
-			r.agent = a
-			if err := a.Send(wire.CmdStart); err != nil {
-				errs[i] = fmt.Errorf("agent %s: %w: %s", r.spec.ID, err, a.Diagnostics())
-			}
-			go r.read(func() { probeOnce.Do(func() { close(probeDone) }) })
-		}(i)
-	}
-	wg.Wait()
+	rs, err := startAgents(ctx, l, p, o, func() { probeOnce.Do(func() { close(probeDone) }) }, nil)
 	defer stopAll(rs, progress)
-	if err := joinByCause(p.Agents, errs); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	progress("podtrace: %d agents started, waiting for them to arm", len(rs))
-
-	// Wait for every hello.
-	armCtx, cancel := context.WithTimeout(ctx, o.ArmTimeout)
-	defer cancel()
-	for _, r := range rs {
-		select {
-		case <-r.hello:
-		case <-r.bye:
-			if !closed(r.hello) { // both may be ready: a short stream said hello and ended
-				return nil, r.failure("exited before it was armed")
-			}
-		case <-armCtx.Done():
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("agent %s was not armed within %s: %s", r.spec.ID, o.ArmTimeout, r.diag())
-		}
+	if err := waitArmed(ctx, rs, o); err != nil {
+		return nil, err
 	}
 	armed := time.Since(start)
 	progress("podtrace: all agents armed in %.2f s", armed.Seconds())
@@ -173,6 +140,16 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	// ICMP error, a flooded copy). Then stop: each agent drains its ring
 	// and writes every frame before its bye.
 	time.Sleep(o.Grace)
+	streams := stopAndCollect(rs, progress)
+	progress("%s", ReceivedLine(streams))
+	t := merge.Merge(p.Session, streams)
+	return &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}, nil
+}
+
+// stopAndCollect tells every agent to stop, waits (bounded) for each bye
+// (each agent drains its ring and writes every frame before it), and
+// returns what each agent said.
+func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream {
 	for _, r := range rs {
 		_ = r.agent.Send(wire.CmdStop)
 	}
@@ -193,9 +170,72 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		}
 		r.mu.Unlock()
 	}
-	progress("%s", ReceivedLine(streams))
-	t := merge.Merge(p.Session, streams)
-	return &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}, nil
+	return streams
+}
+
+// startAgents starts every agent of the plan in parallel; the first that
+// cannot start stops the others from waiting (a missing image fails them
+// all alike). The agents it started are returned with the error too: the
+// caller stops them. sink, when set, sees each line first (see read).
+func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, probeDone func(), sink func(int, *wire.Envelope) bool) ([]*running, error) {
+	progress := o.progress
+	rs := make([]*running, len(p.Agents))
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.Agents))
+	startCtx, cancelStart := context.WithCancel(ctx)
+	defer cancelStart()
+	for i, s := range p.Agents {
+		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{})}
+		if sink != nil {
+			r.sink = func(e *wire.Envelope) bool { return sink(i, e) }
+		}
+		rs[i] = r
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			a, err := l.Start(startCtx, r.spec)
+			if err != nil {
+				if startCtx.Err() == nil || ctx.Err() != nil {
+					errs[i] = err
+				}
+				cancelStart()
+				close(r.bye)
+				return
+			}
+			r.agent = a
+			if err := a.Send(wire.CmdStart); err != nil {
+				errs[i] = fmt.Errorf("agent %s: %w: %s", r.spec.ID, err, a.Diagnostics())
+			}
+			go r.read(probeDone)
+		}(i)
+	}
+	wg.Wait()
+	if err := joinByCause(p.Agents, errs); err != nil {
+		return rs, err
+	}
+	progress("podtrace: %d agents started, waiting for them to arm", len(rs))
+	return rs, nil
+}
+
+// waitArmed waits for every agent's hello.
+func waitArmed(ctx context.Context, rs []*running, o Options) error {
+	armCtx, cancel := context.WithTimeout(ctx, o.ArmTimeout)
+	defer cancel()
+	for _, r := range rs {
+		select {
+		case <-r.hello:
+		case <-r.bye:
+			if !closed(r.hello) { // both may be ready: a short stream said hello and ended
+				return r.failure("exited before it was armed")
+			}
+		case <-armCtx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("agent %s was not armed within %s: %s", r.spec.ID, o.ArmTimeout, r.diag())
+		}
+	}
+	return nil
 }
 
 func (r *running) read(probeDone func()) {
@@ -220,6 +260,13 @@ func (r *running) read(probeDone func()) {
 			}
 			r.mu.Unlock()
 			return
+		}
+		if r.sink != nil && r.sink(e) {
+			r.mu.Lock()
+			r.kept.note(rd)
+			r.gaps = rd.Gaps
+			r.mu.Unlock()
+			continue
 		}
 		r.mu.Lock()
 		if r.kept.keep(e, rd.LineBytes) {

@@ -53,6 +53,7 @@ func verdict(t *trace.Trace, g *graph.Graph, s trace.Session) trace.Verdict {
 	var v trace.Verdict
 	var rtts []time.Duration
 	var firstLost *trace.Verdict
+	marked := false
 	for seq := 1; seq <= s.Probe.Count; seq++ {
 		id := s.Probe.Proto + "/" + fmt.Sprint(seq)
 		var req, rep *trace.Journey
@@ -96,8 +97,10 @@ func verdict(t *trace.Trace, g *graph.Graph, s trace.Session) trace.Verdict {
 		} else if firstLost == nil {
 			firstLost = &one
 		}
-		// Mark the path hops seen by the first probe.
-		if seq == 1 {
+		// Mark the path hops seen by the first probe sent (a watch's
+		// round holds one probe, of any sequence number).
+		if !marked {
+			marked = true
 			markPath(t, tp.Fwd, req, rep)
 		}
 	}
