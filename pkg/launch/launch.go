@@ -41,6 +41,9 @@ type Spec struct {
 	// lines): 0 leaves the agent's default (wire.DefaultBudget), negative
 	// means no limit.
 	Budget int64
+	// Unprivileged runs the agent without privilege: it captures
+	// nothing and only sends Probe (a pod agent).
+	Unprivileged bool
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -50,6 +53,9 @@ type Spec struct {
 func (s Spec) Args() []string {
 	a := []string{"--role", s.Role, "--id", s.ID, "--control", "stdin",
 		"--deadline", s.Deadline.Round(time.Second).String()}
+	if s.Unprivileged {
+		a = append(a, "--unprivileged")
+	}
 	if s.Name != "" {
 		a = append(a, "--name", s.Name)
 	}

@@ -20,6 +20,7 @@ type jsonTrace struct {
 	Clocks     []trace.ClockEstimate `json:"clocks,omitempty"`
 	Probe      *wire.ProbeSpec       `json:"probe,omitempty"`
 	Service    *trace.Service        `json:"service,omitempty"`
+	Mode       *trace.Mode           `json:"mode,omitempty"`
 	Start      time.Time             `json:"start"`
 	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
 	Agents     []jsonAgent           `json:"agents"`
@@ -167,7 +168,7 @@ type jsonVerdict struct {
 func JSON(w io.Writer, t *trace.Trace, h Header) error {
 	enc := json.NewEncoder(safeJSONWriter{w})
 	head := jsonTrace{Kind: "trace", Src: t.Session.Src, Dst: t.Session.Dst, Shape: t.Session.Shape, Probe: t.Session.Probe,
-		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: t.Session.Service}
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: t.Session.Service, Mode: t.Session.Mode}
 	for _, a := range t.Agents {
 		head.Agents = append(head.Agents, jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
 			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)})

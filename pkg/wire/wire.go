@@ -89,6 +89,13 @@ type Hello struct {
 	// every SummaryInterval instead of packet lines; 0: never.
 	SummarizeAbove  int           `json:"summarizeAbove,omitempty"`
 	SummaryInterval time.Duration `json:"summaryInterval,omitempty"`
+	// Unprivileged: the agent runs without privilege (no capability, a
+	// non-root uid) and captures nothing: no AF_PACKET socket, no netlink
+	// subscription, no links listed. It only sends the probe and reports
+	// what its socket saw of it (probe lines); the frames of its namespace
+	// are seen, if at all, by the node agents at the other end of its
+	// veth.
+	Unprivileged bool `json:"unprivileged,omitempty"`
 }
 
 // Link is one network interface of the agent's namespace.
