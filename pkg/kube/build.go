@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // Labels and names of what the plugin creates.
@@ -89,9 +91,8 @@ func (p AgentParams) securityContext() *corev1.SecurityContext {
 }
 
 // UnprivilegedUID is the user and group the unprivileged pod agent runs
-// as: "nobody" (the image has no /etc/passwd: the kubelet can check
-// runAsNonRoot only against a numeric uid).
-const UnprivilegedUID = 65534
+// as (wire.UnprivilegedUID: "nobody").
+const UnprivilegedUID = wire.UnprivilegedUID
 
 // securityContextFor is the agent container's security context; an
 // unprivileged one (the pod agent of mode unprivileged) meets PodSecurity

@@ -69,3 +69,8 @@ const (
 	DefaultSummaryInterval = time.Second
 	DefaultSummaryRecords  = 64
 )
+
+// UnprivilegedUID is the user and group an unprivileged agent runs as
+// (--unprivileged): "nobody". Numeric, because the agent image has no
+// /etc/passwd and a kubelet checks runAsNonRoot against a number.
+const UnprivilegedUID = 65534
