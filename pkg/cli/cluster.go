@@ -386,7 +386,7 @@ func (o *ClusterOptions) preflight(ctx context.Context) error {
 		cause := fmt.Sprintf("PodSecurity %q in namespace %q refused the capture agent in the pod (server-side dry run)", pe.Level, pe.Namespace)
 		o.modeWhy = whyNode(cause)
 		if next == modeUnprivileged {
-			o.modeWhy = whyUnprivileged(cause, src.Namespace)
+			o.modeWhy = whyUnprivileged(cause)
 		}
 		mode = next
 		err = check(mode)

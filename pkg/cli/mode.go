@@ -89,11 +89,11 @@ func chooseMode(requested string, passive bool, src nsLevel, pods []nsLevel) (mo
 		if l.Level == "" || admits(l.Level, modeEphemeral) {
 			continue
 		}
-		cause := levelText(l) + ", which forbids the capture agent in the pods (it adds NET_RAW and NET_ADMIN)"
+		cause := levelText(l) + ", which forbids the capture agent's NET_RAW and NET_ADMIN"
 		if passive {
 			return modeNode, whyNode(cause)
 		}
-		return modeUnprivileged, whyUnprivileged(cause, src.Namespace)
+		return modeUnprivileged, whyUnprivileged(cause)
 	}
 	var ls []string
 	for _, l := range pods {
@@ -112,8 +112,8 @@ func whyNode(cause string) string {
 	return cause + ": observing from the nodes only (pod eth0 hops are not observable)"
 }
 
-func whyUnprivileged(cause, srcNS string) string {
-	return fmt.Sprintf("%s: the probe is sent by an unprivileged agent in the source pod (namespace %q; non-root, no capability); the pods' own eth0 is not captured, the node agents see the host side of their veths", cause, srcNS)
+func whyUnprivileged(cause string) string {
+	return cause + ": probing from an unprivileged agent in the source pod (non-root, no capability); the pods' own eth0 is not captured, the node agents see their veths"
 }
 
 // stepDown is the next mode auto tries when PodSecurity refused the
@@ -134,5 +134,5 @@ func levelText(l nsLevel) string {
 	if !l.Labelled {
 		return fmt.Sprintf("namespace %q enforces PodSecurity %q (no %s label)", l.Namespace, l.Level, EnforceLabel)
 	}
-	return fmt.Sprintf("namespace %q enforces PodSecurity %q (%s)", l.Namespace, l.Level, EnforceLabel)
+	return fmt.Sprintf("namespace %q enforces PodSecurity %q", l.Namespace, l.Level)
 }
