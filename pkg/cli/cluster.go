@@ -391,6 +391,11 @@ func (o *ClusterOptions) preflight(ctx context.Context) error {
 		mode = next
 		err = check(mode)
 	}
+	if err != nil && errors.As(err, &pe) && mode == modeUnprivileged {
+		// PodSecurity evaluates the whole pod with the container added:
+		// the pod's own containers do not meet the level.
+		return fmt.Errorf("preflight: %w; nothing was created. Even the unprivileged agent (non-root, no capability) is refused: the pod's own containers do not meet PodSecurity %q (it judges the whole pod); observe from the node side instead (--mode node --passive)", err, pe.Level)
+	}
 	if err != nil && errors.As(err, &pe) {
 		return fmt.Errorf("preflight: %w; nothing was created. To proceed: %s", err, kube.PodSecurityHint(err))
 	}

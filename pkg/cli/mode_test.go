@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -217,6 +218,39 @@ func TestAutoPassiveUnderBaselineObservesFromTheNodes(t *testing.T) {
 	for _, w := range *writes {
 		if w.GetVerb() == "patch" {
 			t.Errorf("passive under restricted patched pod %s", w.(k8stesting.PatchAction).GetName())
+		}
+	}
+}
+
+// Where even the unprivileged agent is refused (PodSecurity judges the
+// whole pod: its own containers break the level, labelled after they ran),
+// the error says so and points to the node side; nothing is created.
+func TestUnprivilegedRefusedSaysThePodBreaksTheLevel(t *testing.T) {
+	cs, writes := fakeCluster(runningPod("e2e-b", "pod-a", "10.244.0.2", "node-1"), runningPod("e2e-b", "pod-b", "10.244.0.3", "node-1"),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-b", Labels: map[string]string{EnforceLabel: "restricted"}}})
+	cs.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), a.(k8stesting.PatchAction).GetName(),
+			errors.New(`ephemeral containers are forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true (pod or container "app" must set securityContext.runAsNonRoot=true)`))
+	})
+	var out, errOut bytes.Buffer
+	o := clusterOptions(cs, "tcp", &out, &errOut)
+	o.Port = 8080
+	ctx := context.Background()
+	if err := o.Complete(ctx, []string{"e2e-b/pod-a", "e2e-b/pod-b"}); err != nil {
+		t.Fatal(err)
+	}
+	err := o.Run(ctx)
+	if err == nil {
+		t.Fatal("a refused trace succeeded")
+	}
+	for _, want := range []string{`PodSecurity "restricted"`, "unprivileged agent", "pod's own containers", "--mode node --passive", "nothing was created"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	for _, w := range *writes {
+		if w.GetVerb() == "create" {
+			t.Errorf("a create after a refusal: %v", w)
 		}
 	}
 }
