@@ -53,6 +53,16 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 			Match:           &wire.ProbeSpec{Proto: "tcp", Dst: "10.96.0.10", Port: 80, Count: 1, ID: 42000, NAT: true, Interval: 200 * time.Millisecond, Timeout: time.Second},
 			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: wire.DefaultBudget},
 	}, {
+		name: "unprivileged prober",
+		spec: launch.Spec{ID: "pod-a", Role: wire.RolePod, Name: "shop/pod-a", Node: "node-1",
+			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Deadline: time.Minute, Unprivileged: true,
+			Probe: &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, Interval: time.Second, Timeout: time.Second, ID: 43000}},
+		want: agent.Config{ID: "pod-a", Role: wire.RolePod, Name: "shop/pod-a", Node: "node-1",
+			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Snaplen: wire.DefaultSnaplen, Promisc: true,
+			Deadline: time.Minute, Control: "stdin", Unprivileged: true,
+			Probe:           &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, Interval: time.Second, Timeout: time.Second, ID: 43000},
+			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: wire.DefaultBudget},
+	}, {
 		name: "defaults",
 		spec: launch.Spec{ID: "pod-b", Role: wire.RolePod, Deadline: 30 * time.Second},
 		want: agent.Config{ID: "pod-b", Role: wire.RolePod, Snaplen: wire.DefaultSnaplen, Promisc: true,
@@ -75,7 +85,7 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 // built by Spec.Args) before this test passes again.
 func TestArgsTestCoversEverySpecField(t *testing.T) {
 	covered := []string{"ID", "Role", "Name", "Node", "Target", "Hosts", "Filter", "Snaplen", "Payload",
-		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace", "KernelDrops"}
+		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace", "KernelDrops", "Unprivileged"}
 	var fields []string
 	for f := range reflect.TypeFor[launch.Spec]().Fields() {
 		fields = append(fields, f.Name)

@@ -98,6 +98,7 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.IntVar(&cfg.Snaplen, "snaplen", wire.DefaultSnaplen, "bytes the kernel copies per frame; without --payload only the headers of those leave the agent")
 	fs.BoolVar(&cfg.Payload, "payload", false, "stream whole frames, transport payload included (default: headers only, up to the innermost TCP/UDP/ICMP header)")
 	fs.BoolVar(&cfg.KernelDrops, "kernel-drops", false, "report the kernel's reason and place for each of the probe's packets it drops (an eBPF program on skb:kfree_skb, IPv4, Linux 5.17+; needs CAP_BPF and CAP_PERFMON)")
+	fs.BoolVar(&cfg.Unprivileged, "unprivileged", false, "run without privilege (a non-root uid, no capability): capture nothing, only send the probe (ICMP through an unprivileged ping socket) and report its outcome")
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
@@ -143,6 +144,9 @@ func parseArgs(args []string) (agent.Config, error) {
 	}
 	if probeArg != "" && traceArg != "" {
 		return cfg, errors.New("--probe and --trace-probe exclude each other: the agent that sends a probe traces it")
+	}
+	if cfg.Unprivileged && (cfg.Role != wire.RolePod || traceArg != "" || cfg.Filter != "") {
+		return cfg, errors.New("--unprivileged captures nothing: it runs in a pod (--role pod) and only sends the probe (--probe), without --trace-probe or --filter")
 	}
 	if traceArg != "" {
 		if len(cfg.Hosts) < 2 {

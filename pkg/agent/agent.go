@@ -84,6 +84,11 @@ type Config struct {
 	// for the probe: drop lines name the kernel's reason for each of the
 	// probe's packets it dropped. It needs CAP_BPF and CAP_PERFMON.
 	KernelDrops bool
+	// Unprivileged runs the agent without privilege (no capability, a
+	// non-root uid, as PodSecurity baseline and restricted admit it): it
+	// captures nothing and opens no netlink socket; it sends the probe
+	// (ICMP through an unprivileged ping socket) and reports its outcome.
+	Unprivileged bool
 	// Watchdog, when set, is called if Run has not returned
 	// WatchdogGrace after its run ended (deadline, stop or signal): a
 	// write to an output nobody reads blocks forever, and the process
@@ -152,6 +157,9 @@ func Run(ctx context.Context, cfg Config) error {
 		_ = w.Emit(&wire.Error{Msg: err.Error(), Fatal: true})
 		_ = w.Emit(&wire.Bye{Reason: wire.ByeError})
 		return err
+	}
+	if cfg.Unprivileged {
+		return runUnprivileged(ctx, stop, cfg, w, deadline)
 	}
 
 	links, err := netsnap.Links()
@@ -338,6 +346,40 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	// Probe and control.
+	control(ctx, stop, cfg, w)
+
+	<-ctx.Done()
+	reason := byeReason(ctx)
+	// Let the ring retire its last partly filled block, then stop reading.
+	capWG.Wait()
+	var summarized, summarizedBytes uint64
+	if sum != nil {
+		sum.flush(time.Now(), w) // the last, partial interval
+		summarized, summarizedBytes = sum.packets, sum.bytes
+	}
+	reportNAT(cfg, w, ctw)
+	nftStats := reportNFTrace(cfg, w, nft, &names)
+	dropCounts := kd.close()
+	st, err := h.Stats()
+	h.Close()
+	if err == nil {
+		cutLines, cutBytes := w.Cut()
+		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
+			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets,
+			NFTraceEvents: nftStats.Events, NFTraceOther: nftStats.Other, NFTraceCut: nftStats.Cut, NFTraceOverrun: nftStats.Overrun,
+			KernelDrops: dropCounts})
+	}
+	if topo, err := netsnap.Take("after"); err == nil {
+		_ = w.Emit(topo)
+	}
+	_ = w.Emit(&wire.Bye{Reason: reason})
+	return nil
+}
+
+// control starts the probe (if any) right away, or reads the plugin's
+// control lines: "probe" starts it, "stop" or the end of input stops the
+// agent.
+func control(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *wire.Writer) {
 	var probeOnce sync.Once
 	startProbe := func() {
 		if cfg.Probe == nil {
@@ -345,7 +387,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		probeOnce.Do(func() {
 			go func() {
-				err := probe.Run(ctx, cfg.Probe, func(p *wire.Probe) { _ = w.Emit(p) })
+				err := probe.RunWith(ctx, cfg.Probe, probe.Options{Unprivileged: cfg.Unprivileged}, func(p *wire.Probe) { _ = w.Emit(p) })
 				if err != nil && ctx.Err() == nil {
 					_ = w.Emit(&wire.Error{Msg: "probe: " + err.Error()})
 					_ = w.Emit(&wire.Probe{ID: "error", Event: "error", TS: time.Now(), Detail: err.Error(), Done: true})
@@ -371,38 +413,35 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		startProbe()
 	}
+}
 
-	<-ctx.Done()
-	reason := wire.ByeSignal
+func byeReason(ctx context.Context) string {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errStopped):
-		reason = wire.ByeStopped
+		return wire.ByeStopped
 	case errors.Is(cause, context.DeadlineExceeded):
-		reason = wire.ByeDeadline
+		return wire.ByeDeadline
 	}
-	// Let the ring retire its last partly filled block, then stop reading.
-	capWG.Wait()
-	var summarized, summarizedBytes uint64
-	if sum != nil {
-		sum.flush(time.Now(), w) // the last, partial interval
-		summarized, summarizedBytes = sum.packets, sum.bytes
+	return wire.ByeSignal
+}
+
+// runUnprivileged is the agent without privilege: hello (no links, no
+// filter: it captures nothing), the probe's lines, bye. It opens no
+// AF_PACKET and no netlink socket, and changes nothing.
+func runUnprivileged(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *wire.Writer, deadline time.Time) error {
+	inode, _ := netsnap.NetNSInode()
+	host, _ := os.Hostname()
+	hello := &wire.Hello{
+		Role: cfg.Role, Node: cfg.Node, Name: cfg.Name, NetNS: cfg.NetNS, NetNSID: inode,
+		Hostname: host, Version: version.Version, PID: os.Getpid(), Deadline: deadline,
+		Links: []wire.Link{}, Caps: effectiveCaps(), Probe: cfg.Probe, Clock: "realtime", Unprivileged: true,
 	}
-	reportNAT(cfg, w, ctw)
-	nftStats := reportNFTrace(cfg, w, nft, &names)
-	dropCounts := kd.close()
-	st, err := h.Stats()
-	h.Close()
-	if err == nil {
-		cutLines, cutBytes := w.Cut()
-		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
-			Summarized: summarized, SummarizedBytes: summarizedBytes, Budget: w.Budget(), CutLines: cutLines, CutBytes: cutBytes, CutPackets: cutPackets,
-			NFTraceEvents: nftStats.Events, NFTraceOther: nftStats.Other, NFTraceCut: nftStats.Cut, NFTraceOverrun: nftStats.Overrun,
-			KernelDrops: dropCounts})
+	if err := w.Emit(hello); err != nil {
+		return err // nobody is listening
 	}
-	if topo, err := netsnap.Take("after"); err == nil {
-		_ = w.Emit(topo)
-	}
-	_ = w.Emit(&wire.Bye{Reason: reason})
+	control(ctx, stop, cfg, w)
+	<-ctx.Done()
+	_ = w.Emit(&wire.Bye{Reason: byeReason(ctx)})
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -21,6 +22,7 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/kube"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
 	clusterlaunch "github.com/podtrace/kubectl-podtrace/pkg/launch/cluster"
+	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 	"github.com/podtrace/kubectl-podtrace/pkg/version"
@@ -60,6 +62,9 @@ type ClusterOptions struct {
 	session           string
 	notes             []string
 	taints            map[string][]corev1.Taint
+	// mode is the mode preflight chose (modeEphemeral, modeUnprivileged,
+	// modeNode), and modeWhy why.
+	mode, modeWhy string
 }
 
 // maxEndpointNodes bounds the nodes of a Service's endpoints that get a
@@ -80,11 +85,11 @@ func (o *ClusterOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.PullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "agent image pull policy: Always, IfNotPresent or Never")
 	f.StringArrayVar(&o.PullSecrets, "image-pull-secret", nil, "image pull secret in the agent namespace for node agents (repeatable); pod agents use the pod's own pull secrets")
 	f.StringVar(&o.AgentNamespace, "agent-namespace", kube.DefaultAgentNamespace, "namespace of the node agents (deploy/agent-namespace.yaml)")
-	f.StringVar(&o.Mode, "mode", "auto", "auto: agents in both pods and on their nodes, or, with --passive where a pod's namespace forbids the agent, node agents only; ephemeral: always inject into the pods; node: node agents only (with --passive)")
+	f.StringVar(&o.Mode, "mode", modeAuto, "auto: the richest mode the pods' namespaces admit (PodSecurity), said on stderr and in the trace; ephemeral: capture agents in both pods (they add NET_RAW and NET_ADMIN: PodSecurity privileged) and on their nodes; unprivileged: an agent without privilege in the source pod only sends the probe (PodSecurity baseline and restricted admit it), the node agents capture; node: node agents only (with --passive)")
 	f.StringVar(&o.DryRun, "dry-run", "none", "print the plan and every object it would create or patch, as YAML, and exit, creating nothing: server (also bare --dry-run): the API server dry-runs every object first (RBAC, PodSecurity and admission policies answer, as before a trace); client: the objects as built, with no access review or dry run sent (only reads); none: trace")
 	f.Lookup("dry-run").NoOptDefVal = dryRunServer
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 2*time.Minute, "how long an agent may take to run (image pull included)")
-	completeValues(cmd, "mode", "auto\tagents in both pods and on their nodes", "ephemeral\talways inject into the pods", "node\tnode agents only (with --passive)")
+	completeValues(cmd, "mode", "auto\tthe richest mode the namespaces admit", "ephemeral\tcapture agents in both pods", "unprivileged\tan unprivileged prober in the source pod", "node\tnode agents only (with --passive)")
 	completeValues(cmd, "dry-run", "server\tthe API server dry-runs every object", "client\tthe objects as built, nothing sent", "none\ttrace")
 	completeValues(cmd, "image-pull-policy", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever))
 	addKubeFlags(cmd, o.ConfigFlags)
@@ -199,13 +204,17 @@ func (o *ClusterOptions) Validate() error {
 		return fmt.Errorf("--dry-run %q: want server, client or none", o.DryRun)
 	}
 	switch o.Mode {
-	case "auto", "ephemeral":
-	case "node":
+	case modeAuto, modeEphemeral:
+	case modeUnprivileged:
+		if o.Passive {
+			return errors.New("--mode unprivileged sends a probe and captures nothing in the pods: for --passive use --mode node (or auto)")
+		}
+	case modeNode:
 		if !o.Passive {
-			return errors.New("--mode node runs no agent inside the pods, so nothing can send a probe from the source pod: add --passive to observe existing traffic, or use --mode ephemeral")
+			return errors.New("--mode node runs no agent inside the pods, so nothing can send a probe from the source pod: add --passive to observe existing traffic, or use --mode unprivileged or ephemeral")
 		}
 	default:
-		return fmt.Errorf("--mode %q: want auto, ephemeral or node", o.Mode)
+		return fmt.Errorf("--mode %q: want auto, ephemeral, unprivileged or node", o.Mode)
 	}
 	switch corev1.PullPolicy(o.PullPolicy) {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
@@ -282,13 +291,15 @@ func (o *ClusterOptions) completeService(ctx context.Context, r kube.ServiceRef,
 
 func (o *ClusterOptions) params() kube.AgentParams {
 	return kube.AgentParams{Session: o.session, Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy),
-		PullSecrets: o.PullSecrets, Capabilities: "capture", KernelDrops: o.KernelDrops && !o.Passive,
+		PullSecrets: o.PullSecrets, Capabilities: "capture", KernelDrops: o.KernelDrops && !o.Passive, Unprivileged: o.mode == modeUnprivileged,
 		Deadline: o.AgentDeadline(), Namespace: o.AgentNamespace, NodeTaints: o.taints}
 }
 
-// Plan places the agents: one in each pod (the source probes) unless
-// inject is false, one on each node involved.
-func (o *ClusterOptions) Plan(inject bool) session.Plan {
+// Plan places the agents of a mode: a capture agent in each pod (the
+// source's probes) in mode ephemeral, an unprivileged prober in the
+// source pod only in mode unprivileged, none in mode node; and one on
+// each node involved.
+func (o *ClusterOptions) Plan(mode string) session.Plan {
 	endpoint := func(t *kube.Target) trace.Endpoint {
 		return trace.Endpoint{Name: t.Ref.String(), Short: t.Ref.Name, IP: t.IP, Node: t.Node}
 	}
@@ -299,6 +310,9 @@ func (o *ClusterOptions) Plan(inject bool) session.Plan {
 	} else {
 		s = trace.Session{Src: endpoint(o.src), Dst: endpoint(o.dst), Probe: o.ProbeSpec(o.dst.IP)}
 		hosts = []string{o.src.IP, o.dst.IP}
+	}
+	if mode != "" {
+		s.Mode = &trace.Mode{Name: mode, Why: o.modeWhy}
 	}
 	p := session.Plan{Session: s}
 	id := func(t *kube.Target) string {
@@ -311,7 +325,15 @@ func (o *ClusterOptions) Plan(inject bool) session.Plan {
 		o.Apply(&spec)
 		p.Agents = append(p.Agents, spec)
 	}
-	if inject {
+	switch mode {
+	case modeUnprivileged:
+		// It captures nothing: no filter, no payload; it sends the probe.
+		p.Session.Src.Agent = id(o.src)
+		spec := launch.Spec{ID: id(o.src), Role: wire.RolePod, Name: id(o.src), Node: o.src.Node, Target: o.src.Ref.String(), Hosts: hosts, Probe: s.Probe}
+		o.Apply(&spec)
+		spec.Filter, spec.Payload, spec.Snaplen, spec.Unprivileged = "", false, 0, true
+		p.Agents = append(p.Agents, spec)
+	case modeEphemeral:
 		p.Session.Src.Agent = id(o.src)
 		add(launch.Spec{ID: id(o.src), Role: wire.RolePod, Name: id(o.src), Node: o.src.Node, Target: o.src.Ref.String(), Hosts: hosts, Probe: s.Probe})
 		if o.dst != nil {
@@ -356,21 +378,36 @@ func (o *ClusterOptions) serviceSession(endpoint func(*kube.Target) trace.Endpoi
 	return s, hosts
 }
 
-// preflight checks permissions and asks the API server to dry-run every
-// patch and create of the plan: nothing is created when it fails. It
-// returns whether pod agents will be injected.
-func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
-	inject := o.Mode != "node"
-	check := func(inject bool) error {
-		nss := []string{o.src.Ref.Namespace}
-		if o.dst != nil {
-			nss = append(nss, o.dst.Ref.Namespace)
+// preflight chooses the mode (chooseMode: the requested one, or the
+// richest the namespaces' PodSecurity labels admit), checks permissions
+// and asks the API server to dry-run every patch and create of its plan:
+// nothing is created when it fails. With --mode auto, a PodSecurity
+// refusal (a level the labels did not tell: a cluster default, or labels
+// the user may not read) steps down to the next mode and says why. It
+// sets o.mode and o.modeWhy.
+func (o *ClusterOptions) preflight(ctx context.Context) error {
+	check := func(mode string) error {
+		var needs []kube.Access
+		switch mode {
+		case modeUnprivileged:
+			// Only the source pod gets an agent.
+			needs = kube.Needs([]string{o.src.Ref.Namespace}, true, o.AgentNamespace)
+			if o.dst != nil && o.dst.Ref.Namespace != o.src.Ref.Namespace {
+				needs = append(kube.Needs([]string{o.dst.Ref.Namespace}, false, o.AgentNamespace)[:1], needs...)
+			}
+		default:
+			nss := []string{o.src.Ref.Namespace}
+			if o.dst != nil {
+				nss = append(nss, o.dst.Ref.Namespace)
+			}
+			needs = kube.Needs(nss, mode != modeNode, o.AgentNamespace)
 		}
-		if err := kube.CheckAccess(ctx, o.client, kube.Needs(nss, inject, o.AgentNamespace)); err != nil {
+		if err := kube.CheckAccess(ctx, o.client, needs); err != nil {
 			return err
 		}
+		o.mode = mode
 		p := o.params()
-		plan := o.Plan(inject)
+		plan := o.Plan(mode)
 		for _, a := range plan.Agents {
 			var err error
 			switch a.Role {
@@ -389,22 +426,63 @@ func (o *ClusterOptions) preflight(ctx context.Context) (bool, error) {
 		}
 		return nil
 	}
-	err := check(inject)
+	src, pods := o.podSecurityLevels(ctx)
+	mode, why := chooseMode(o.Mode, o.Passive, src, pods)
+	o.modeWhy = why
+	err := check(mode)
 	var pe *kube.PodSecurityError
-	if err != nil && errors.As(err, &pe) && inject && o.Mode == "auto" && o.Passive {
-		o.notes = append(o.notes, fmt.Sprintf("PodSecurity %q in namespace %q forbids the capture agent in the pod: observing from the nodes only (pod eth0 hops are not observable)", pe.Level, pe.Namespace))
-		return false, check(false)
+	if next := stepDown(mode, o.Passive); err != nil && errors.As(err, &pe) && o.Mode == modeAuto && next != "" {
+		cause := fmt.Sprintf("PodSecurity %q in namespace %q refused the capture agent in the pod (server-side dry run)", pe.Level, pe.Namespace)
+		o.modeWhy = whyNode(cause)
+		if next == modeUnprivileged {
+			o.modeWhy = whyUnprivileged(cause)
+		}
+		mode = next
+		err = check(mode)
+	}
+	if err != nil && errors.As(err, &pe) && mode == modeUnprivileged {
+		// PodSecurity evaluates the whole pod with the container added:
+		// the pod's own containers do not meet the level.
+		return fmt.Errorf("preflight: %w; nothing was created. Even the unprivileged agent (non-root, no capability) is refused: the pod's own containers do not meet PodSecurity %q (it judges the whole pod); observe from the node side instead (--mode node --passive)", err, pe.Level)
 	}
 	if err != nil && errors.As(err, &pe) {
-		return inject, fmt.Errorf("preflight: %w; nothing was created. To proceed: %s", err, kube.PodSecurityHint(err))
+		return fmt.Errorf("preflight: %w; nothing was created. To proceed: %s", err, kube.PodSecurityHint(err))
 	}
 	if err != nil && o.KernelDrops && strings.Contains(err.Error(), kernelDropsRefused) {
-		return inject, fmt.Errorf("preflight: --kernel-drops needs capabilities BPF and PERFMON on the node agent pods in namespace %q, which the admission policy does not allow there; nothing was created. To proceed: run without --kernel-drops, or ask an admin to allow them (kubectl -n podtrace-system patch configmap podtrace-agent-policy --type merge -p '{\"data\":{\"kernelDrops\":\"allow\"}}', see deploy/README.md)", o.AgentNamespace)
+		return fmt.Errorf("preflight: --kernel-drops needs capabilities BPF and PERFMON on the node agent pods in namespace %q, which the admission policy does not allow there; nothing was created. To proceed: run without --kernel-drops, or ask an admin to allow them (kubectl -n podtrace-system patch configmap podtrace-agent-policy --type merge -p '{\"data\":{\"kernelDrops\":\"allow\"}}', see deploy/README.md)", o.AgentNamespace)
 	}
 	if err != nil {
-		return inject, fmt.Errorf("%w; nothing was created", err)
+		return fmt.Errorf("%w; nothing was created", err)
 	}
-	return inject, nil
+	o.mode = mode
+	fmt.Fprintf(o.ErrOut, "podtrace: mode %s: %s\n", mode, render.Safe(o.modeWhy))
+	return nil
+}
+
+// podSecurityLevels reads the PodSecurity level the traced pods'
+// namespaces enforce (their labels; get namespaces, which the user role
+// grants): the source's, and every traced pod's. A namespace that cannot
+// be read has level "" (unknown: the dry run judges).
+func (o *ClusterOptions) podSecurityLevels(ctx context.Context) (src nsLevel, pods []nsLevel) {
+	nss := []string{o.src.Ref.Namespace}
+	if o.dst != nil && o.dst.Ref.Namespace != o.src.Ref.Namespace {
+		nss = append(nss, o.dst.Ref.Namespace)
+	}
+	out := make([]nsLevel, len(nss))
+	var wg sync.WaitGroup
+	for i, ns := range nss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = nsLevel{Namespace: ns}
+			n, err := o.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			if err == nil {
+				out[i] = enforceLevel(ns, n.Labels)
+			}
+		}()
+	}
+	wg.Wait()
+	return out[0], out
 }
 
 // kernelDropsRefused is what deploy/admission-policy.yaml says when it
@@ -416,14 +494,15 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.ErrOut, "podtrace: session %s: %s (%s, node %s) → %s\n", o.session, o.src.Ref, o.src.IP, o.src.Node, o.dstText())
 	model := o.startPolicyModel(ctx)
 	if o.DryRun == dryRunClient {
+		src, pods := o.podSecurityLevels(ctx)
+		o.mode, o.modeWhy = chooseMode(o.Mode, o.Passive, src, pods)
 		o.notes = append(o.notes, "client dry run: no access review and no server-side dry run were sent; --dry-run=server checks each object with the API server", model.line())
-		return o.printDryRun(o.Out, o.Plan(o.Mode != "node"))
+		return o.printDryRun(o.Out, o.Plan(o.mode))
 	}
-	inject, err := o.preflight(ctx)
-	if err != nil {
+	if err := o.preflight(ctx); err != nil {
 		return err
 	}
-	plan := o.Plan(inject)
+	plan := o.Plan(o.mode)
 	o.annotate = model.annotate
 	if o.DryRun == dryRunServer {
 		o.notes = append(o.notes, model.line())
@@ -443,9 +522,9 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(o.ErrOut, "podtrace: cleanup: %v\n", err)
 		}
 	}()
-	if inject {
+	if o.mode != modeNode {
 		who := o.src.Ref.String()
-		if o.dst != nil {
+		if o.dst != nil && o.mode == modeEphemeral {
 			who += " and " + o.dst.Ref.String()
 		}
 		o.notes = append(o.notes, fmt.Sprintf("agent container %s added to %s (ephemeral containers stay in the pod spec; the agent exits by itself)",
@@ -459,6 +538,7 @@ func (o *ClusterOptions) printDryRun(w io.Writer, plan session.Plan) error {
 	p := o.params()
 	fmt.Fprintf(w, "# kubectl podtrace dry run, session %s: nothing was created\n", o.session)
 	fmt.Fprintf(w, "# trace %s (%s) → %s, %s\n", o.src.Ref, o.src.IP, o.dstText(), probeLine(plan.Session.Probe))
+	fmt.Fprintf(w, "# mode %s: %s\n", o.mode, render.Safe(o.modeWhy))
 	for _, n := range o.notes {
 		fmt.Fprintf(w, "# note: %s\n", n)
 	}

@@ -672,19 +672,18 @@ func TestNodeAgentsOnlyObservePassively(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	inject, err := o.preflight(ctx)
-	if err != nil {
+	if err := o.preflight(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if inject {
-		t.Fatal("--mode node: preflight wants agents in the pods")
+	if o.mode != modeNode {
+		t.Fatalf("--mode node: preflight chose mode %q", o.mode)
 	}
 	for _, w := range *writes {
 		if w.GetVerb() == "patch" {
 			t.Errorf("--mode node: preflight patched pod %s (an ephemeral container)", w.(k8stesting.PatchAction).GetName())
 		}
 	}
-	plan := o.Plan(inject)
+	plan := o.Plan(o.mode)
 	if plan.Session.Src.Agent != "" || plan.Session.Dst.Agent != "" {
 		t.Errorf("--mode node plan names pod agents %q, %q", plan.Session.Src.Agent, plan.Session.Dst.Agent)
 	}

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // Labels and names of what the plugin creates.
@@ -53,8 +55,13 @@ type AgentParams struct {
 	// KernelDrops: node agents load the kernel drop reasons program
 	// (--kernel-drops), so their container adds BPF and PERFMON too.
 	KernelDrops bool
-	Deadline    time.Duration
-	Namespace   string // agent namespace for node pods
+	// Unprivileged builds the pod agent (ephemeral container) without
+	// privilege, as PodSecurity restricted (and so baseline) admits it:
+	// UnprivilegedUID, runAsNonRoot, every capability dropped. Node agents
+	// are not affected: they run in the agent namespace and capture.
+	Unprivileged bool
+	Deadline     time.Duration
+	Namespace    string // agent namespace for node pods
 	// NodeTaints are the taints of each node by name: a node agent
 	// tolerates those of its node and no others.
 	NodeTaints map[string][]corev1.Taint
@@ -83,6 +90,32 @@ func NodePodName(session, node string) string {
 // agent writes nothing but its stdout and stderr). The admission policies
 // in deploy/admission-policy.yaml admit exactly this.
 func (p AgentParams) securityContext() *corev1.SecurityContext {
+	return p.securityContextFor(false)
+}
+
+// UnprivilegedUID is the user and group the unprivileged pod agent runs
+// as (wire.UnprivilegedUID: "nobody").
+const UnprivilegedUID = wire.UnprivilegedUID
+
+// securityContextFor is the agent container's security context; an
+// unprivileged one (the pod agent of mode unprivileged) meets PodSecurity
+// restricted: a non-root numeric uid and gid, runAsNonRoot, every
+// capability dropped and none added, no privilege escalation, seccomp
+// RuntimeDefault, and the read-only root filesystem. It sends TCP and UDP
+// probes from ports above 1023 and ICMP through a ping socket, none of
+// which needs a capability.
+func (p AgentParams) securityContextFor(unprivileged bool) *corev1.SecurityContext {
+	if unprivileged {
+		return &corev1.SecurityContext{
+			RunAsUser:                ptr.To[int64](UnprivilegedUID),
+			RunAsGroup:               ptr.To[int64](UnprivilegedUID),
+			RunAsNonRoot:             ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}
+	}
 	sc := &corev1.SecurityContext{
 		RunAsUser:                ptr.To[int64](0),
 		RunAsNonRoot:             ptr.To(false),
@@ -176,7 +209,7 @@ func EphemeralContainer(p AgentParams, args []string) corev1.EphemeralContainer 
 			Stdin:                    true,
 			StdinOnce:                true,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-			SecurityContext:          p.securityContext(),
+			SecurityContext:          p.securityContextFor(p.Unprivileged),
 		},
 	}
 }

@@ -316,3 +316,47 @@ func TestKernelDropsAddBPFAndPerfmonToNodeAgentsOnly(t *testing.T) {
 		t.Errorf("ephemeral agent with --kernel-drops (-want +got):\n%s", diff)
 	}
 }
+
+// The unprivileged pod agent meets each control of the Pod Security
+// Standards' restricted profile (kubernetes.io/docs/concepts/security/
+// pod-security-standards), listed here by hand: not privileged, no added
+// capability outside NET_BIND_SERVICE and drop ALL, allowPrivilegeEscalation
+// false, runAsNonRoot true and runAsUser not 0, seccomp RuntimeDefault or
+// Localhost, no unmasked procMount, no SELinux type, no host ports. The node
+// agent of the same run keeps its capture capabilities.
+func TestUnprivilegedEphemeralContainerMeetsRestricted(t *testing.T) {
+	p := params()
+	p.Unprivileged = true
+	ec := EphemeralContainer(p, []string{"--role", "pod", "--unprivileged"})
+	sc := ec.SecurityContext
+	if sc == nil {
+		t.Fatal("no security context")
+	}
+	checks := []struct {
+		control string
+		ok      bool
+	}{
+		{"privileged", sc.Privileged == nil || !*sc.Privileged},
+		{"capabilities", sc.Capabilities != nil && len(sc.Capabilities.Add) == 0 && cmp.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"})},
+		{"allowPrivilegeEscalation", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation},
+		{"runAsNonRoot", sc.RunAsNonRoot != nil && *sc.RunAsNonRoot},
+		{"runAsUser", sc.RunAsUser != nil && *sc.RunAsUser != 0},
+		{"seccompProfile", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"procMount", sc.ProcMount == nil || *sc.ProcMount == corev1.DefaultProcMount},
+		{"seLinuxOptions", sc.SELinuxOptions == nil},
+		{"ports", len(ec.Ports) == 0},
+		{"readOnlyRootFilesystem (the admission policy's)", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("restricted control %s not met: %+v", c.control, sc)
+		}
+	}
+	if *sc.RunAsUser != 65534 || sc.RunAsGroup == nil || *sc.RunAsGroup != 65534 {
+		t.Errorf("runs as %v:%v; want 65534:65534 (nobody)", sc.RunAsUser, sc.RunAsGroup)
+	}
+	node := NodePod(p, "node-1", nil).Spec.Containers[0].SecurityContext
+	if node.Capabilities == nil || len(node.Capabilities.Add) != 2 || *node.RunAsUser != 0 {
+		t.Errorf("node agent of an unprivileged run: %+v; want the capture agent's context", node)
+	}
+}

@@ -159,5 +159,5 @@ func PodSecurityHint(err error) string {
 	if !errors.As(err, &pe) {
 		return ""
 	}
-	return fmt.Sprintf("observe from the node side instead (--mode node --passive), or trace pods in a namespace whose pod-security.kubernetes.io/enforce label allows NET_RAW and NET_ADMIN (privileged); %q enforces %q", pe.Namespace, pe.Level)
+	return fmt.Sprintf("probe from an unprivileged agent instead (--mode unprivileged, which --mode auto picks: the pods' own eth0 is then not captured), observe from the node side (--mode node --passive), or trace pods in a namespace whose pod-security.kubernetes.io/enforce label allows NET_RAW and NET_ADMIN (privileged); %q enforces %q", pe.Namespace, pe.Level)
 }

@@ -47,6 +47,9 @@ type Spec struct {
 	// KernelDrops loads the kernel drop reasons program in the agent
 	// (node agents of an active trace; it needs CAP_BPF and CAP_PERFMON).
 	KernelDrops bool
+	// Unprivileged runs the agent without privilege: it captures
+	// nothing and only sends Probe (a pod agent).
+	Unprivileged bool
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -56,6 +59,9 @@ type Spec struct {
 func (s Spec) Args() []string {
 	a := []string{"--role", s.Role, "--id", s.ID, "--control", "stdin",
 		"--deadline", s.Deadline.Round(time.Second).String()}
+	if s.Unprivileged {
+		a = append(a, "--unprivileged")
+	}
 	if s.Name != "" {
 		a = append(a, "--name", s.Name)
 	}

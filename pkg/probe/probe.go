@@ -24,9 +24,24 @@ import (
 // frames a trace sent.
 const Marker = "podtrace"
 
+// Options say how the probes are sent.
+type Options struct {
+	// Unprivileged sends ICMP echo requests through an unprivileged ping
+	// socket (SOCK_DGRAM, IPPROTO_ICMP) instead of a raw socket: no
+	// capability is needed, but the process's group must be in the
+	// namespace's net.ipv4.ping_group_range. TCP and UDP probes need no
+	// privilege either way (their source ports are above 1023).
+	Unprivileged bool
+}
+
 // Run sends spec.Count probes spec.Interval apart, reporting each one's
 // "sent" and its outcome through emit. The last outcome has Done set.
 func Run(ctx context.Context, spec *wire.ProbeSpec, emit func(*wire.Probe)) error {
+	return RunWith(ctx, spec, Options{}, emit)
+}
+
+// RunWith is Run with options.
+func RunWith(ctx context.Context, spec *wire.ProbeSpec, opt Options, emit func(*wire.Probe)) error {
 	if spec.Count <= 0 {
 		spec.Count = 1
 	}
@@ -49,7 +64,7 @@ func Run(ctx context.Context, spec *wire.ProbeSpec, emit func(*wire.Probe)) erro
 		var err error
 		switch spec.Proto {
 		case "icmp":
-			out, err = icmpEcho(ctx, spec, dst, seq, emit)
+			out, err = icmpEcho(ctx, spec, dst, seq, opt.Unprivileged, emit)
 		case "tcp":
 			out, err = tcpConnect(ctx, spec, dst, seq, emit)
 		case "udp":
@@ -70,7 +85,7 @@ func payload(spec *wire.ProbeSpec, seq int) []byte {
 	return []byte(fmt.Sprintf("%s %d/%d", Marker, spec.ID, seq))
 }
 
-func icmpEcho(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, emit func(*wire.Probe)) (*wire.Probe, error) {
+func icmpEcho(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, unprivileged bool, emit func(*wire.Probe)) (*wire.Probe, error) {
 	v6 := dst.To4() == nil
 	network, proto := "ip4:icmp", 1
 	var reqType, repType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
@@ -78,17 +93,30 @@ func icmpEcho(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, em
 		network, proto = "ip6:ipv6-icmp", 58
 		reqType, repType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
 	}
-	c, err := icmp.ListenPacket(network, "")
+	id := spec.ID & 0xffff
+	var c net.PacketConn
+	var err error
+	if unprivileged {
+		c, err = pingSocket(v6, id)
+	} else {
+		c, err = icmp.ListenPacket(network, "")
+		if err != nil {
+			err = fmt.Errorf("open ICMP socket: %w (the agent needs CAP_NET_RAW)", err)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open ICMP socket: %w (the agent needs CAP_NET_RAW)", err)
+		return nil, err
 	}
 	defer c.Close()
-	id := spec.ID & 0xffff
+	to := net.Addr(&net.IPAddr{IP: dst})
+	if unprivileged {
+		to = &net.UDPAddr{IP: dst}
+	}
 	body := &icmp.Echo{ID: id, Seq: seq, Data: payload(spec, seq)}
 	msg, _ := (&icmp.Message{Type: reqType, Body: body}).Marshal(nil)
 	pid := wire.ProbeID(spec, seq)
 	start := time.Now()
-	if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst}); err != nil {
+	if _, err := c.WriteTo(msg, to); err != nil {
 		return outcomeOfError(pid, seq, start, err), nil
 	}
 	emit(&wire.Probe{ID: pid, Seq: seq, Event: "sent", TS: start, Detail: fmt.Sprintf("ICMP echo request id %d seq %d", id, seq)})
@@ -107,6 +135,12 @@ func icmpEcho(ctx context.Context, spec *wire.ProbeSpec, dst net.IP, seq int, em
 					return &wire.Probe{ID: pid, Seq: seq, Event: "timeout", TS: now, Detail: fmt.Sprintf("no reply within %s", spec.Timeout)}, nil
 				}
 				continue
+			}
+			if unprivileged && isUnreachable(err) {
+				// A ping socket reports an ICMP error for its echo
+				// as an error of the socket (the kernel matched the
+				// quoted id).
+				return outcomeOfError(pid, seq, start, err), nil
 			}
 			return nil, fmt.Errorf("read ICMP: %w", err)
 		}
@@ -220,6 +254,11 @@ func outcomeOfError(pid string, seq int, start time.Time, err error) *wire.Probe
 		p.Event = "error"
 	}
 	return p
+}
+
+func isUnreachable(err error) bool {
+	return errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, syscall.ECONNREFUSED)
 }
 
 func isTimeout(err error) bool {

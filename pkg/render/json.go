@@ -20,6 +20,7 @@ type jsonTrace struct {
 	Clocks     []trace.ClockEstimate `json:"clocks,omitempty"`
 	Probe      *wire.ProbeSpec       `json:"probe,omitempty"`
 	Service    *jsonService          `json:"service,omitempty"`
+	Mode       *trace.Mode           `json:"mode,omitempty"`
 	Start      time.Time             `json:"start"`
 	ArmedNs    time.Duration         `json:"armedNs,omitempty"`
 	Agents     []jsonAgent           `json:"agents"`
@@ -278,7 +279,7 @@ func JSON(w io.Writer, t *trace.Trace, h Header) error {
 // traceHead is the first line of the JSON output: the session and its agents.
 func traceHead(t *trace.Trace, h Header) jsonTrace {
 	head := jsonTrace{Kind: "trace", Src: endpoint(t.Session.Src), Dst: endpoint(t.Session.Dst), Shape: t.Session.Shape, Probe: t.Session.Probe,
-		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: service(t.Session.Service)}
+		Start: t.Start, ArmedNs: h.Armed, Notes: h.Notes, Discovered: t.Shape, Clocks: t.Clocks, Service: service(t.Session.Service), Mode: t.Session.Mode}
 	for _, a := range t.Agents {
 		ja := jsonAgent{ID: a.ID, Name: a.Name, Role: a.Role, Node: a.Node, Bye: a.Bye, Gaps: a.Gaps, Stats: a.Stats,
 			ReceivedBytes: a.Intake.ReceivedBytes, Cut: agentCut(a)}

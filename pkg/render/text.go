@@ -203,6 +203,13 @@ func writeHeader(b *strings.Builder, t *trace.Trace, h Header, c *colorer) {
 		armed = fmt.Sprintf(" · all armed in %.2f s", h.Armed.Seconds())
 	}
 	fmt.Fprintf(b, "%s  %s%s\n", c.head.Sprint("agents"), strings.Join(ag, " · "), armed)
+	if m := s.Mode; m != nil {
+		fmt.Fprintf(b, "%s    %s", c.head.Sprint("mode"), Safe(m.Name))
+		if m.Why != "" {
+			fmt.Fprintf(b, " · %s", Safe(m.Why))
+		}
+		b.WriteString("\n")
+	}
 	if t.Shape != "" {
 		fmt.Fprintf(b, "%s   %s\n", c.head.Sprint("shape"), Safe(t.Shape))
 	}

@@ -193,6 +193,9 @@ func (h *recordingHeader) check() error {
 		}
 	}
 	h.Session.Shape = wire.Cut(h.Session.Shape, wire.MaxString)
+	if m := h.Session.Mode; m != nil {
+		m.Name, m.Why = wire.Cut(m.Name, wire.MaxString), wire.Cut(m.Why, wire.MaxText)
+	}
 	for i := range h.Notes {
 		h.Notes[i] = wire.Cut(h.Notes[i], wire.MaxText)
 	}

@@ -40,6 +40,18 @@ type Session struct {
 	// the translation chose (the merge sets it from the conntrack
 	// evidence).
 	Service *Service
+	// Mode is how the agents were placed (cluster traces), and why.
+	Mode *Mode `json:",omitempty"`
+}
+
+// Mode is the placement of a cluster trace's agents and why it was taken:
+// "ephemeral" (capture agents in the pods), "unprivileged" (an
+// unprivileged agent in the source pod sends the probe and captures
+// nothing: the pods' own eth0 is not captured, the node agents see the
+// host side of their veths), "node" (node agents only, passive).
+type Mode struct {
+	Name string `json:"name"`
+	Why  string `json:"why,omitempty"`
 }
 
 // Stream is the observations of one agent, in the order it wrote them.

@@ -73,3 +73,8 @@ const (
 // MaxDrops bounds the drop lines an agent writes in a run: a probe's few
 // packets are dropped once each.
 const MaxDrops = 64
+
+// UnprivilegedUID is the user and group an unprivileged agent runs as
+// (--unprivileged): "nobody". Numeric, because the agent image has no
+// /etc/passwd and a kubelet checks runAsNonRoot against a number.
+const UnprivilegedUID = 65534

@@ -96,6 +96,13 @@ type Hello struct {
 	// every SummaryInterval instead of packet lines; 0: never.
 	SummarizeAbove  int           `json:"summarizeAbove,omitempty"`
 	SummaryInterval time.Duration `json:"summaryInterval,omitempty"`
+	// Unprivileged: the agent runs without privilege (no capability, a
+	// non-root uid) and captures nothing: no AF_PACKET socket, no netlink
+	// subscription, no links listed. It only sends the probe and reports
+	// what its socket saw of it (probe lines); the frames of its namespace
+	// are seen, if at all, by the node agents at the other end of its
+	// veth.
+	Unprivileged bool `json:"unprivileged,omitempty"`
 	// KernelDrops says whether the agent follows the kernel's drops of
 	// the probe's packets (--kernel-drops); absent when not asked.
 	KernelDrops *KernelDrops `json:"kernelDrops,omitempty"`

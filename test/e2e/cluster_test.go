@@ -31,7 +31,7 @@ func TestClusterShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]string{"e2e": {"pod-a", "pod-b", "pod-c"}, "e2e-baseline": {"pod-a", "pod-b"}}
+	want := map[string][]string{"e2e": {"pod-a", "pod-b", "pod-c"}, "e2e-baseline": {"pod-a", "pod-b"}, "e2e-restricted": {"pod-a", "pod-b"}}
 	npods := 0
 	for ns, names := range want {
 		for _, name := range names {

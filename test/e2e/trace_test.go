@@ -160,13 +160,13 @@ func TestDryRunCreatesNothing(t *testing.T) {
 	}
 }
 
-func TestBaselineNamespaceFailsInPreflightAndCreatesNothing(t *testing.T) {
+func TestCaptureAgentsUnderBaselineFailInPreflightAndCreateNothing(t *testing.T) {
 	before := ephemeralCount(t, "e2e-baseline", "pod-a")
-	r := kubectl(t, userConfig, podtraceArgs("e2e-baseline/pod-a", "e2e-baseline/pod-b")...)
+	r := kubectl(t, userConfig, podtraceArgs("e2e-baseline/pod-a", "e2e-baseline/pod-b", "--mode", "ephemeral")...)
 	if r.err == nil {
-		t.Fatalf("trace in a baseline namespace succeeded:\n%s", r)
+		t.Fatalf("trace with capture agents in a baseline namespace succeeded:\n%s", r)
 	}
-	for _, want := range []string{`PodSecurity "baseline"`, `namespace "e2e-baseline"`, "pod-security.kubernetes.io/enforce", "--mode node --passive", "nothing was created"} {
+	for _, want := range []string{`PodSecurity "baseline"`, `namespace "e2e-baseline"`, "pod-security.kubernetes.io/enforce", "--mode unprivileged", "--mode node --passive", "nothing was created"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("error lacks %q:\n%s", want, r.stderr)
 		}

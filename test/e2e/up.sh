@@ -203,6 +203,7 @@ if [ "$NODES" = 2 ]; then
 fi
 waitfor "pods Ready" 120 kc wait --for=condition=Ready pod --all -n e2e --timeout=2s || { kc get pods -A -o wide >&2; fail_with_log kubelet; }
 kc wait --for=condition=Ready pod --all -n e2e-baseline --timeout=60s >/dev/null
+kc wait --for=condition=Ready pod --all -n e2e-restricted --timeout=60s >/dev/null
 # The API server loads admission policies asynchronously: wait until each refuses what it must,
 # probed as the limited user with server-side dry runs (nothing is created) and an attach.
 policy_refuses() { # POLICY KUBECTL-ARGS...: the request is refused, naming POLICY

@@ -10,12 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
+	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
 // AgentBinaryName is the agent executable's name.
@@ -67,6 +71,14 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	// healthy agents. If the plugin dies, the agent's stdin closes and it
 	// stops; its deadline bounds it in any case.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if s.Unprivileged {
+		// As a pod's unprivileged agent runs: uid and gid
+		// wire.UnprivilegedUID, no supplementary group, no capability
+		// (setuid away from root clears them), in the namespace it
+		// cannot enter itself.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: wire.UnprivilegedUID, Gid: wire.UnprivilegedUID}
+		cmd.Args = append([]string{l.Binary}, s.Args()...)
+	}
 	a := &agent{cmd: cmd, done: make(chan struct{})}
 	cmd.Stderr = &a.stderr
 	stdin, err := cmd.StdinPipe()
@@ -81,7 +93,11 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	}
 	cmd.Stdout = pw
 	a.stdin, a.stdout = stdin, pr
-	err = cmd.Start()
+	if s.Unprivileged && s.Target != "" {
+		err = startIn(cmd, s.Target)
+	} else {
+		err = cmd.Start()
+	}
 	pw.Close()
 	if err != nil {
 		pr.Close()
@@ -89,6 +105,33 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	}
 	go func() { a.waitErr = cmd.Wait(); close(a.done) }()
 	return a, nil
+}
+
+// startIn starts cmd inside a network namespace (a name under
+// /var/run/netns or a path): forked from a thread that entered it, so the
+// child is born there and needs no privilege to get in. The thread is
+// never handed back (its namespace changed): it ends with its goroutine.
+func startIn(cmd *exec.Cmd, ns string) error {
+	path := ns
+	if !strings.Contains(ns, "/") {
+		path = "/var/run/netns/" + ns
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open network namespace %q: %w", path, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace %q: %w", path, err)
+			return
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
 }
 
 type agent struct {

@@ -147,6 +147,16 @@ func (g *Graph) Expected(t *trace.Trace) *trace.ExpectedPath {
 	if b == nil {
 		b, tp.DstMissing = hostVethOf(t, s.Dst), true
 	}
+	// A host veth found by the endpoint's frames is that endpoint's.
+	for _, e := range []struct {
+		i    *trace.Iface
+		miss bool
+		ep   trace.Endpoint
+	}{{a, tp.SrcMissing, s.Src}, {b, tp.DstMissing, s.Dst}} {
+		if e.miss && e.i != nil && e.i.Owner == "" && e.i.Role == "host veth" {
+			e.i.Owner = e.ep.Short
+		}
+	}
 	if a == nil || b == nil {
 		return tp
 	}

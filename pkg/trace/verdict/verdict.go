@@ -23,7 +23,47 @@ import (
 func Judge(t *trace.Trace, g *graph.Graph) {
 	t.Verdict = serviceVerdict(t, t.Session, verdict(t, g, t.Session))
 	kernelEvidence(t)
+	uncapturedEnds(t, g)
 	cutEvidence(t)
+}
+
+// Unprivileged is the name of the mode whose pod agent runs without
+// privilege and captures nothing (trace.Mode).
+const Unprivileged = "unprivileged"
+
+// uncaptured says why an endpoint's own eth0 was not captured, "" when
+// it was or when no agent was meant to be there: the endpoint's agent
+// runs unprivileged (it only sends the probe), or the trace's mode puts
+// no capture in the pods. Its node agent sees the host end of its veth.
+func uncaptured(t *trace.Trace, e trace.Endpoint) string {
+	for _, a := range t.Agents {
+		if e.Agent != "" && a.ID == e.Agent && a.Hello != nil && a.Hello.Unprivileged {
+			return "not captured: the agent in " + e.Short + " runs unprivileged and only sends the probe"
+		}
+	}
+	if m := t.Session.Mode; m != nil && m.Name == Unprivileged && e.Agent == "" {
+		return "not captured: no agent in " + e.Short + " (mode unprivileged)"
+	}
+	return ""
+}
+
+// uncapturedEnds puts the pods' own eth0 on the path where the mode left
+// it without capture: not observable, never lost.
+func uncapturedEnds(t *trace.Trace, g *graph.Graph) {
+	if len(t.Path) == 0 {
+		return
+	}
+	tp := g.Expected(t)
+	s := t.Session
+	hop := func(e trace.Endpoint, why string) trace.Hop {
+		return trace.Hop{Place: e.Short, Label: "eth0", Role: "pod eth0", Status: "not observable", Detail: why}
+	}
+	if why := uncaptured(t, s.Src); tp.SrcMissing && why != "" {
+		t.Path = append([]trace.Hop{hop(s.Src, why)}, t.Path...)
+	}
+	if why := uncaptured(t, s.Dst); tp.DstMissing && why != "" {
+		t.Path = append(t.Path, hop(s.Dst, why))
+	}
 }
 
 func verdict(t *trace.Trace, g *graph.Graph, s trace.Session) trace.Verdict {
@@ -206,7 +246,7 @@ func judge(t *trace.Trace, g *graph.Graph, s trace.Session, tp *trace.ExpectedPa
 		return v
 	}
 	v.Result = "delivered"
-	v.Path = pathString(path, srcMissing, dstMissing, s)
+	v.Path = pathString(t, path, srcMissing, dstMissing, s)
 	// The answer.
 	if rep != nil {
 		v.Answer = answer(rep.Obs[0].P)
@@ -511,10 +551,16 @@ func unansweredARP(t *trace.Trace, s trace.Session) string {
 	return ""
 }
 
-func pathString(path []*trace.Iface, srcMissing, dstMissing bool, s trace.Session) string {
+func pathString(t *trace.Trace, path []*trace.Iface, srcMissing, dstMissing bool, s trace.Session) string {
 	var parts []string
+	missing := func(e trace.Endpoint) string {
+		if uncaptured(t, e) != "" {
+			return e.Short + ":eth0 (not captured)"
+		}
+		return e.Short + ":eth0 (not observable)"
+	}
 	if srcMissing {
-		parts = append(parts, s.Src.Short+":eth0 (not observable)")
+		parts = append(parts, missing(s.Src))
 	}
 	for i, p := range path {
 		n := p.Name
@@ -524,7 +570,7 @@ func pathString(path []*trace.Iface, srcMissing, dstMissing bool, s trace.Sessio
 		parts = append(parts, n)
 	}
 	if dstMissing {
-		parts = append(parts, s.Dst.Short+":eth0 (not observable)")
+		parts = append(parts, missing(s.Dst))
 	}
 	return strings.Join(parts, " → ")
 }
