@@ -157,6 +157,18 @@ func (g *Graph) Expected(t *trace.Trace) *trace.ExpectedPath {
 			e.i.Owner = e.ep.Short
 		}
 	}
+	if a != nil && b == nil {
+		// No agent in the destination's namespace and no frame from it
+		// (the probe never reached it, or it never answered): the way
+		// there is the route toward its address, as far as the nodes'
+		// tables lead, so that a loss on it is still placed.
+		if r := g.Route(a, net.ParseIP(s.Dst.IP), tp.SrcMissing); r != nil && len(r.Steps) > 1 {
+			tp.Steps, tp.Problem = r.Steps, r.Problem
+			tp.Fwd = r.Ifaces()
+			tp.Back = reverse(tp.Fwd)
+		}
+		return tp
+	}
 	if a == nil || b == nil {
 		return tp
 	}
