@@ -133,7 +133,7 @@ func TestFlagValuesComplete(t *testing.T) {
 		{[]string{"pod-a", "pod-b"}, "-o", output},
 		{[]string{"pod-a", "pod-b"}, "--output", output},
 		{[]string{"pod-a", "pod-b"}, "--color", color},
-		{[]string{"pod-a", "pod-b"}, "--mode", []string{"auto", "ephemeral", "node"}},
+		{[]string{"pod-a", "pod-b"}, "--mode", []string{"auto", "ephemeral", "unprivileged", "node"}},
 		{[]string{"pod-a", "pod-b"}, "--image-pull-policy", []string{"Always", "IfNotPresent", "Never"}},
 		{nil, "--proto", proto}, // before SRC
 		{[]string{"lab"}, "--proto", proto},

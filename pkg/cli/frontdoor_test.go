@@ -123,7 +123,7 @@ func TestFlagMistakesAreReportedBeforeAnyAPICall(t *testing.T) {
 		{"color typo", []string{"pod-a", "pod-b", "--color", "sometimes"}, `--color "sometimes"`},
 		{"dry-run typo", []string{"pod-a", "pod-b", "--dry-run=serve"}, `--dry-run "serve": want server, client or none`},
 		{"dry-run value after a space", []string{"pod-a", "pod-b", "--dry-run", "client"}, `write --dry-run=client`},
-		{"mode typo", []string{"pod-a", "pod-b", "--mode", "nodes"}, `--mode "nodes": want auto, ephemeral or node`},
+		{"mode typo", []string{"pod-a", "pod-b", "--mode", "nodes"}, `--mode "nodes": want auto, ephemeral, unprivileged or node`},
 		{"mode node without passive", []string{"pod-a", "pod-b", "--mode", "node"}, "add --passive"},
 		{"pull policy typo", []string{"pod-a", "pod-b", "--image-pull-policy", "always"}, `--image-pull-policy "always"`},
 		{"count", []string{"pod-a", "pod-b", "--count", "0"}, "--count 0: want 1 to 1000"},
