@@ -241,8 +241,15 @@ func TestPassiveTraceOnAFloodSummarizes(t *testing.T) {
 	if stdout.Len() > 4<<20 {
 		t.Errorf("-o json wrote %d bytes; want under 4 MiB", stdout.Len())
 	}
-	if rss > 300<<10 {
-		t.Errorf("plugin peak RSS %d MiB; want under 300 MiB", rss/1024)
+	// Streaming the flood's frames would take hundreds of MiB; its
+	// summaries take tens. The race detector multiplies memory (make race
+	// runs this test with a -race plugin).
+	limit := int64(300 << 10)
+	if raceBuild {
+		limit *= 5
+	}
+	if rss > limit {
+		t.Errorf("plugin peak RSS %d MiB; want under %d MiB", rss/1024, limit>>10)
 	}
 	if len(files) != 3 {
 		t.Errorf("saved %d streams; want 3", len(files))
