@@ -36,6 +36,12 @@ type Options struct {
 	// RoundGrace is how long a watch's round stays open after its
 	// probe's outcome arrived (default DefaultRoundGrace).
 	RoundGrace time.Duration
+	// Timeline, when set, records the run's steps (--timing).
+	Timeline *launch.Timeline
+	// Show, when set, is given the result before the agents are stopped
+	// and their pods deleted: the verdict is on screen while the teardown
+	// runs. Its error is Run's.
+	Show func(*Result) error
 }
 
 // Result is a finished run.
@@ -73,10 +79,11 @@ type running struct {
 	bye   chan struct{} // closed when the stream ends
 	// sink, when set (a watch), sees each line first and takes those it
 	// returns true for: they are not kept here.
-	sink  func(*wire.Envelope) bool
-	done  bool   // saw the probe's last outcome
-	err   error  // stream error
-	fatal string // a fatal error the agent reported
+	sink     func(*wire.Envelope) bool
+	timeline *launch.Timeline
+	done     bool   // saw the probe's last outcome
+	err      error  // stream error
+	fatal    string // a fatal error the agent reported
 }
 
 // Run runs the plan. Agents are always stopped before it returns, also
@@ -88,7 +95,10 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	probeDone := make(chan struct{})
 	var probeOnce sync.Once
 	rs, err := startAgents(ctx, l, p, o, func() { probeOnce.Do(func() { close(probeDone) }) }, nil)
-	defer stopAll(rs, progress)
+	defer func() {
+		stopAll(rs, progress)
+		o.Timeline.Mark("", "agents stopped, their pods deleted")
+	}()
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +106,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		return nil, err
 	}
 	armed := time.Since(start)
+	o.Timeline.Mark("", "all agents armed")
 	progress("podtrace: all agents armed in %.2f s", armed.Seconds())
 
 	// Probe, or observe.
@@ -120,9 +131,11 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		}
 		spec := prober.spec.Probe
 		limit := time.Duration(spec.Count)*(spec.Interval+spec.Timeout) + 5*time.Second
+		o.Timeline.Mark(prober.spec.ID, "probe sent")
 		progress("podtrace: probing %s ×%d", spec.Proto, spec.Count)
 		select {
 		case <-probeDone:
+			o.Timeline.Mark(prober.spec.ID, "probe outcome")
 		case <-prober.bye:
 			if !closed(probeDone) {
 				return nil, prober.failure("exited during the probe")
@@ -141,9 +154,17 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	// and writes every frame before its bye.
 	time.Sleep(o.Grace)
 	streams := stopAndCollect(rs, progress)
+	o.Timeline.Mark("", "every stream ended")
 	progress("%s", ReceivedLine(streams))
 	t := merge.Merge(p.Session, streams)
-	return &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}, nil
+	res := &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}
+	if o.Show != nil {
+		if err := o.Show(res); err != nil {
+			return res, err
+		}
+		o.Timeline.Mark("", "verdict shown")
+	}
+	return res, nil
 }
 
 // stopAndCollect tells every agent to stop, waits (bounded) for each bye
@@ -185,7 +206,7 @@ func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, prob
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
 	for i, s := range p.Agents {
-		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{})}
+		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{}), timeline: o.Timeline}
 		if sink != nil {
 			r.sink = func(e *wire.Envelope) bool { return sink(i, e) }
 		}
@@ -281,6 +302,7 @@ func (r *running) read(probeDone func()) {
 		switch {
 		case e.Kind == wire.KindHello && !helloSeen:
 			helloSeen = true
+			r.timeline.Mark(r.spec.ID, "armed (hello)")
 			close(r.hello)
 		case e.Kind == wire.KindProbe && e.Probe.Done:
 			probeDone()
