@@ -360,8 +360,10 @@ func Run(ctx context.Context, cfg Config) error {
 	reportNAT(cfg, w, ctw)
 	nftStats := reportNFTrace(cfg, w, nft, &names)
 	dropCounts := kd.close()
+	// The capture sockets close after the bye (deferred): closing a ring
+	// waits for the kernel's RCU grace period, which the plugin, waiting
+	// for the bye, need not.
 	st, err := h.Stats()
-	h.Close()
 	if err == nil {
 		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,

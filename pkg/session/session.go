@@ -77,6 +77,9 @@ type running struct {
 	kept  keeper
 	hello chan struct{}
 	bye   chan struct{} // closed when the stream ends
+	// saidBye is closed at the agent's bye line: its last (the stream
+	// itself ends when the process has exited and the attach closed).
+	saidBye chan struct{}
 	// sink, when set (a watch), sees each line first and takes those it
 	// returns true for: they are not kept here.
 	sink     func(*wire.Envelope) bool
@@ -168,8 +171,8 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 }
 
 // stopAndCollect tells every agent to stop, waits (bounded) for each bye
-// (each agent drains its ring and writes every frame before it), and
-// returns what each agent said.
+// line or the end of its stream (each agent drains its ring and writes
+// every frame before its bye), and returns what each agent said.
 func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream {
 	for _, r := range rs {
 		_ = r.agent.Send(wire.CmdStop)
@@ -178,6 +181,7 @@ func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream
 	for _, r := range rs {
 		select {
 		case <-r.bye:
+		case <-r.saidBye:
 		case <-byeWait:
 			progress("podtrace: agent %s did not say bye in time; using what it sent", r.spec.ID)
 		}
@@ -206,7 +210,7 @@ func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, prob
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
 	for i, s := range p.Agents {
-		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{}), timeline: o.Timeline}
+		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{}), saidBye: make(chan struct{}), timeline: o.Timeline}
 		if sink != nil {
 			r.sink = func(e *wire.Envelope) bool { return sink(i, e) }
 		}
@@ -270,7 +274,7 @@ func (r *running) read(probeDone func()) {
 		r.kept.note(rd)
 		r.mu.Unlock()
 	}
-	helloSeen := false
+	helloSeen, byeSeen := false, false
 	for {
 		e, err := rd.Next()
 		if err != nil {
@@ -306,8 +310,12 @@ func (r *running) read(probeDone func()) {
 			close(r.hello)
 		case e.Kind == wire.KindProbe && e.Probe.Done:
 			probeDone()
-		case e.Kind == wire.KindBye:
-			// Keep reading to EOF so the launcher can reap it.
+		case e.Kind == wire.KindBye && !byeSeen:
+			// The agent's last line: the run need not wait for the
+			// process to exit. Keep reading to EOF so the launcher can
+			// reap it.
+			byeSeen = true
+			close(r.saidBye)
 		}
 	}
 }
