@@ -81,9 +81,9 @@ nodes() { if [ "$(cluster_nodes)" = 2 ]; then echo 1 2; else echo 1; fi; }
 start() { # N: the engine of node N, detached, in its own session, without the harness lock
   local n=$1 name dir
   name=$(pidname "$n")
-  dir=$E2E_STATE/kube-network-policies
+  dir=$E2E_STATE/kube-network-policies/$name # one a node: the engines start at once, and each copies its own
   mkdir -p "$dir"
-  static_token 7 >"$dir/token"
+  (umask 077; static_token 7 >"$dir/token")
   cp "$E2E_STATE/pki/ca.crt" "$dir/ca.crt"
   chmod 600 "$dir/token"
   # shellcheck disable=SC2016 # expanded by the inner shell
