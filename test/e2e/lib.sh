@@ -23,6 +23,9 @@ KNP_VERSION=${KNP_VERSION:-0.8.0}
 KNP_NFTABLES=v0.3.0
 KNP_QUEUE=100
 KNP_METRICS_PORT=9080
+knp_running() { # every node's engine runs
+  pid_alive kube-network-policies && { [ "$(cluster_nodes)" != 2 ] || pid_alive node2-kube-network-policies; }
+}
 knp_bindir() {
   echo "$E2E_CACHE_ROOT/kube-network-policies-v$KNP_VERSION-$(sha256sum "$(dirname "${BASH_SOURCE[0]}")/config/knp-nft-queue.patch" | cut -c1-12)-$(e2e_goversion)"
 }
@@ -153,12 +156,13 @@ KC
 # static_token N: the token of line N of the API server's token file (up.sh writes it)
 static_token() { sed -n "${1}p" "$E2E_STATE/pki/tokens.csv" | cut -d, -f1; }
 
-# cluster_ready: up.sh finished, every daemon it started runs, the API server is ready
+# cluster_ready: up.sh finished, every daemon it started runs, the API server is ready (the
+# NetworkPolicy engines aside: up.sh starts them on a ready cluster where they do not run)
 cluster_ready() {
   local p
-  for p in etcd containerd kube-apiserver kube-controller-manager kubelet kube-proxy kube-network-policies; do pid_alive "$p" || return 1; done
+  for p in etcd containerd kube-apiserver kube-controller-manager kubelet kube-proxy; do pid_alive "$p" || return 1; done
   if [ "$(cluster_nodes)" = 2 ]; then
-    for p in node2-containerd node2-kubelet node2-kube-proxy node2-kube-network-policies; do pid_alive "$p" || return 1; done
+    for p in node2-containerd node2-kubelet node2-kube-proxy; do pid_alive "$p" || return 1; done
   fi
   [ -f "$E2E_STATE/up.done" ] && kc get --raw /readyz >/dev/null 2>&1
 }

@@ -7,10 +7,13 @@
 #                       at once)
 #   netpol.sh up        start the engine on every node where it does not run, and wait until each
 #                       enforces: a deny-all policy on a fixture pod of that node blocks a connection
-#                       to it, and its deletion lets it through again
+#                       to it, a rule admitting its port lets it through (the engine answered
+#                       accept), and the policy's deletion lets it through again
 #   netpol.sh kill N    SIGKILL the engine of node N (1 or 2), as a crash would: its nftables table
 #                       stays and keeps queueing the packets of the pods policies select, with no one
 #                       to answer them (the engine fails closed); netpol.sh up restarts it
+#   netpol.sh stop N    stop the engine of node N (SIGINT: it removes its nftables table, and the
+#                       policies are no longer enforced there); netpol.sh up restarts it
 #   netpol.sh down      stop the engine on every node (SIGINT: it removes its nftables table) and
 #                       remove the table a killed engine left
 #
@@ -18,10 +21,12 @@
 # inet kube-network-policies, whose postrouting chain sends the first packet of each connection from
 # or to a local pod that a NetworkPolicy selects to NFQUEUE $KNP_QUEUE; the engine evaluates the
 # policies in userspace and returns accept or drop. Its defaults are kept (fail closed); it reads the
-# API with its own identity (system:kube-network-policies, fixtures/netpol.yaml: list and watch
-# networkpolicies, pods and namespaces, nothing else). It takes the in-cluster configuration only
-# (a service account token at a fixed path): each instance runs in a private mount namespace with a
-# tmpfs over /run holding its token and the CA, so the host's /run is untouched.
+# API with its own identity, as its own manifests deploy it: the ServiceAccount
+# kube-system/kube-network-policies (fixtures/netpol.yaml: list and watch networkpolicies, pods and
+# namespaces, nothing else), whose token netpol.sh requests (TokenRequest) at each start, so it runs
+# on any cluster up.sh brought up. It takes the in-cluster configuration only (a service account
+# token at a fixed path): each instance runs in a private mount namespace with a tmpfs over /run
+# holding its token and the CA, so the host's /run is untouched.
 set -euo pipefail
 E2E_SCRIPT=netpol
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -83,9 +88,11 @@ start() { # N: the engine of node N, detached, in its own session, without the h
   name=$(pidname "$n")
   dir=$E2E_STATE/kube-network-policies/$name # one a node: the engines start at once, and each copies its own
   mkdir -p "$dir"
-  (umask 077; static_token 7 >"$dir/token")
+  # a bound token of its ServiceAccount, valid for as long as a cluster of this harness lives (its
+  # CA is valid 7 days); the engine reads it once, from its private /run
+  (umask 077; kc -n kube-system create token kube-network-policies --duration=168h >"$dir/token") ||
+    die "no token for ServiceAccount kube-system/kube-network-policies"
   cp "$E2E_STATE/pki/ca.crt" "$dir/ca.crt"
-  chmod 600 "$dir/token"
   # shellcheck disable=SC2016 # expanded by the inner shell
   local inner='mount -t tmpfs -o size=1m,mode=0755 podtrace-e2e-knp /run &&
     mkdir -p /run/secrets/kubernetes.io/serviceaccount &&
@@ -107,6 +114,7 @@ connects() {
   on "$1" timeout 3 setpriv --reuid=65534 --regid=65534 --clear-groups -- bash -c "exec 3<>/dev/tcp/$2/8080" 2>/dev/null
 }
 blocked() { ! connects "$@"; }
+queue_ids() { on "$1" awk -v q="$KNP_QUEUE" '$1 == q { print $8 }' /proc/net/netfilter/nfnetlink_queue; } # id sequence
 queue_bound() { on "$1" awk -v q="$KNP_QUEUE" '$1 == q { found = 1 } END { exit !found }' /proc/net/netfilter/nfnetlink_queue; }
 table_present() { on "$1" nft list table inet kube-network-policies >/dev/null 2>&1; }
 
@@ -119,19 +127,32 @@ enforces() {
   [ -n "$ip" ] || { log "no IP for e2e/$pod"; return 1; }
   waitfor "$name: nfqueue $KNP_QUEUE bound on $(node_name "$n")" 60 queue_bound "$n" || return 1
   waitfor "e2e/$pod ($ip) reachable from $(node_name "$n") without a policy" 60 connects "$n" "$ip" || return 1
-  kc apply -f - >/dev/null <<EOF
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: $pol, namespace: e2e}
-spec:
-  podSelector: {matchLabels: {podtrace.io/e2e: $pod}}
-  policyTypes: [Ingress]
-EOF
-  local ok=0
-  waitfor "$name enforces a deny-all policy on e2e/$pod" 60 blocked "$n" "$ip" && ok=1
+  policy "$pol" "$pod" ""
+  local ok=0 q0 q1
+  if waitfor "$name enforces a deny-all policy on e2e/$pod" 60 blocked "$n" "$ip"; then
+    # an accept verdict too, not only drops: a rule that admits the port lets the connection
+    # through, after the engine answered for it (its queue's packet ids advanced)
+    q0=$(queue_ids "$n")
+    policy "$pol" "$pod" "[{ports: [{protocol: TCP, port: 8080}]}]"
+    if waitfor "$name admits tcp/8080 to e2e/$pod by a rule" 60 connects "$n" "$ip"; then
+      q1=$(queue_ids "$n")
+      if [ "${q1:-0}" -gt "${q0:-0}" ]; then ok=1; else log "$name: the connection went through without being queued (ids $q0 -> $q1)"; fi
+    fi
+  fi
   kc -n e2e delete networkpolicy "$pol" --wait=true >/dev/null
   [ "$ok" = 1 ] || return 1
   waitfor "$name lifts it once deleted" 60 connects "$n" "$ip"
+}
+policy() { # NAME POD INGRESS: a policy selecting e2e/POD with these ingress rules (none: deny all)
+  kc apply -f - >/dev/null <<EOF
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: $1, namespace: e2e}
+spec:
+  podSelector: {matchLabels: {podtrace.io/e2e: $2}}
+  policyTypes: [Ingress]
+  ingress: ${3:-[]}
+EOF
 }
 
 up() {
@@ -139,6 +160,15 @@ up() {
   [ -x "$BIN" ] || build
   local n s
   s=$(date +%s%3N)
+  kc apply -f "$HERE/fixtures/netpol.yaml" >/dev/null
+  # a cluster brought up before up.sh recorded the engine's table in the host's baseline: no engine
+  # has run on node 1 yet if the table is absent, so it was absent before the cluster too
+  if ! pid_alive "$(pidname 1)" && ! table_present 1 && ! baseline_absent; then
+    local b
+    for b in "$E2E_STATE/host-baseline" "$HOST_BASELINE"; do
+      [ -f "$b" ] && echo "absent-nft-table inet kube-network-policies" >>"$b"
+    done
+  fi
   for n in $(nodes); do pid_alive "$(pidname "$n")" || start "$n"; done
   for n in $(nodes); do
     enforces "$n" || { tail -n 30 "$LOGS/$(pidname "$n").log" >&2; die "kube-network-policies does not enforce on $(node_name "$n")"; }
@@ -157,14 +187,14 @@ kill_engine() { # N: SIGKILL, as a crash
   log "killed $name; its table stays: $(table_present "$1" && echo present || echo absent)"
 }
 
-down() {
+# stop N...: SIGINT, the signal it handles: it deletes its table, then waits 5 s before exiting
+stop() {
   local n name p i
-  # SIGINT is the signal it handles: it deletes its table, then waits 5 s before exiting
-  for n in 1 2; do
+  for n in "$@"; do
     name=$(pidname "$n")
     pid_alive "$name" && { log "stopping $name (pid $(cat "$PIDS/$name.pid"))"; kill -INT "$(cat "$PIDS/$name.pid")" || true; }
   done
-  for n in 1 2; do
+  for n in "$@"; do
     name=$(pidname "$n")
     pid_alive "$name" || { rm -f "$PIDS/$name.pid"; continue; }
     p=$(cat "$PIDS/$name.pid")
@@ -172,6 +202,10 @@ down() {
     if pid_running "$p"; then log "$name still alive, SIGKILL"; kill -9 "$p" 2>/dev/null || true; fi
     rm -f "$PIDS/$name.pid"
   done
+}
+
+down() {
+  stop 1 2
   # the table a killed engine left (node 2's goes with its network namespace too)
   if nft list table inet kube-network-policies >/dev/null 2>&1 && baseline_absent; then
     nft delete table inet kube-network-policies && log "removed nft table inet kube-network-policies on $NODE_NAME"
@@ -190,6 +224,10 @@ up)
   mkdir -p "$LOGS" "$PIDS"
   up
   ;;
+stop)
+  cluster_lock
+  case ${2:-} in 1 | 2) stop "$2"; log "stopped $(pidname "$2"); its table: $(table_present "$2" && echo present || echo removed)" ;; *) die "usage: $0 stop 1|2" ;; esac
+  ;;
 kill)
   cluster_lock
   case ${2:-} in 1 | 2) kill_engine "$2" ;; *) die "usage: $0 kill 1|2" ;; esac
@@ -198,5 +236,5 @@ down)
   cluster_lock
   down
   ;;
-*) die "usage: $0 build | up | kill 1|2 | down" ;;
+*) die "usage: $0 build | up | stop 1|2 | kill 1|2 | down" ;;
 esac

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,85 @@ func waitEngineSelects(t *testing.T, n int, ips ...string) {
 	})
 }
 
+// engineQueueRule is the handle of node n's engine rule that queues the
+// IPv4 packets whose field (saddr: from a selected pod, daddr: to one) is in
+// its set, as nft lists it there.
+func engineQueueRule(t *testing.T, n int, field string) uint64 {
+	t.Helper()
+	out, err := onNode(n, "nft", "-j", "-a", "list", "chain", "inet", engineTable, "postrouting").Output()
+	if err != nil {
+		t.Fatalf("node %d: nft list chain inet %s postrouting: %v", n, engineTable, err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Rule *struct {
+				Handle uint64           `json:"handle"`
+				Expr   []map[string]any `json:"expr"`
+			} `json:"rule"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("node %d: nft -j: %v", n, err)
+	}
+	for _, o := range doc.Nftables {
+		if o.Rule == nil {
+			continue
+		}
+		var matches, queues bool
+		for _, e := range o.Rule.Expr {
+			if m, ok := e["match"].(map[string]any); ok {
+				l, _ := m["left"].(map[string]any)
+				p, _ := l["payload"].(map[string]any)
+				if p["protocol"] == "ip" && p["field"] == field && m["right"] == "@"+engineSet {
+					matches = true
+				}
+			}
+			// nft -j writes the queue statement, or the xtables NFQUEUE
+			// target the engine's rules are written as on this kernel
+			// (config/knp-nft-queue.patch)
+			if _, ok := e["queue"]; ok {
+				queues = true
+			}
+			if x, ok := e["xt"].(map[string]any); ok && x["type"] == "target" && x["name"] == "NFQUEUE" {
+				queues = true
+			}
+		}
+		if matches && queues {
+			return o.Rule.Handle
+		}
+	}
+	t.Fatalf("node %d: no rule queues ip %s @%s:\n%s", n, field, engineSet, out)
+	return 0
+}
+
+// queuedBy checks the live evidence of a probe the engine dropped: node's
+// agent traced it to the engine's rule that queued it to userspace
+// (handle, from nft on that node), and nothing more of it.
+func queuedBy(t *testing.T, v verdictLine, what, node string, handle uint64) {
+	t.Helper()
+	d := v.Drop
+	if d == nil {
+		t.Errorf("%s: no netfilter evidence; want the engine's queue rule (handle %d) on %s", what, handle, node)
+		return
+	}
+	t.Logf("%s: %s", what, d.Text)
+	if d.Agent != node || d.Family != "inet" || d.Table != engineTable || d.Chain != "postrouting" || d.Handle != handle ||
+		d.Verdict != "queue" || strconv.Itoa(d.Queue) != engineQueue ||
+		!strings.Contains(d.Text, "queued to userspace NFQUEUE "+engineQueue+" by nftables inet "+engineTable+" postrouting rule") {
+		t.Errorf("%s: drop %+v; want queued to NFQUEUE %s by %s's inet %s postrouting rule handle %d", what, *d, engineQueue, node, engineTable, handle)
+	}
+}
+
+// engineHarness runs netpol.sh (stop, kill or up an engine).
+func engineHarness(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("./netpol.sh", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("netpol.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	t.Logf("netpol.sh %s:\n%s", strings.Join(args, " "), out)
+}
+
 // policyTest starts a test that applies NetworkPolicies: none may be
 // enforced before it (another test's would leak into it), and at its end,
 // once its policies are deleted, the test waits until no node's engine
@@ -153,7 +233,13 @@ type verdictLine struct {
 	LastSeen string `json:"lastSeen"`
 	NotSeen  string `json:"notSeen"`
 	Reason   string `json:"reason"`
-	Policy   *struct {
+	Drop     *struct {
+		Agent, Family, Table, Chain, Rule, Verdict, Text string
+		Handle                                           uint64
+		Queue                                            int
+		Unavailable                                      bool
+	} `json:"drop"`
+	Policy *struct {
 		Admitted     bool   `json:"admitted"`
 		Statement    string `json:"statement"`
 		Disagreement string `json:"disagreement"`
@@ -163,9 +249,9 @@ type verdictLine struct {
 
 // traceJSON traces src → dst with a probe of proto/port as the limited user
 // and returns the verdict line (exit status 0 delivered, 3 not delivered).
-func traceJSON(t *testing.T, src, dst, proto, port string) verdictLine {
+func traceJSON(t *testing.T, src, dst, proto, port string, extra ...string) verdictLine {
 	t.Helper()
-	r := kubectl(t, userConfig, podtraceArgs(src, dst, "--proto", proto, "--port", port, "-o", "json")...)
+	r := kubectl(t, userConfig, podtraceArgs(append([]string{src, dst, "--proto", proto, "--port", port, "-o", "json"}, extra...)...)...)
 	if ee, ok := r.err.(*exec.ExitError); r.err != nil && (!ok || ee.ExitCode() != 3) {
 		t.Fatalf("trace %s → %s %s/%s failed: %s", src, dst, proto, port, r)
 	}
@@ -209,10 +295,14 @@ func TestNetworkPolicyIngressDenyIsLostAndNamed(t *testing.T) {
   - ports: [{protocol: UDP, port: udp-echo}]
 `)
 	waitEngineSelects(t, 1, podIP(t, "pod-b"))
-	dsts := []struct{ pod, node string }{{"pod-b", nodeName}}
+	type dst struct {
+		pod, node string
+		n         int
+	}
+	dsts := []dst{{"pod-b", nodeName, 1}}
 	if len(clusterNodes()) == 2 {
 		waitEngineSelects(t, 2, podIP(t, "pod-x"))
-		dsts = append(dsts, struct{ pod, node string }{"pod-x", node2Name})
+		dsts = append(dsts, dst{"pod-x", node2Name, 2})
 	}
 	for _, d := range dsts {
 		v := traceJSON(t, "e2e/pod-a", "e2e/"+d.pod, "tcp", "8080")
@@ -223,10 +313,14 @@ func TestNetworkPolicyIngressDenyIsLostAndNamed(t *testing.T) {
 		if !onNodeOf(v.LastSeen, d.node) {
 			t.Errorf("pod-a → %s tcp/8080: last seen %q; want on the destination's node %s", d.pod, v.LastSeen, d.node)
 		}
+		// the live evidence: the destination node's engine rule for
+		// packets to its selected pods queued it, and it never came back
+		queuedBy(t, v, "pod-a → "+d.pod+" tcp/8080", d.node, engineQueueRule(t, d.n, "daddr"))
 	}
 	out := traceText(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080")
 	for _, want := range []string{
 		"policy  denied by NetworkPolicy e2e/" + name + " (ingress, selects pod-b; no rule admits pod-a tcp/8080)",
+		"queued to userspace NFQUEUE " + engineQueue + " by nftables inet " + engineTable + " postrouting rule",
 		"verdict LOST",
 	} {
 		if !strings.Contains(out, want) {
@@ -295,6 +389,8 @@ func TestNetworkPolicyEgressDenyAndNamespaceLabels(t *testing.T) {
 	if !onNodeOf(v.LastSeen, nodeName) {
 		t.Errorf("pod-a → %s tcp/8080: last seen %q; want on the source's node %s", dst, v.LastSeen, nodeName)
 	}
+	// queued by the source node's engine rule for packets from its selected pods
+	queuedBy(t, v, "pod-a → "+dst+" tcp/8080", nodeName, engineQueueRule(t, 1, "saddr"))
 	deletePolicy(t, egress)
 	waitEngineSelects(t, 1)
 
@@ -337,19 +433,11 @@ func TestNetworkPolicyEngineDownDisagrees(t *testing.T) {
     ports: [{protocol: TCP, port: 8080}]
 `)
 	waitEngineSelects(t, 1, podIP(t, "pod-b"))
-	harness := func(args ...string) {
-		t.Helper()
-		out, err := exec.Command("./netpol.sh", args...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("netpol.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		t.Logf("netpol.sh %s:\n%s", strings.Join(args, " "), out)
-	}
-	harness("kill", "1")
+	engineHarness(t, "kill", "1")
 	restarted := false
 	t.Cleanup(func() {
 		if !restarted {
-			harness("up")
+			engineHarness(t, "up")
 		}
 	})
 	// the world, not the plugin: the table is still there, its queue has no reader
@@ -377,7 +465,7 @@ func TestNetworkPolicyEngineDownDisagrees(t *testing.T) {
 		t.Errorf("text trace lacks the statement and the disagreement")
 	}
 
-	harness("up")
+	engineHarness(t, "up")
 	restarted = true
 	waitEngineSelects(t, 1, podIP(t, "pod-b"))
 	v = traceJSON(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080")
@@ -387,8 +475,58 @@ func TestNetworkPolicyEngineDownDisagrees(t *testing.T) {
 	noNodePodsEventually(t)
 }
 
+// The policy denies the probe, but node 1's engine has been stopped
+// (SIGINT: it removes its nftables table, as when it is undeployed): the
+// policy is not enforced there, the probe is delivered, and the trace says
+// the model and the live result disagree. This is the disagreement a
+// cluster without a working engine shows (a CNI that does not enforce
+// NetworkPolicies). Restarted, the engine enforces it again and they agree.
+func TestNetworkPolicyEngineStoppedDisagrees(t *testing.T) {
+	policyTest(t)
+	name := applyPolicy(t, "deny-all", `
+  podSelector: {matchLabels: {podtrace.io/e2e: pod-b}}
+  policyTypes: [Ingress]
+`)
+	waitEngineSelects(t, 1, podIP(t, "pod-b"))
+	engineHarness(t, "stop", "1")
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			engineHarness(t, "up")
+		}
+	})
+	// the world, not the plugin: node 1 has no engine table, nothing reads its queue
+	if out, err := onNode(1, "nft", "list", "table", "inet", engineTable).CombinedOutput(); err == nil {
+		t.Fatalf("the stopped engine's table is still there:\n%s", out)
+	}
+	denied := "denied by NetworkPolicy e2e/" + name + " (ingress, selects pod-b; no rule admits pod-a tcp/8080)"
+	v := traceJSON(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080")
+	if v.Result != "delivered" || v.Policy.Admitted || v.Policy.Statement != denied ||
+		!strings.HasPrefix(v.Policy.Disagreement, "the probe was delivered (1 of 1) while the model denies it") {
+		t.Errorf("with the engine stopped: %s, policy %+v; want delivered, %q and a disagreement", v.Result, *v.Policy, denied)
+	}
+	out := traceText(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080")
+	for _, want := range []string{"policy  " + denied, "disagree: the probe was delivered (1 of 1) while the model denies it", "verdict DELIVERED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text trace lacks %q", want)
+		}
+	}
+
+	engineHarness(t, "up")
+	restarted = true
+	waitEngineSelects(t, 1, podIP(t, "pod-b"))
+	v = traceJSON(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080")
+	if v.Result != "lost" || v.Policy.Statement != denied || v.Policy.Disagreement != "" {
+		t.Errorf("with the engine back: %s, policy %+v; want lost, %q and no disagreement", v.Result, *v.Policy, denied)
+	}
+	noNodePodsEventually(t)
+}
+
 // TestNetworkPolicyDenyTimeToVerdict: how long an ingress-denied trace takes
-// to its verdict, as the limited user runs it (figures, not assertions).
+// to its verdict, as the limited user runs it, with the nodes tracing the
+// probe through netfilter (--nftrace, the default: the verdict names the
+// engine's rule) and without (figures, not assertions). The two series
+// alternate, so that the cluster's load weighs on both alike.
 func TestNetworkPolicyDenyTimeToVerdict(t *testing.T) {
 	policyTest(t)
 	applyPolicy(t, "deny-all", `
@@ -396,19 +534,36 @@ func TestNetworkPolicyDenyTimeToVerdict(t *testing.T) {
   policyTypes: [Ingress]
 `)
 	waitEngineSelects(t, 1, podIP(t, "pod-b"))
-	const runs = 5
-	var d []time.Duration
+	const runs = 7
+	var with, without []time.Duration
 	for i := 0; i < runs; i++ {
-		s := time.Now()
-		v := traceJSON(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080")
-		d = append(d, time.Since(s))
-		if v.Result != "lost" {
-			t.Fatalf("run %d: %s; want lost", i, v.Result)
+		for _, nft := range []bool{true, false} {
+			s := time.Now()
+			v := traceJSON(t, "e2e/pod-a", "e2e/pod-b", "tcp", "8080", "--nftrace="+strconv.FormatBool(nft))
+			d := time.Since(s)
+			if v.Result != "lost" {
+				t.Fatalf("run %d (--nftrace=%v): %s; want lost", i, nft, v.Result)
+			}
+			if nft {
+				with = append(with, d)
+				if v.Drop == nil || v.Drop.Unavailable || v.Drop.Verdict != "queue" {
+					t.Errorf("run %d: --nftrace did not name the engine's queue rule: %+v", i, v.Drop)
+				}
+			} else {
+				without = append(without, d)
+				if v.Drop == nil || !v.Drop.Unavailable {
+					t.Errorf("run %d: --nftrace=false named a rule, or did not say why none: %+v", i, v.Drop)
+				}
+			}
 		}
 	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	t.Logf("ingress-denied tcp/8080 pod-a → pod-b to verdict (kubectl podtrace -o json, limited user): median %v over %d runs %v",
-		s[len(s)/2].Round(time.Millisecond), runs, d)
+	median := func(d []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2].Round(time.Millisecond)
+	}
+	t.Logf("ingress-denied tcp/8080 pod-a → pod-b to verdict (kubectl podtrace -o json, limited user, %d runs each, alternating): "+
+		"median %v with --nftrace (the engine's rule named), %v with --nftrace=false; with %v, without %v",
+		runs, median(with), median(without), with, without)
 	noNodePodsEventually(t)
 }

@@ -5,7 +5,8 @@
 # kube-proxy (mode $PROXY: nftables or iptables, see proxy.sh), the NetworkPolicy engine
 # kube-network-policies on every node (netpol.sh), the project's images, and the fixtures (namespaces, workload pods, Services, the limited user bound to deploy/user-rbac.yaml).
 # Everything lives under $E2E_STATE (default /tmp/podtrace-e2e); down.sh removes it.
-# Running it again while the cluster is up does nothing.
+# Running it again while the cluster is up does nothing but start the NetworkPolicy engines if
+# they do not run.
 #
 #   admin kubeconfig:         /tmp/podtrace-e2e/admin.kubeconfig   (system:masters)
 #   limited user kubeconfig:  /tmp/podtrace-e2e/user.kubeconfig    (only the podtrace-user roles)
@@ -28,6 +29,8 @@ if cluster_ready; then
     die "the cluster is up with $(cluster_nodes) node(s), NODES=$NODES asked: make e2e-down first"
   fi
   log "cluster already up with $(cluster_nodes) node(s) (admin kubeconfig $ADMIN_KUBECONFIG)"
+  # the NetworkPolicy engines: started where they do not run (netpol.sh down stops them alone)
+  knp_running || "$HERE/netpol.sh" up
   echo "$ADMIN_KUBECONFIG"
   exit 0
 fi
@@ -109,7 +112,6 @@ subjectAltName=$3"
       echo "$(openssl rand -hex 24),system:node:$NODE2_NAME,system:node:$NODE2_NAME,system:nodes"
       echo "$(openssl rand -hex 24),system:kube-controller-manager,system:kube-controller-manager"
       echo "$(openssl rand -hex 24),system:kube-proxy,system:kube-proxy"
-      echo "$(openssl rand -hex 24),system:kube-network-policies,system:kube-network-policies"
     } >tokens.csv
     chmod 600 ./*.key tokens.csv
   )
@@ -169,7 +171,7 @@ start kube-apiserver "$KBIN/kube-apiserver" \
 waitfor kube-apiserver 180 kc get --raw /readyz || fail_with_log kube-apiserver
 # RBAC bootstrap policy is in place once the system roles exist
 waitfor "RBAC bootstrap roles" 60 kc get clusterrole system:kubelet-api-admin
-kc apply -f "$HERE/fixtures/cluster.yaml" -f "$HERE/fixtures/netpol.yaml" >/dev/null
+kc apply -f "$HERE/fixtures/cluster.yaml" >/dev/null
 
 # --- kube-controller-manager: EndpointSlices for the Services (nothing else: no node lifecycle) --
 start kube-controller-manager "$KBIN/kube-controller-manager" \
