@@ -29,7 +29,7 @@ func TestLimitedUserIsLimited(t *testing.T) {
 		// the NetworkPolicy model: the policies of the traced pods' namespaces, and
 		// namespaces' labels for namespaceSelectors
 		{[]string{"list", "networkpolicies.networking.k8s.io", "-n", "e2e"}, "yes"},
-		{[]string{"get", "namespaces", "e2e"}, "yes"},
+		{[]string{"get", "namespaces/e2e"}, "yes"},
 		// nothing beyond what the plugin needs, and only where it is bound
 		{[]string{"get", "pods", "-n", "default"}, "no"},
 		{[]string{"patch", "pods", "--subresource=ephemeralcontainers", "-n", "default"}, "no"},
