@@ -187,6 +187,22 @@ func Run(ctx context.Context, cfg Config) error {
 		promiscWarning = "bridges are not held in promiscuous mode (with br_netfilter and NAT rules here, a promiscuous bridge delivers a DNATed frame twice): frames a bridge forwards between its ports are seen at the ports only"
 	}
 	if cfg.Promisc {
+		if what := bridgedQueue(); what != "" {
+			// Measured: a promiscuous bridge clones each frame it
+			// forwards (one copy passed up, one forwarded), and the
+			// clones share the connection's conntrack entry, unconfirmed
+			// until the packet leaves; the kernel drops such a packet
+			// when a rule queues it to userspace (nf_ct_drop_unconfirmed
+			// in nfnetlink_queue), before the program reading the queue
+			// sees it. With a policy engine that queues new connections
+			// (kube-network-policies), the trace would drop the probe
+			// the engine admits.
+			cfg.Promisc = false
+			promiscWarning = "bridges are not held in promiscuous mode (" + what +
+				": a promiscuous bridge clones the frames it forwards, and the kernel drops a queued packet whose new connection a clone shares): frames a bridge forwards between its ports are seen at the ports only"
+		}
+	}
+	if cfg.Promisc {
 		for _, l := range links {
 			if l.Kind == "bridge" {
 				promisc = append(promisc, l.Index)
@@ -632,6 +648,21 @@ func bridgedDNAT(v6 bool) bool {
 	}
 	rules, err := netsnap.NATRuleSets(v6)
 	return err != nil || len(rules) > 0 // unknown: keep out of the way
+}
+
+// bridgedQueue says which rule sets here queue packets to userspace ("" when
+// none does): br_netfilter hands bridged frames to the ip, ip6 and inet
+// hooks, and the bridge family's are met anyway. Rules that cannot be listed
+// count as such: keep out of the way.
+func bridgedQueue() string {
+	rs, err := netsnap.QueueRuleSets()
+	switch {
+	case err != nil:
+		return "the nftables rules, which may queue packets to userspace, cannot be listed: " + err.Error()
+	case len(rs) == 0:
+		return ""
+	}
+	return strings.Join(rs, ", ") + " queue packets to userspace"
 }
 
 // heldLines holds the lines emitted before hello and writes them right

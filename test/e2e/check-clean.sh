@@ -24,7 +24,7 @@ for d in /proc/[0-9]*; do
   # a zombie holds no resources; a reaper may take a moment to collect it
   [ "$(awk '{print $3}' "$d/stat" 2>/dev/null)" = Z ] && continue
   case "$cmd" in
-    *"$E2E_STATE"* | *"$E2E_CACHE_ROOT/k8s-"*) problem "process $p: $cmd" ;;
+    *"$E2E_STATE"* | *"$E2E_CACHE_ROOT/k8s-"* | *"$E2E_CACHE_ROOT/kube-network-policies-"*) problem "process $p: $cmd" ;;
   esac
   if grep -qE ":/($NODE2_CGROUP(/|\$)|kubepods(/|\$)|k8s\.io(/|\$))" "$d/cgroup" 2>/dev/null; then
     problem "process $p in a pod cgroup: $cmd"
@@ -87,8 +87,14 @@ for f in ip ip6; do
   nft list table "$f" kube-proxy >/dev/null 2>&1 && problem "nft table $f kube-proxy"
 done
 
-# listening ports of etcd, the API server, the kubelet, kube-proxy (healthz, metrics)
-for port in 2379 2380 2381 6443 10248 10250 10249 10256; do
+# the NetworkPolicy engine's nftables table (its NFQUEUE rules)
+if baseline "absent-nft-table inet kube-network-policies"; then
+  nft list table inet kube-network-policies >/dev/null 2>&1 && problem "nft table inet kube-network-policies"
+fi
+
+# listening ports of etcd, the API server, the kubelet, kube-proxy (healthz, metrics), the
+# NetworkPolicy engine (metrics)
+for port in 2379 2380 2381 6443 10248 10250 10249 10256 "$KNP_METRICS_PORT"; do
   ss -Htln "sport = :$port" | grep -q . && problem "something listens on port $port"
 done
 

@@ -17,8 +17,10 @@ baseline() { grep -q "^$*\$" "$BASE"; }
 
 stop() { stop_pid "$@"; }
 
-# 0. kube-proxy on both nodes and its rules, the controller manager; then the second node, while
-#    the API server runs: its pods, daemons, leftovers, its Node
+# 0. the NetworkPolicy engine on both nodes and its nftables table, kube-proxy on both nodes and
+#    its rules, the controller manager; then the second node, while the API server runs: its pods,
+#    daemons, leftovers, its Node
+"$HERE/netpol.sh" down
 "$HERE/proxy.sh" down
 stop kube-controller-manager
 "$HERE/node2.sh" down

@@ -1,6 +1,7 @@
 # End-to-end tests on a real Kubernetes cluster of one or two nodes on this host (root; see test/e2e/up.sh).
 #   NODES=2 (default) or 1; ROUTING=vxlan (default) or hostgw between the two nodes
-#   make e2e-build    build kube-apiserver + kubelet once and cache them in /var/cache/podtrace-e2e
+#   make e2e-build    build the Kubernetes binaries and kube-network-policies once and cache them in
+#                     /var/cache/podtrace-e2e
 #   make e2e-images   build the agent, workload and pause images (imported if the cluster runs)
 #   make e2e-up       bring the cluster up (a no-op if it is up); admin kubeconfig:
 #                     /tmp/podtrace-e2e/admin.kubeconfig, limited user: /tmp/podtrace-e2e/user.kubeconfig
@@ -16,6 +17,7 @@ E2E_DIR := test/e2e
 .PHONY: e2e-build e2e-images e2e-up e2e e2e-down e2e-check-clean e2e-routing e2e-proxy
 e2e-build:
 	$(E2E_DIR)/build-k8s.sh
+	$(E2E_DIR)/netpol.sh build
 e2e-images:
 	$(E2E_DIR)/images.sh
 e2e-up:

@@ -16,6 +16,20 @@ fi
 e2e_goversion() { "$GO" env GOVERSION; }
 e2e_bindir() { echo "$E2E_CACHE_ROOT/k8s-v$K8S_VERSION-$(e2e_goversion)"; }
 
+# The NetworkPolicy engine on every node (netpol.sh): sigs.k8s.io/kube-network-policies, built from the
+# Go module proxy and cached like the Kubernetes binaries; its NFQUEUE number and metrics port
+# (its google/nftables patched by config/knp-nft-queue.patch, which keys the cache too)
+KNP_VERSION=${KNP_VERSION:-0.8.0}
+KNP_NFTABLES=v0.3.0
+KNP_QUEUE=100
+KNP_METRICS_PORT=9080
+knp_running() { # every node's engine runs
+  pid_alive kube-network-policies && { [ "$(cluster_nodes)" != 2 ] || pid_alive node2-kube-network-policies; }
+}
+knp_bindir() {
+  echo "$E2E_CACHE_ROOT/kube-network-policies-v$KNP_VERSION-$(sha256sum "$(dirname "${BASH_SOURCE[0]}")/config/knp-nft-queue.patch" | cut -c1-12)-$(e2e_goversion)"
+}
+
 _e2e_t0=${_e2e_t0:-$(date +%s)}
 export _e2e_t0
 log() { printf '[%s +%ss] %s: %s\n' "$(date +%T)" "$(( $(date +%s) - _e2e_t0 ))" "${E2E_SCRIPT:-e2e}" "$*" >&2; }
@@ -142,7 +156,8 @@ KC
 # static_token N: the token of line N of the API server's token file (up.sh writes it)
 static_token() { sed -n "${1}p" "$E2E_STATE/pki/tokens.csv" | cut -d, -f1; }
 
-# cluster_ready: up.sh finished, every daemon it started runs, the API server is ready
+# cluster_ready: up.sh finished, every daemon it started runs, the API server is ready (the
+# NetworkPolicy engines aside: up.sh starts them on a ready cluster where they do not run)
 cluster_ready() {
   local p
   for p in etcd containerd kube-apiserver kube-controller-manager kubelet kube-proxy; do pid_alive "$p" || return 1; done

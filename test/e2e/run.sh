@@ -61,7 +61,7 @@ suite() { # label [-run regex]
   s=$(date +%s)
   set +e
   # shellcheck disable=SC2086
-  "$GO" test -tags e2e -count=1 -v "$@" ${E2E_TESTFLAGS:-} ./test/e2e/...
+  "$GO" test -tags e2e -count=1 -v -timeout 30m "$@" ${E2E_TESTFLAGS:-} ./test/e2e/...
   rc=$?
   set -e
   log "suite ($label) finished in $(( $(date +%s) - s ))s (exit $rc)"

@@ -26,6 +26,10 @@ func TestLimitedUserIsLimited(t *testing.T) {
 		{[]string{"get", "pods", "--subresource=log", "-n", "e2e"}, "yes"},
 		{[]string{"create", "pods", "-n", "podtrace-system"}, "yes"},
 		{[]string{"get", "nodes"}, "yes"},
+		// the NetworkPolicy model: the policies of the traced pods' namespaces, and
+		// namespaces' labels for namespaceSelectors
+		{[]string{"list", "networkpolicies.networking.k8s.io", "-n", "e2e"}, "yes"},
+		{[]string{"get", "namespaces/e2e"}, "yes"},
 		// nothing beyond what the plugin needs, and only where it is bound
 		{[]string{"get", "pods", "-n", "default"}, "no"},
 		{[]string{"patch", "pods", "--subresource=ephemeralcontainers", "-n", "default"}, "no"},
@@ -35,6 +39,9 @@ func TestLimitedUserIsLimited(t *testing.T) {
 		{[]string{"create", "pods", "--subresource=exec", "-n", "e2e"}, "no"},
 		{[]string{"get", "secrets", "-n", "podtrace-system"}, "no"},
 		{[]string{"patch", "nodes"}, "no"},
+		{[]string{"list", "networkpolicies.networking.k8s.io", "-n", "default"}, "no"},
+		{[]string{"create", "networkpolicies.networking.k8s.io", "-n", "e2e"}, "no"},
+		{[]string{"delete", "networkpolicies.networking.k8s.io", "-n", "e2e"}, "no"},
 	} {
 		r := kubectl(t, userConfig, append([]string{"auth", "can-i"}, c.args...)...)
 		if got := strings.TrimSpace(r.stdout); got != c.want {

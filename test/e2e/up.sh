@@ -2,10 +2,11 @@
 # Bring up a real single-node Kubernetes cluster for the end-to-end tests, as root:
 # etcd, kube-apiserver (Node,RBAC authorization, PodSecurity admission), kube-controller-manager
 # (the EndpointSlice controller only), containerd + runc, the bridge CNI (cni0, $POD_CIDR), a kubelet,
-# kube-proxy (mode $PROXY: nftables or iptables, see proxy.sh), the project's images, and the
-# fixtures (namespaces, workload pods, Services, the limited user bound to deploy/user-rbac.yaml).
+# kube-proxy (mode $PROXY: nftables or iptables, see proxy.sh), the NetworkPolicy engine
+# kube-network-policies on every node (netpol.sh), the project's images, and the fixtures (namespaces, workload pods, Services, the limited user bound to deploy/user-rbac.yaml).
 # Everything lives under $E2E_STATE (default /tmp/podtrace-e2e); down.sh removes it.
-# Running it again while the cluster is up does nothing.
+# Running it again while the cluster is up does nothing but start the NetworkPolicy engines if
+# they do not run.
 #
 #   admin kubeconfig:         /tmp/podtrace-e2e/admin.kubeconfig   (system:masters)
 #   limited user kubeconfig:  /tmp/podtrace-e2e/user.kubeconfig    (only the podtrace-user roles)
@@ -28,6 +29,8 @@ if cluster_ready; then
     die "the cluster is up with $(cluster_nodes) node(s), NODES=$NODES asked: make e2e-down first"
   fi
   log "cluster already up with $(cluster_nodes) node(s) (admin kubeconfig $ADMIN_KUBECONFIG)"
+  # the NetworkPolicy engines: started where they do not run (netpol.sh down stops them alone)
+  knp_running || "$HERE/netpol.sh" up
   echo "$ADMIN_KUBECONFIG"
   exit 0
 fi
@@ -35,12 +38,13 @@ if [ -d "$PIDS" ] && [ -n "$(ls -A "$PIDS" 2>/dev/null)" ]; then
   log "a partial cluster is left from an earlier run: tearing it down first"
   "$HERE/down.sh"
 fi
-for port in 2379 2380 6443 10248 10250 10249 10256; do
+for port in 2379 2380 6443 10248 10250 10249 10256 "$KNP_METRICS_PORT"; do
   if ss -Htln "sport = :$port" | grep -q .; then die "port $port is in use by another process"; fi
 done
 
 # --- Kubernetes binaries (cached; cold build ~20 min) -----------------------------------------
 "$HERE/build-k8s.sh"
+"$HERE/netpol.sh" build
 KBIN=$(e2e_bindir)
 
 # --- record the host as it was, before touching it -----------------------------------------------
@@ -57,6 +61,7 @@ if [ ! -f "$E2E_STATE/host-baseline" ]; then
       done
     done
     for f in ip ip6; do nft list table "$f" kube-proxy >/dev/null 2>&1 || echo "absent-nft-table $f kube-proxy"; done
+    nft list table inet kube-network-policies >/dev/null 2>&1 || echo "absent-nft-table inet kube-network-policies"
     for s in $SYSCTLS; do echo "sysctl $s $(sysctl -n "$s")"; done
   } >"$E2E_STATE/host-baseline.tmp"
   cp "$E2E_STATE/host-baseline.tmp" "$HOST_BASELINE"
@@ -221,6 +226,9 @@ waitfor "policy podtrace-agent-attach" 60 policy_refuses podtrace-agent-attach -
 # --- Services and kube-proxy on every node -----------------------------------------------------
 kc apply -f "$HERE/fixtures/services.yaml" >/dev/null
 "$HERE/proxy.sh" up "$PROXY"
+
+# --- the NetworkPolicy engine on every node, enforcing ------------------------------------------
+"$HERE/netpol.sh" up
 
 touch "$E2E_STATE/up.done"
 kc get nodes -o wide >&2

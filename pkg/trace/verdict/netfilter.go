@@ -110,7 +110,12 @@ func dropOf(a *trace.AgentInfo, e *wire.NFTrace) *trace.Drop {
 	}
 	switch d.Verdict {
 	case "queue":
-		d.Text = fmt.Sprintf("%s was queued to userspace (queue %d) by %s %s on %s and not returned", what, e.Queue, where, rule, a.Name)
+		// The kernel traces the queueing, not the answer of the program
+		// reading the queue (a policy engine's accept or drop): a lost
+		// probe whose packet was queued and not traced again was dropped
+		// by that program's verdict, or by the kernel because no program
+		// reads the queue (unless the rule says bypass).
+		d.Text = fmt.Sprintf("%s was queued to userspace NFQUEUE %d by %s %s on %s and never given back: the program reading that queue dropped it, or none reads it", what, e.Queue, where, rule, a.Name)
 	case "reject":
 		d.Text = fmt.Sprintf("%s was rejected by %s %s on %s", what, where, rule, a.Name)
 	default:

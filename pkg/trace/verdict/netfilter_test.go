@@ -30,7 +30,7 @@ func TestNetfilterDropTruthTable(t *testing.T) {
 		{"a base chain's policy", armed, []*wire.NFTrace{{Probe: "tcp/1", ID: 3, Family: "ip", Table: "filter", Chain: "FORWARD", Type: "policy", Verdict: "drop", IPTables: true}}, false,
 			`the probe was dropped by iptables-nft table filter chain FORWARD policy drop on node-1`, "drop"},
 		{"queued and never returned", armed, []*wire.NFTrace{{Probe: "tcp/1", ID: 9, Family: "inet", Table: "knp", Chain: "fwd", Handle: 5, Type: "rule", Verdict: "queue", Queue: 100, Rule: "queue num 100"}}, false,
-			`the probe was queued to userspace (queue 100) by nftables inet knp fwd rule "queue num 100" on node-1 and not returned`, "queue"},
+			`the probe was queued to userspace NFQUEUE 100 by nftables inet knp fwd rule "queue num 100" on node-1 and never given back: the program reading that queue dropped it, or none reads it`, "queue"},
 		{"queued and returned: not what dropped it", armed, []*wire.NFTrace{
 			{Probe: "tcp/1", ID: 9, Family: "inet", Table: "knp", Chain: "fwd", Handle: 5, Type: "rule", Verdict: "queue", Queue: 100},
 			{Probe: "tcp/1", ID: 9, Family: "ip", Table: "filter", Chain: "FORWARD", Type: "policy", Verdict: "accept"}}, false, "", ""},
