@@ -534,7 +534,7 @@ func TestNetworkPolicyDenyTimeToVerdict(t *testing.T) {
   policyTypes: [Ingress]
 `)
 	waitEngineSelects(t, 1, podIP(t, "pod-b"))
-	const runs = 7
+	const runs = 5
 	var with, without []time.Duration
 	for i := 0; i < runs; i++ {
 		for _, nft := range []bool{true, false} {
