@@ -39,6 +39,11 @@ func fakeCluster(objs ...runtime.Object) (*fake.Clientset, *[]k8stesting.Action)
 		if a.GetVerb() == "create" || a.GetVerb() == "patch" || a.GetVerb() == "delete" {
 			writes = append(writes, a)
 		}
+		// A dry-run create is checked and answered, never stored (as the
+		// API server does; the fake's tracker would keep it).
+		if c, ok := a.(k8stesting.CreateActionImpl); ok && len(c.CreateOptions.DryRun) > 0 {
+			return true, c.GetObject(), nil
+		}
 		return false, nil, nil
 	})
 	return cs, &writes
