@@ -18,8 +18,11 @@ import (
 // PATH, the limited user (deploy/user-rbac.yaml only) runs it, the agents
 // run in the real pods and on the real node.
 
+// podtraceArgs is a trace's command line. Its agents end with the trace
+// (--linger 0), so that every test can check that nothing is left; the
+// warm agent tests (warm_test.go) linger on purpose.
 func podtraceArgs(args ...string) []string {
-	return append([]string{"podtrace"}, append(args, "--image", agentImage, "--image-pull-policy", "Never")...)
+	return append([]string{"podtrace"}, append(args, "--image", agentImage, "--image-pull-policy", "Never", "--linger", "0")...)
 }
 
 // nodePods lists the node agent pods (admin view).
@@ -241,10 +244,13 @@ func TestInterruptDeletesTheNodePod(t *testing.T) {
 
 // TestTimeToVerdict measures the wall time of a trace against kubectl debug
 // injecting an ephemeral container with the same image and waiting for it
-// to run, on the same cluster in the same run. Figures, not assertions.
+// to run, on the same cluster in the same run: cold traces (agents created
+// for each), warm reruns (the lingering agents of a first trace serve them:
+// nothing is created, which is checked) and kubectl debug. Figures, not
+// assertions.
 func TestTimeToVerdict(t *testing.T) {
-	const runs = 5
-	var trace, debug []time.Duration
+	const runs = 10
+	var trace, debug, warm []time.Duration
 	for i := 0; i < runs; i++ {
 		s := time.Now()
 		if r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "-o", "json")...); r.err != nil {
@@ -270,14 +276,38 @@ func TestTimeToVerdict(t *testing.T) {
 		cancel()
 		debug = append(debug, time.Since(s))
 	}
+	noNodePodsEventually(t)
+
+	// Warm: a first trace leaves its agents (the pods' and the node's)
+	// lingering; every rerun attaches to them.
+	cleanupAtEnd(t, "e2e")
+	if r := kubectl(t, userConfig, lingering("2m", "e2e/pod-a", "e2e/pod-b", "-o", "json")...); r.err != nil {
+		t.Fatalf("first trace: %s", r)
+	}
+	before := countObjects(t, "e2e", "pod-a", "pod-b")
+	for i := 0; i < runs; i++ {
+		s := time.Now()
+		r := kubectl(t, userConfig, lingering("2m", "e2e/pod-a", "e2e/pod-b", "-o", "json")...)
+		if r.err != nil {
+			t.Fatalf("warm rerun: %s", r)
+		}
+		warm = append(warm, time.Since(s))
+		if !strings.Contains(r.stderr, "warm rerun on the agents of session") {
+			t.Fatalf("rerun %d was not warm:\n%s", i+1, r.stderr)
+		}
+	}
+	if after := countObjects(t, "e2e", "pod-a", "pod-b"); !before.same(after) {
+		t.Errorf("warm reruns created objects: before %+v, after %+v", before, after)
+	}
+
 	med := func(d []time.Duration) time.Duration {
 		s := append([]time.Duration(nil), d...)
 		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 		return s[len(s)/2]
 	}
-	t.Logf("kubectl podtrace pod-a pod-b to verdict: median %v over %d runs %v", med(trace).Round(time.Millisecond), runs, trace)
+	t.Logf("kubectl podtrace pod-a pod-b to verdict, cold: median %v over %d runs %v", med(trace).Round(time.Millisecond), runs, trace)
+	t.Logf("kubectl podtrace pod-a pod-b to verdict, warm: median %v over %d runs %v", med(warm).Round(time.Millisecond), runs, warm)
 	t.Logf("kubectl debug to ephemeral container running: median %v over %d runs %v", med(debug).Round(time.Millisecond), runs, debug)
-	noNodePodsEventually(t)
 }
 
 // Where PodSecurity forbids the agent in the pods, a passive trace in the

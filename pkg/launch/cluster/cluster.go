@@ -51,8 +51,14 @@ type Launcher struct {
 	// pod.
 	TeardownBudget time.Duration
 
+	// Warm are running agents found for the plan's specs by ID (FindWarm):
+	// Start attaches to them and creates nothing.
+	Warm map[string]WarmAgent
+
 	mu      sync.Mutex
 	created []*corev1.Pod
+	kept    bool           // Keep: lingering node pods stay after the run
+	bg      sync.WaitGroup // deletions of exited lingering node pods (FindWarm)
 
 	teardownOnce   sync.Once
 	teardownCtx    context.Context
@@ -91,6 +97,13 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
+	if w, ok := l.Warm[s.ID]; ok {
+		a, err := l.attach(ctx, w.Namespace, w.Pod, w.Container, nil)
+		if a != nil {
+			a.lingering = true
+		}
+		return a, err
+	}
 	switch s.Role {
 	case wire.RolePod:
 		pod := l.Pods[s.Target]
@@ -107,7 +120,11 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		if err := l.waitRunning(wctx, pod.Namespace, pod.Name, ec.Name, true, s.ID); err != nil {
 			return nil, err
 		}
-		return l.attach(ctx, pod.Namespace, pod.Name, ec.Name, nil)
+		a, err := l.attach(ctx, pod.Namespace, pod.Name, ec.Name, nil)
+		if a != nil {
+			a.lingering = s.Linger > 0
+		}
+		return a, err
 	case wire.RoleNode:
 		p := kube.NodePod(l.Params, s.Target, s.Args())
 		created, err := kube.CreateNodePod(ctx, l.Client, p, false)
@@ -127,8 +144,10 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		a, err := l.attach(ctx, created.Namespace, created.Name, "agent", created)
 		if err != nil {
 			_ = l.deletePod(l.teardown(), created)
+			return nil, err
 		}
-		return a, err
+		a.lingering = s.Linger > 0
+		return a, nil
 	}
 	return nil, fmt.Errorf("agent %s: unknown role %q", s.ID, s.Role)
 }
@@ -266,6 +285,9 @@ type agent struct {
 	err                 error
 	done                chan struct{}
 	stopOnce, closeOnce sync.Once
+	// lingering: the agent serves more runs (--linger): Stop detaches and
+	// leaves it, and its node pod, to its linger time (Launcher.Keep).
+	lingering bool
 }
 
 func (a *agent) Stream() io.Reader { return a.stdout }
@@ -277,10 +299,17 @@ func (a *agent) Send(cmd string) error {
 
 // Stop closes the agent's stdin (with StdinOnce the runtime closes the
 // container's stdin: the agent stops and says bye), waits for the stream
-// to end, then deletes the node pod if this agent owns one.
+// to end, then deletes the node pod if this agent owns one. A lingering
+// agent's stream does not end: Stop detaches from it (the session told
+// its run to stop), and Launcher.Cleanup decides about its node pod.
 func (a *agent) Stop(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
+		if a.lingering {
+			_ = a.stdin.Close()
+			a.cancel()
+			return
+		}
 		td := a.l.teardown()
 		_ = a.stdin.Close()
 		select {
@@ -327,7 +356,17 @@ func (l *Launcher) deletePod(ctx context.Context, p *corev1.Pod) error {
 // the teardown budget (it starts it if no agent was stopped), all at once.
 // When the budget runs out, the error names what may be left and how to
 // remove it.
+//
+// After Keep, the node pods of lingering agents stay: they serve reruns
+// and end on their own.
 func (l *Launcher) Cleanup() error {
+	l.bg.Wait()
+	l.mu.Lock()
+	kept := l.kept
+	l.mu.Unlock()
+	if kept {
+		return nil
+	}
 	ctx := l.teardown()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
