@@ -575,7 +575,11 @@ func (o *ClusterOptions) printDryRun(w io.Writer, plan session.Plan) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "---\n# agent %s: node agent pod on node %s (deleted when the trace ends)\n%s", a.ID, a.Target, y)
+			ends := "deleted when the trace ends"
+			if a.Linger > 0 {
+				ends = fmt.Sprintf("lingers %s after the trace for reruns; `kubectl podtrace cleanup` deletes it", a.Linger)
+			}
+			fmt.Fprintf(w, "---\n# agent %s: node agent pod on node %s (%s)\n%s", a.ID, a.Target, ends, y)
 		}
 	}
 	return nil

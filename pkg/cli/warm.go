@@ -42,7 +42,11 @@ func (o *ClusterOptions) applyLinger(s *launch.Spec) {
 	s.Linger = o.Linger
 	s.Lifetime = s.Deadline + lifetimeLingers*o.Linger
 	p := o.params()
-	s.WarmKey = s.Key(version.Version, "image="+p.Image, "pull="+string(p.PullPolicy), "caps="+p.Capabilities,
+	v := version.Version
+	if version.Commit != "" {
+		v += "+" + version.Commit // a development build differs from the last by its commit
+	}
+	s.WarmKey = s.Key(v, "image="+p.Image, "pull="+string(p.PullPolicy), "caps="+p.Capabilities,
 		"kdrops="+strconv.FormatBool(p.KernelDrops), "unprivileged="+strconv.FormatBool(p.Unprivileged && s.Role == "pod"),
 		"agentns="+p.Namespace)
 }
