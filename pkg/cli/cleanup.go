@@ -129,7 +129,10 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 			if len(st.Name) > len(kube.ContainerPrefix) && st.Name[:len(kube.ContainerPrefix)] == kube.ContainerPrefix && st.State.Running != nil {
 				if lingering(&p, st.Name) && (o.Session == "" || st.Name == kube.ContainerName(o.Session)) {
 					if err := l.EndAgent(ctx, p.Namespace, p.Name, st.Name); err != nil {
-						return err
+						// (it exited in the meantime, or the attach was refused)
+						running++
+						fmt.Fprintf(o.Out, "running agent container %s in pod %s/%s: not ended: %s\n", render.Safe(st.Name), render.Safe(p.Namespace), render.Safe(p.Name), render.Safe(err.Error()))
+						continue
 					}
 					ended++
 					fmt.Fprintf(o.Out, "ended   warm agent container %s in pod %s/%s\n", render.Safe(st.Name), render.Safe(p.Namespace), render.Safe(p.Name))
