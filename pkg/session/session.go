@@ -408,8 +408,16 @@ func stopAll(rs []*running, progress func(string, ...any)) {
 		go func(r *running) {
 			defer wg.Done()
 			// A run interrupted before its stop (an error, Ctrl-C) is
-			// stopped: a warm agent goes back to waiting for the next.
+			// stopped: a lingering agent goes back to waiting for the
+			// next, once it said bye (its stream does not end).
 			_ = r.agent.Send(r.cmd(wire.CmdStop))
+			if r.spec.Linger > 0 {
+				select {
+				case <-r.bye:
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
 			if err := r.agent.Stop(ctx); err != nil {
 				progress("podtrace: stopping agent %s: %v", r.spec.ID, err)
 			}

@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -201,4 +204,48 @@ func TestCleanupEndsWarmAgents(t *testing.T) {
 		a, b := runningAgents(t, "e2e", src), runningAgents(t, "e2e", dst)
 		return len(a)+len(b) == 0, strings.Join(append(a, b...), ",")
 	})
+}
+
+// A warm rerun interrupted during its probes (Ctrl-C) stops its run: the
+// agents go back to waiting, and the next rerun is warm again.
+func TestInterruptedWarmRerunLeavesTheAgentsIdle(t *testing.T) {
+	src, dst := freshPod(t, "e2e"), freshPod(t, "e2e")
+	cleanupAtEnd(t, "e2e")
+	if r := kubectl(t, userConfig, lingering("2m", "e2e/"+src, "e2e/"+dst)...); r.err != nil {
+		t.Fatalf("first trace: %s", r)
+	}
+	cmd := exec.Command("kubectl", lingering("2m", "e2e/"+src, "e2e/"+dst, "--count", "50", "--interval", "500ms")...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+userConfig)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	eventually(t, 60*time.Second, "the warm rerun probing", func() (bool, string) {
+		s := stderr.String()
+		return strings.Contains(s, "warm rerun") && strings.Contains(s, "probing"), s
+	})
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the plugin did not exit within 30 s of SIGINT:\n%s", stderr.String())
+	}
+	t.Logf("interrupted:\n%s", stderr.String())
+	before := countObjects(t, "e2e", src, dst)
+	r := kubectl(t, userConfig, lingering("2m", "e2e/"+src, "e2e/"+dst, "--color", "never")...)
+	if r.err != nil {
+		t.Fatalf("rerun after the interrupted one: %s", r)
+	}
+	if !strings.Contains(r.stderr, "warm rerun on the agents of session") || !strings.Contains(r.stdout, "verdict DELIVERED") {
+		t.Errorf("the rerun after an interrupted one is not a delivered warm rerun:\n%s", r)
+	}
+	if after := countObjects(t, "e2e", src, dst); !before.same(after) {
+		t.Errorf("the rerun created objects: before %+v, after %+v", before, after)
+	}
 }
