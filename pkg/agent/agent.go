@@ -541,8 +541,10 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 	reportNAT(cfg, w, ctw)
 	nftStats := reportNFTrace(cfg, w, nft, &names)
 	dropCounts := kd.close()
+	// The capture sockets close after the bye (deferred): closing a ring
+	// waits for the kernel's RCU grace period, which the plugin, waiting
+	// for the bye, need not.
 	st, err := h.Stats()
-	h.Close()
 	if err == nil {
 		cutLines, cutBytes := w.Cut()
 		_ = w.Emit(&wire.Stats{Socket: "all", Packets: st.Packets, Drops: st.Drops, Freezes: st.Freezes, Emitted: emitted, Filtered: unreported,
@@ -614,10 +616,11 @@ type runControl struct {
 }
 
 // awaitStart waits for the start line (the reader attached): the run's
-// token and the release of the held lines. Any other first line counts
-// as the start too and is then read as itself, except stop and exit, and
-// the end of input: those stop the run before it started (nothing is
-// written). It reports whether the run started.
+// token and the release of the held lines. Empty lines are passed over
+// (a plugin writes one to learn that its attach is up). Any other first
+// line counts as the start too and is then read as itself, except stop
+// and exit, and the end of input: those stop the run before it started
+// (nothing is written). It reports whether the run started.
 func (c *runControl) awaitStart(ctx context.Context, stop context.CancelCauseFunc, w *wire.Writer) bool {
 	if c.in == nil || c.started {
 		return true
@@ -631,6 +634,9 @@ func (c *runControl) awaitStart(ctx context.Context, stop context.CancelCauseFun
 			c.end.eof = true
 			stop(errStopped)
 			return false
+		}
+		if strings.TrimSpace(line) == "" {
+			continue // the plugin learning that its attach is up: not the start
 		}
 		cl, perr := wire.ParseControl(line)
 		if perr != nil {

@@ -66,6 +66,10 @@ type ClusterOptions struct {
 	// mode is the mode preflight chose (modeEphemeral, modeUnprivileged,
 	// modeNode), and modeWhy why.
 	mode, modeWhy string
+	// srcLevel and podLevels are the PodSecurity levels the source's and
+	// every traced pod's namespaces enforce (read by Complete).
+	srcLevel  nsLevel
+	podLevels []nsLevel
 }
 
 // maxEndpointNodes bounds the nodes of a Service's endpoints that get a
@@ -167,15 +171,24 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 		return err
 	}
 	o.taints = map[string][]corev1.Taint{}
-	for _, n := range o.nodes() {
-		node, err := kube.CheckNode(ctx, o.client, n)
-		if err != nil {
-			return err
+	nodes := o.nodes()
+	checked := make([]kube.Node, len(nodes))
+	errs := make([]error, len(nodes))
+	for i, n := range nodes { // each node at once, and the namespaces' levels
+		wg.Add(1)
+		go func() { defer wg.Done(); checked[i], errs[i] = kube.CheckNode(ctx, o.client, n) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); o.srcLevel, o.podLevels = o.podSecurityLevels(ctx) }()
+	wg.Wait()
+	for i, n := range nodes {
+		if errs[i] != nil {
+			return errs[i]
 		}
-		if !node.Readable {
+		if node := checked[i]; !node.Readable {
 			o.notes = append(o.notes, fmt.Sprintf("node %s could not be read (%s): its node agent tolerates no taint", n, node.Why))
 		}
-		o.taints[n] = node.Taints
+		o.taints[n] = checked[i].Taints
 	}
 	o.session = kube.NewSessionID()
 	return nil
@@ -409,32 +422,45 @@ func (o *ClusterOptions) preflight(ctx context.Context) error {
 			}
 			needs = kube.Needs(nss, mode != modeNode, o.AgentNamespace)
 		}
-		if err := kube.CheckAccess(ctx, o.client, needs); err != nil {
-			return err
-		}
 		o.mode = mode
 		p := o.params()
 		plan := o.Plan(mode)
-		for _, a := range plan.Agents {
-			var err error
-			switch a.Role {
-			case wire.RolePod:
-				t := o.src
-				if o.dst != nil && a.Target == o.dst.Ref.String() {
-					t = o.dst
+		// The access reviews and the dry runs all at once: one round trip
+		// to the API server, not one per object. A missing permission is
+		// reported as the reviews list it (all of them, with what each is
+		// for), before the dry runs' own refusals.
+		var wg sync.WaitGroup
+		access := make(chan error, 1)
+		go func() { access <- kube.CheckAccess(ctx, o.client, needs) }()
+		dry := make([]error, len(plan.Agents))
+		for i, a := range plan.Agents {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				switch a.Role {
+				case wire.RolePod:
+					t := o.src
+					if o.dst != nil && a.Target == o.dst.Ref.String() {
+						t = o.dst
+					}
+					dry[i] = kube.PatchEphemeral(ctx, o.client, t.Pod, kube.EphemeralContainer(p, a.Args()), true)
+				case wire.RoleNode:
+					_, dry[i] = kube.CreateNodePod(ctx, o.client, kube.NodePod(p, a.Target, a.Args()), true)
 				}
-				err = kube.PatchEphemeral(ctx, o.client, t.Pod, kube.EphemeralContainer(p, a.Args()), true)
-			case wire.RoleNode:
-				_, err = kube.CreateNodePod(ctx, o.client, kube.NodePod(p, a.Target, a.Args()), true)
-			}
+			}()
+		}
+		wg.Wait()
+		if err := <-access; err != nil {
+			return err
+		}
+		for _, err := range dry {
 			if err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	src, pods := o.podSecurityLevels(ctx)
-	mode, why := chooseMode(o.Mode, o.Passive, src, pods)
+	mode, why := chooseMode(o.Mode, o.Passive, o.srcLevel, o.podLevels)
 	o.modeWhy = why
 	err := check(mode)
 	var pe *kube.PodSecurityError
@@ -501,8 +527,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	fmt.Fprintf(o.ErrOut, "podtrace: session %s: %s (%s, node %s) → %s\n", o.session, o.src.Ref, o.src.IP, o.src.Node, o.dstText())
 	model := o.startPolicyModel(ctx)
 	if o.DryRun == dryRunClient {
-		src, pods := o.podSecurityLevels(ctx)
-		o.mode, o.modeWhy = chooseMode(o.Mode, o.Passive, src, pods)
+		o.mode, o.modeWhy = chooseMode(o.Mode, o.Passive, o.srcLevel, o.podLevels)
 		o.notes = append(o.notes, "client dry run: no access review and no server-side dry run were sent; --dry-run=server checks each object with the API server", model.line())
 		return o.printDryRun(o.Out, o.Plan(o.mode))
 	}
@@ -514,6 +539,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	if err := o.preflight(ctx); err != nil {
 		return err
 	}
+	o.timeline.Mark("", "preflight passed (access reviews, server-side dry runs)")
 	plan := o.Plan(o.mode)
 	o.annotate = model.annotate
 	if o.DryRun == dryRunServer {
@@ -527,6 +553,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 		if err := l.Cleanup(); err != nil {
 			fmt.Fprintf(o.ErrOut, "podtrace: cleanup: %v\n", err)
 		}
+		o.timeline.Mark("", "teardown checked (nothing of the session left)")
 	}()
 	if o.mode != modeNode {
 		who := o.src.Ref.String()

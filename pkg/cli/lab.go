@@ -53,6 +53,8 @@ ARP caches start cold. Topologies:
 			if o.Cleanup {
 				return o.runCleanup()
 			}
+			o.startTimeline()
+			defer o.printTiming()
 			if err := o.Validate(); err != nil {
 				return err
 			}

@@ -67,6 +67,8 @@ pairs, the bridge, the uplink) default to the current one.`,
   kubectl podtrace local --from blue --via 10.96.0.10 --to red --node-netns node1 --proto tcp --port 80`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.startTimeline()
+			defer o.printTiming()
 			if err := o.ValidateFlags(); err != nil {
 				return err
 			}

@@ -65,6 +65,8 @@ how long each hop took, and where it died when it did.`,
 			return c.Help()
 		}
 		o.protoSet, o.portSet = c.Flags().Changed("proto"), c.Flags().Changed("port")
+		o.startTimeline()
+		defer o.printTiming()
 		// Every check of the arguments and flags first: a typo is
 		// reported as such, before any API call.
 		if err := o.ValidateArgs(args); err != nil {
@@ -73,6 +75,7 @@ how long each hop took, and where it died when it did.`,
 		if err := o.Complete(c.Context(), args); err != nil {
 			return err
 		}
+		o.timeline.Mark("", "pods, Service and nodes resolved")
 		return o.Run(c.Context())
 	}
 	o.TraceOptions.AddFlags(cmd)

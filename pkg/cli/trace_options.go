@@ -76,6 +76,8 @@ type TraceOptions struct {
 	KernelDrops bool
 	// Watch probes again, round after round (watch.go).
 	Watch WatchOptions
+	// Timing prints, on stderr, when each step of the run happened.
+	Timing bool
 
 	genericiooptions.IOStreams
 
@@ -87,6 +89,9 @@ type TraceOptions struct {
 	probe  *wire.ProbeSpec
 	budget int64         // Budget in bytes per second; -1: no limit
 	pcap   *outfile.File // --pcap, opened before any agent starts
+	// timeline records the run's steps from the command's start (--timing
+	// prints it).
+	timeline *launch.Timeline
 	// annotate adds evidence gathered beside the trace (the NetworkPolicy
 	// model in cluster mode) before it is shown.
 	annotate func(*trace.Trace)
@@ -116,6 +121,7 @@ func (o *TraceOptions) AddFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.NFTrace, "nftrace", true, "on the nodes, trace the probe's packets (only them) through netfilter's nf_tables rule sets (nftables, iptables-nft) to name the rule that dropped it; the tracing table is the node agent's own and goes with it (--nftrace=false: capture only)")
 	f.BoolVar(&o.KernelDrops, "kernel-drops", false, "node agents report the kernel's reason and function for each of the probe's packets it drops (an eBPF program on skb:kfree_skb, IPv4, Linux 5.17+); in a cluster the node pods then get CAP_BPF and CAP_PERFMON, which the agent namespace's admission policy must allow (deploy/README.md)")
 	addExplainFlag(cmd, &o.Explain)
+	f.BoolVar(&o.Timing, "timing", false, "print on stderr when each step of the run happened: resolving, the preflight checks, each agent's start, attach and arm, the probe, the verdict and the teardown")
 	f.StringVar(&o.Save, "save", "", "also save the run's raw observation streams in the directory `DIR` (created 0700); kubectl podtrace replay DIR shows the trace again anywhere")
 	o.addCompletions(cmd)
 	o.Watch.addFlags(cmd)
@@ -310,28 +316,35 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	p.Passive, p.Duration = o.Passive, o.Duration
-	res, err := session.Run(ctx, l, p, session.Options{Progress: o.ErrOut})
-	if err != nil {
+	// The trace is shown as soon as every stream ended, before the agents'
+	// pods are deleted: the teardown runs with the verdict on screen.
+	var saveErr error
+	shown := false
+	show := func(res *session.Result) error {
+		shown = true
+		// A file that cannot be written now costs that file, not the
+		// trace: the trace is still shown, then the error says what was
+		// not written.
+		if o.Save != "" {
+			if err := session.Save(o.Save, p.Session, res, notes); err != nil {
+				saveErr = fmt.Errorf("--save %s: the recording was not written: %w", o.Save, err)
+			} else {
+				saved = true
+				fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
+			}
+		}
+		if o.annotate != nil {
+			o.annotate(res.Trace)
+		}
+		return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
+	}
+	_, err = session.Run(ctx, l, p, session.Options{Progress: o.ErrOut, Timeline: o.timeline, Show: show})
+	if !shown {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("gave up after --timeout %s: %w", o.Timeout, err)
 		}
 		return err
 	}
-	// A file that cannot be written now costs that file, not the trace:
-	// the trace is still shown, then the error says what was not written.
-	var saveErr error
-	if o.Save != "" {
-		if err := session.Save(o.Save, p.Session, res, notes); err != nil {
-			saveErr = fmt.Errorf("--save %s: the recording was not written: %w", o.Save, err)
-		} else {
-			saved = true
-			fmt.Fprintf(o.ErrOut, "podtrace: saved the observation streams in %s (replay with `kubectl podtrace replay %s`)\n", o.Save, o.Save)
-		}
-	}
-	if o.annotate != nil {
-		o.annotate(res.Trace)
-	}
-	err = o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
 	if saveErr == nil {
 		return err
 	}
@@ -340,6 +353,16 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		return fmt.Errorf("%w; %w", saveErr, err)
 	}
 	return saveErr
+}
+
+// startTimeline starts the run's timeline: the command's start.
+func (o *TraceOptions) startTimeline() { o.timeline = launch.NewTimeline() }
+
+// printTiming prints the timeline with --timing.
+func (o *TraceOptions) printTiming() {
+	if o.Timing {
+		o.timeline.Write(o.ErrOut)
+	}
 }
 
 // openOutputs checks --save and opens --pcap, before anything is started:

@@ -61,6 +61,12 @@ type Options struct {
 	// RoundGrace is how long a watch's round stays open after its
 	// probe's outcome arrived (default DefaultRoundGrace).
 	RoundGrace time.Duration
+	// Timeline, when set, records the run's steps (--timing).
+	Timeline *launch.Timeline
+	// Show, when set, is given the result before the agents are stopped
+	// and their pods deleted: the verdict is on screen while the teardown
+	// runs. Its error is Run's.
+	Show func(*Result) error
 }
 
 // Result is a finished run.
@@ -88,23 +94,29 @@ func (o Options) progress(format string, a ...any) {
 }
 
 type running struct {
-	spec    launch.Spec
-	agent   launch.Agent
-	run     string // the run's token (Plan.Run)
-	busy    bool   // the agent refused the run: it serves another
-	mu      sync.Mutex
-	lines   []*wire.Envelope
-	gaps    uint64
-	kept    keeper
-	hello   chan struct{}
-	bye     chan struct{} // closed when the stream ends, or at the run's own bye
+	spec  launch.Spec
+	agent launch.Agent
+	run   string // the run's token (Plan.Run)
+	busy  bool   // the agent refused the run: it serves another
+	mu    sync.Mutex
+	lines []*wire.Envelope
+	gaps  uint64
+	kept  keeper
+	hello chan struct{}
+	// bye is closed when the stream ends, or at the bye line of the run
+	// (an agent that serves runs in sequence keeps its output open).
+	bye     chan struct{}
 	byeOnce sync.Once
+	// saidBye is closed at the agent's bye line: its last (the stream
+	// itself ends when the process has exited and the attach closed).
+	saidBye chan struct{}
 	// sink, when set (a watch), sees each line first and takes those it
 	// returns true for: they are not kept here.
-	sink  func(*wire.Envelope) bool
-	done  bool   // saw the probe's last outcome
-	err   error  // stream error
-	fatal string // a fatal error the agent reported
+	sink     func(*wire.Envelope) bool
+	timeline *launch.Timeline
+	done     bool   // saw the probe's last outcome
+	err      error  // stream error
+	fatal    string // a fatal error the agent reported
 }
 
 // Run runs the plan. Agents are always stopped before it returns, also
@@ -116,7 +128,10 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	probeDone := make(chan struct{})
 	var probeOnce sync.Once
 	rs, err := startAgents(ctx, l, p, o, func() { probeOnce.Do(func() { close(probeDone) }) }, nil)
-	defer stopAll(rs, progress)
+	defer func() {
+		stopAll(rs, progress)
+		o.Timeline.Mark("", "agents stopped, their pods deleted")
+	}()
 	if err != nil {
 		return nil, &NotArmedError{err}
 	}
@@ -124,6 +139,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		return nil, &NotArmedError{err}
 	}
 	armed := time.Since(start)
+	o.Timeline.Mark("", "all agents armed")
 	progress("podtrace: all agents armed in %.2f s", armed.Seconds())
 
 	// Probe, or observe.
@@ -148,9 +164,11 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		}
 		spec := prober.spec.Probe
 		limit := time.Duration(spec.Count)*(spec.Interval+spec.Timeout) + 5*time.Second
+		o.Timeline.Mark(prober.spec.ID, "probe sent")
 		progress("podtrace: probing %s ×%d", spec.Proto, spec.Count)
 		select {
 		case <-probeDone:
+			o.Timeline.Mark(prober.spec.ID, "probe outcome")
 		case <-prober.bye:
 			if !closed(probeDone) {
 				return nil, prober.failure("exited during the probe")
@@ -169,14 +187,22 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	// and writes every frame before its bye.
 	time.Sleep(o.Grace)
 	streams := stopAndCollect(rs, progress)
+	o.Timeline.Mark("", "every stream ended")
 	progress("%s", ReceivedLine(streams))
 	t := merge.Merge(p.Session, streams)
-	return &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}, nil
+	res := &Result{Trace: t, Streams: streams, Armed: armed, Total: time.Since(start)}
+	if o.Show != nil {
+		if err := o.Show(res); err != nil {
+			return res, err
+		}
+		o.Timeline.Mark("", "verdict shown")
+	}
+	return res, nil
 }
 
 // stopAndCollect tells every agent to stop, waits (bounded) for each bye
-// (each agent drains its ring and writes every frame before it), and
-// returns what each agent said.
+// line or the end of its stream (each agent drains its ring and writes
+// every frame before its bye), and returns what each agent said.
 func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream {
 	for _, r := range rs {
 		_ = r.agent.Send(r.cmd(wire.CmdStop))
@@ -185,6 +211,7 @@ func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream
 	for _, r := range rs {
 		select {
 		case <-r.bye:
+		case <-r.saidBye:
 		case <-byeWait:
 			progress("podtrace: agent %s did not say bye in time; using what it sent", r.spec.ID)
 		}
@@ -216,7 +243,7 @@ func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, prob
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
 	for i, s := range p.Agents {
-		r := &running{spec: s, run: p.Run, hello: make(chan struct{}), bye: make(chan struct{})}
+		r := &running{spec: s, run: p.Run, hello: make(chan struct{}), bye: make(chan struct{}), saidBye: make(chan struct{}), timeline: o.Timeline}
 		if sink != nil {
 			r.sink = func(e *wire.Envelope) bool { return sink(i, e) }
 		}
@@ -307,7 +334,7 @@ func (r *running) read(probeDone func()) {
 		r.kept.note(rd)
 		r.mu.Unlock()
 	}
-	helloSeen := false
+	helloSeen, byeSeen := false, false
 	for {
 		e, err := rd.Next()
 		if err != nil {
@@ -339,19 +366,24 @@ func (r *running) read(probeDone func()) {
 		switch {
 		case e.Kind == wire.KindHello && !helloSeen:
 			helloSeen = true
+			r.timeline.Mark(r.spec.ID, "armed (hello)")
 			close(r.hello)
 		case e.Kind == wire.KindProbe && e.Probe.Done:
 			probeDone()
-		case e.Kind == wire.KindBye:
+		case e.Kind == wire.KindBye && !byeSeen:
+			// The agent's last line: the run need not wait for the
+			// process to exit. Keep reading to EOF so the launcher can
+			// reap it.
+			byeSeen = true
 			if e.Bye.Reason == wire.ByeBusy {
 				r.mu.Lock()
 				r.busy = true
 				r.mu.Unlock()
 			}
+			close(r.saidBye)
 			if e.Run != "" {
 				// The run is over; an agent that serves more runs
-				// keeps its output open. Keep reading to EOF so the
-				// launcher can reap it.
+				// keeps its output open.
 				r.ended()
 			}
 		}

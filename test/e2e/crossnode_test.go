@@ -393,20 +393,21 @@ func TestCrossNodeDryRunPlacesAgents(t *testing.T) {
 	}
 }
 
-// TestCrossNodeTimeToVerdict: figures, not assertions.
+// TestCrossNodeTimeToVerdict: the time to the verdict across the nodes
+// (three agents: pod-a's, and one per node), beside kubectl debug in the
+// same run. Figures, not assertions.
 func TestCrossNodeTimeToVerdict(t *testing.T) {
 	mode := routingMode(t)
-	const runs = 3
-	var d []time.Duration
+	const runs = 10
+	var verdict, exit, debug durations
+	var timed []timedRun
 	for i := 0; i < runs; i++ {
-		s := time.Now()
-		if r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-x", "-o", "json")...); r.err != nil {
-			t.Fatalf("trace: %s", r)
-		}
-		d = append(d, time.Since(s))
+		r := timedTrace(t, "e2e/pod-a", "e2e/pod-x")
+		timed = append(timed, r)
+		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
+		debug = append(debug, debugTime(t))
 	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	t.Logf("routing %s: kubectl podtrace pod-a pod-x (two nodes) to verdict: median %v over %d runs %v", mode, s[len(s)/2].Round(time.Millisecond), runs, d)
+	t.Logf("routing %s: kubectl podtrace pod-a pod-x (two nodes) to verdict %v, to exit %v; kubectl debug -i (inject, run, attach) %v", mode, verdict, exit, debug)
+	logBreakdown(t, "routing "+mode, timed)
 	noNodePodsEventually(t)
 }

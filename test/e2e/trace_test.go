@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,10 +17,11 @@ import (
 // run in the real pods and on the real node.
 
 // podtraceArgs is a trace's command line. Its agents end with the trace
-// (--linger 0), so that every test can check that nothing is left; the
-// warm agent tests (warm_test.go) linger on purpose.
+// (--linger 0, first: a --linger among args wins), so that every test can
+// check that nothing is left; the warm agent tests (warm_test.go) linger on
+// purpose.
 func podtraceArgs(args ...string) []string {
-	return append([]string{"podtrace"}, append(args, "--image", agentImage, "--image-pull-policy", "Never", "--linger", "0")...)
+	return append([]string{"podtrace", "--linger", "0"}, append(args, "--image", agentImage, "--image-pull-policy", "Never")...)
 }
 
 // nodePods lists the node agent pods (admin view).
@@ -242,39 +241,22 @@ func TestInterruptDeletesTheNodePod(t *testing.T) {
 	}
 }
 
-// TestTimeToVerdict measures the wall time of a trace against kubectl debug
-// injecting an ephemeral container with the same image and waiting for it
-// to run, on the same cluster in the same run: cold traces (agents created
-// for each), warm reruns (the lingering agents of a first trace serve them:
-// nothing is created, which is checked) and kubectl debug. Figures, not
-// assertions.
+// TestTimeToVerdict measures the time to a trace's verdict (the verdict
+// line on stdout; and to the plugin's exit) against kubectl debug injecting
+// an ephemeral container with the same image, waiting for it to run and
+// attaching, on the same cluster in the same run, alternating: cold traces
+// (agents created for each), then warm reruns (the lingering agents of a
+// first trace serve them: that nothing is created is checked). Figures,
+// not assertions (timing_test.go prints where the time goes).
 func TestTimeToVerdict(t *testing.T) {
 	const runs = 10
-	var trace, debug, warm []time.Duration
+	var verdict, exit, debug, warmVerdict, warmExit durations
+	var timed, warmTimed []timedRun
 	for i := 0; i < runs; i++ {
-		s := time.Now()
-		if r := kubectl(t, userConfig, podtraceArgs("e2e/pod-a", "e2e/pod-b", "-o", "json")...); r.err != nil {
-			t.Fatalf("trace: %s", r)
-		}
-		trace = append(trace, time.Since(s))
-
-		// (as the admin: the admission policy lets the limited user add the
-		// agent's own container only; the injection costs the same)
-		name := uniqueName("dbg")
-		s = time.Now()
-		mustKubectl(t, adminConfig, "debug", "pod-a", "-n", "e2e", "--container="+name, "--image="+agentImage,
-			"--image-pull-policy=Never", "--profile=netadmin", "--", "/podtrace-agent", "--role", "pod", "--deadline", "5s")
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		for ctx.Err() == nil {
-			var p pod
-			getJSON(t, adminConfig, &p, "get", "pod", "-n", "e2e", "pod-a")
-			if st := p.ephemeralStatus(name); st != nil && (st.State.Running != nil || st.State.Terminated != nil) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		cancel()
-		debug = append(debug, time.Since(s))
+		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b")
+		timed = append(timed, r)
+		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
+		debug = append(debug, debugTime(t))
 	}
 	noNodePodsEventually(t)
 
@@ -286,28 +268,21 @@ func TestTimeToVerdict(t *testing.T) {
 	}
 	before := countObjects(t, "e2e", "pod-a", "pod-b")
 	for i := 0; i < runs; i++ {
-		s := time.Now()
-		r := kubectl(t, userConfig, lingering("2m", "e2e/pod-a", "e2e/pod-b", "-o", "json")...)
-		if r.err != nil {
-			t.Fatalf("warm rerun: %s", r)
+		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b", "--linger", "2m")
+		if !r.warm {
+			t.Fatalf("rerun %d was not warm", i+1)
 		}
-		warm = append(warm, time.Since(s))
-		if !strings.Contains(r.stderr, "warm rerun on the agents of session") {
-			t.Fatalf("rerun %d was not warm:\n%s", i+1, r.stderr)
-		}
+		warmTimed = append(warmTimed, r)
+		warmVerdict, warmExit = append(warmVerdict, r.verdict), append(warmExit, r.exit)
 	}
 	if after := countObjects(t, "e2e", "pod-a", "pod-b"); !before.same(after) {
 		t.Errorf("warm reruns created objects: before %+v, after %+v", before, after)
 	}
-
-	med := func(d []time.Duration) time.Duration {
-		s := append([]time.Duration(nil), d...)
-		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-		return s[len(s)/2]
-	}
-	t.Logf("kubectl podtrace pod-a pod-b to verdict, cold: median %v over %d runs %v", med(trace).Round(time.Millisecond), runs, trace)
-	t.Logf("kubectl podtrace pod-a pod-b to verdict, warm: median %v over %d runs %v", med(warm).Round(time.Millisecond), runs, warm)
-	t.Logf("kubectl debug to ephemeral container running: median %v over %d runs %v", med(debug).Round(time.Millisecond), runs, debug)
+	t.Logf("same node, cold: kubectl podtrace pod-a pod-b to verdict %v, to exit %v", verdict, exit)
+	t.Logf("same node, warm rerun: kubectl podtrace pod-a pod-b to verdict %v, to exit %v", warmVerdict, warmExit)
+	t.Logf("same node: kubectl debug -i (inject, run, attach) %v", debug)
+	logBreakdown(t, "same node, cold", timed)
+	logBreakdown(t, "same node, warm", warmTimed)
 }
 
 // Where PodSecurity forbids the agent in the pods, a passive trace in the

@@ -204,7 +204,8 @@ func restrictedPodOnNode2(t *testing.T, ns string) string {
 
 // A drop between the nodes, in the wire's own network namespace (as
 // TestCrossNodeUnderlayDrop does): the node agents place the loss between
-// node 1's NIC and node 2's, though no agent captures in the pods.
+// node 1's NIC and node 2's, though no agent captures in the pods, for a
+// TCP and an ICMP probe.
 func TestUnprivilegedModeLocalisesADrop(t *testing.T) {
 	mode := routingMode(t)
 	for _, ns := range []string{"e2e-baseline", "e2e-restricted"} {
@@ -235,19 +236,23 @@ func TestUnprivilegedModeLocalisesADrop(t *testing.T) {
 					t.Error(err)
 				}
 			})
-			r := kubectl(t, userConfig, podtraceArgs(ns+"/pod-a", ns+"/"+far, "--proto", "tcp", "--port", "8080", "-o", "json")...)
-			var ee *exec.ExitError
-			if !errors.As(r.err, &ee) || ee.ExitCode() != 3 {
-				t.Fatalf("want exit status 3 (not delivered): %s", r)
-			}
-			lines := parseUnpriv(t, r.stdout)
-			v := lines[len(lines)-1]
-			t.Logf("routing %s, dropping %q on the wire: %s · last seen %s · not seen %s · %s", mode, match, v.Result, v.LastSeen, v.NotSeen, v.Reason)
-			if v.Result != "lost" || !strings.Contains(v.LastSeen, nodeName+" "+node1NIC) || !strings.Contains(v.NotSeen, node2Name+" "+node2NIC) || !strings.Contains(v.Reason, "between") {
-				t.Errorf("verdict %+v; want lost between %s's %s and %s's %s", v, nodeName, node1NIC, node2Name, node2NIC)
-			}
-			if m := lines[0].Mode; m == nil || m.Name != "unprivileged" {
-				t.Errorf("trace line mode %+v; want unprivileged", m)
+			// TCP needs no privilege; ICMP goes through the pod's
+			// unprivileged ping socket (ping_group_range).
+			for _, probe := range [][]string{{"--proto", "tcp", "--port", "8080"}, {"--proto", "icmp"}} {
+				r := kubectl(t, userConfig, podtraceArgs(append([]string{ns + "/pod-a", ns + "/" + far, "-o", "json"}, probe...)...)...)
+				var ee *exec.ExitError
+				if !errors.As(r.err, &ee) || ee.ExitCode() != 3 {
+					t.Fatalf("%s: want exit status 3 (not delivered): %s", probe[1], r)
+				}
+				lines := parseUnpriv(t, r.stdout)
+				v := lines[len(lines)-1]
+				t.Logf("routing %s, %s, dropping %q on the wire: %s · last seen %s · not seen %s · %s", mode, probe[1], match, v.Result, v.LastSeen, v.NotSeen, v.Reason)
+				if v.Result != "lost" || !strings.Contains(v.LastSeen, nodeName+" "+node1NIC) || !strings.Contains(v.NotSeen, node2Name+" "+node2NIC) || !strings.Contains(v.Reason, "between") {
+					t.Errorf("%s: verdict %+v; want lost between %s's %s and %s's %s", probe[1], v, nodeName, node1NIC, node2Name, node2NIC)
+				}
+				if m := lines[0].Mode; m == nil || m.Name != "unprivileged" {
+					t.Errorf("%s: trace line mode %+v; want unprivileged", probe[1], m)
+				}
 			}
 			out, _ := exec.Command("nsenter", "--net="+wire, "--", "nft", "list", "table", "bridge", table).CombinedOutput()
 			if !regexp.MustCompile(`counter packets [1-9]`).Match(out) {

@@ -50,6 +50,8 @@ type Launcher struct {
 	// unreachable API server costs the user this long, not a timeout per
 	// pod.
 	TeardownBudget time.Duration
+	// Timeline, when set, records each agent's steps (--timing).
+	Timeline *launch.Timeline
 
 	// Warm are running agents found for the plan's specs by ID (FindWarm):
 	// Start attaches to them and creates nothing.
@@ -85,6 +87,8 @@ func (l *Launcher) teardownBudget() time.Duration {
 	return l.TeardownBudget
 }
 
+func (l *Launcher) mark(id, what string) { l.Timeline.Mark(id, what) }
+
 func (l *Launcher) progress(format string, a ...any) {
 	if l.Progress != nil {
 		fmt.Fprintf(l.Progress, "podtrace: "+format+"\n", a...)
@@ -99,10 +103,16 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	}
 	if w, ok := l.Warm[s.ID]; ok {
 		a, err := l.attach(ctx, w.Namespace, w.Pod, w.Container, nil)
-		if a != nil {
-			a.lingering = true
+		if err != nil {
+			return nil, err
 		}
-		return a, err
+		if err := a.connected(ctx); err != nil {
+			a.cancel()
+			return nil, err
+		}
+		a.lingering = true
+		l.mark(s.ID, "attached to the warm agent")
+		return a, nil
 	}
 	switch s.Role {
 	case wire.RolePod:
@@ -115,12 +125,8 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 			return nil, err
 		}
 		l.progress("%s: added agent container %s", s.ID, ec.Name)
-		wctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		if err := l.waitRunning(wctx, pod.Namespace, pod.Name, ec.Name, true, s.ID); err != nil {
-			return nil, err
-		}
-		a, err := l.attach(ctx, pod.Namespace, pod.Name, ec.Name, nil)
+		l.mark(s.ID, "added")
+		a, err := l.attachWhenRunning(ctx, timeout, pod.Namespace, pod.Name, ec.Name, true, nil, s.ID)
 		if a != nil {
 			a.lingering = s.Linger > 0
 		}
@@ -135,13 +141,8 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		l.created = append(l.created, created)
 		l.mu.Unlock()
 		l.progress("%s: created node agent pod %s/%s", s.ID, created.Namespace, created.Name)
-		wctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		if err := l.waitRunning(wctx, created.Namespace, created.Name, "agent", false, s.ID); err != nil {
-			_ = l.deletePod(l.teardown(), created)
-			return nil, err
-		}
-		a, err := l.attach(ctx, created.Namespace, created.Name, "agent", created)
+		l.mark(s.ID, "created")
+		a, err := l.attachWhenRunning(ctx, timeout, created.Namespace, created.Name, "agent", false, created, s.ID)
 		if err != nil {
 			_ = l.deletePod(l.teardown(), created)
 			return nil, err
@@ -150,6 +151,54 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		return a, nil
 	}
 	return nil, fmt.Errorf("agent %s: unknown role %q", s.ID, s.Role)
+}
+
+// attachWhenRunning attaches to the agent container as soon as the
+// container runtime runs it. The kubelet reports a started container in
+// the pod's status only after its next relist of the runtime (up to a
+// second later), but it serves an attach as soon as the runtime runs the
+// container: so the launcher tries to attach from the start, backing off
+// (25 ms doubling to 200 ms), while it watches the status for what ends
+// the wait (an image that cannot be pulled, a container that exited, the
+// timeout). Once the status says the container runs, an attach that
+// still fails is an error. An attempt has succeeded when its stream
+// takes the first control line: the executor reads stdin only once the
+// connection is up.
+func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration, ns, pod, container string, ephemeral bool, owned *corev1.Pod, id string) (*agent, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	status := make(chan error, 1)
+	go func() { status <- l.waitRunning(wctx, ns, pod, container, ephemeral, id) }()
+	running := false
+	delay := 25 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		a, err := l.attach(ctx, ns, pod, container, owned)
+		if err == nil {
+			if err = a.connected(wctx); err == nil {
+				l.mark(id, fmt.Sprintf("attached (attempt %d)", attempt))
+				return a, nil
+			}
+			a.cancel()
+		}
+		if running {
+			return nil, err
+		}
+		select {
+		case serr := <-status:
+			if serr != nil {
+				return nil, serr
+			}
+			running = true // one more attempt, at once
+			l.mark(id, "running in the pod status")
+		case <-time.After(delay):
+			delay = min(2*delay, 200*time.Millisecond)
+		case <-wctx.Done():
+			if serr := <-status; serr != nil { // the watch ends with wctx
+				return nil, serr
+			}
+			return nil, wctx.Err()
+		}
+	}
 }
 
 // waitRunning watches the pod until the container runs, showing the
@@ -291,6 +340,23 @@ type agent struct {
 }
 
 func (a *agent) Stream() io.Reader { return a.stdout }
+
+// connected reports whether the attach is up: it writes an empty control
+// line (agents take it as "the plugin is reading", as any line), which
+// the executor consumes only once its stream is established; a failed
+// attach closes the pipe with its error instead.
+func (a *agent) connected(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { _, err := io.WriteString(a.stdin, "\n"); errc <- err }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		a.cancel() // ends the stream: the write returns
+		<-errc
+		return ctx.Err()
+	}
+}
 
 func (a *agent) Send(cmd string) error {
 	_, err := io.WriteString(a.stdin, cmd+"\n")

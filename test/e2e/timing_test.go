@@ -1,0 +1,200 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// timedRun is one `kubectl podtrace … --timing` as the limited user: when
+// the verdict line appeared on its stdout and when it exited (from the
+// test's start of the command: kubectl's and the plugin's own start-up
+// included), and the plugin's timeline (from the plugin's start).
+type timedRun struct {
+	verdict, exit time.Duration
+	marks         []timingMark
+	warm          bool // a warm rerun: lingering agents served it
+}
+
+type timingMark struct {
+	at        time.Duration
+	who, what string
+}
+
+// timingLine is what --timing prints: "podtrace: timing:   1.380 s (+ 1181 ms) pod-b    attached (attempt 6)".
+var timingLine = regexp.MustCompile(`^podtrace: timing: +([0-9.]+) s \(\+ *[0-9]+ ms\) (\S+) +(.*)$`)
+
+// timedTrace runs the trace with -o json --timing and times it; the
+// trace must reach a verdict.
+func timedTrace(t *testing.T, args ...string) timedRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", podtraceArgs(append(args, "-o", "json", "--timing")...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+userConfig)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run timedRun
+	var errText strings.Builder
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			errText.WriteString(sc.Text() + "\n")
+			if m := timingLine.FindStringSubmatch(sc.Text()); m != nil {
+				s, _ := strconv.ParseFloat(m[1], 64)
+				run.marks = append(run.marks, timingMark{at: time.Duration(s * float64(time.Second)), who: m[2], what: m[3]})
+			}
+		}
+	}()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var last string
+	for sc.Scan() {
+		last = sc.Text()
+		if run.verdict == 0 && strings.Contains(last, `"kind":"verdict"`) {
+			run.verdict = time.Since(start)
+		}
+	}
+	wg.Wait()
+	err = cmd.Wait()
+	run.exit = time.Since(start)
+	run.warm = strings.Contains(errText.String(), "warm rerun on the agents of session")
+	if run.verdict == 0 {
+		t.Fatalf("kubectl podtrace %s printed no verdict (%v); last line %q\n%s", strings.Join(args, " "), err, last, errText.String())
+	}
+	if len(run.marks) == 0 {
+		t.Fatalf("kubectl podtrace %s --timing printed no timing lines:\n%s", strings.Join(args, " "), errText.String())
+	}
+	return run
+}
+
+// phase is when the last mark of the run whose text starts with what
+// happened (from the plugin's start); ok is false when there is none.
+func (r timedRun) phase(what string) (time.Duration, bool) {
+	var at time.Duration
+	ok := false
+	for _, m := range r.marks {
+		if strings.HasPrefix(m.what, what) {
+			at, ok = m.at, true
+		}
+	}
+	return at, ok
+}
+
+// debugTime is the peer: kubectl debug injecting one ephemeral container
+// with the agent image into e2e/pod-a, waiting for it to run and
+// attaching to it, as a user who debugs by hand would (-i; the agent
+// exits at the end of its input, which kubectl closes at once). As the
+// admin: the admission policy lets the limited user add the agent's own
+// container only; the injection costs the same.
+func debugTime(t *testing.T) time.Duration {
+	t.Helper()
+	name := uniqueName("dbg")
+	s := time.Now()
+	mustKubectl(t, adminConfig, "debug", "pod-a", "-n", "e2e", "-i", "--container="+name, "--image="+agentImage,
+		"--image-pull-policy=Never", "--profile=netadmin", "--", "/podtrace-agent", "--role", "pod", "--control", "stdin", "--deadline", "10s")
+	return time.Since(s)
+}
+
+type durations []time.Duration
+
+func (d durations) median() time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// spread is "median (min–max, n=N)".
+func (d durations) String() string {
+	if len(d) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%v (%v–%v, n=%d)", d.median().Round(time.Millisecond), slices.Min(d).Round(time.Millisecond),
+		slices.Max(d).Round(time.Millisecond), len(d))
+}
+
+// logBreakdown prints where the time to the verdict goes: the medians of
+// the plugin's steps over the runs.
+func logBreakdown(t *testing.T, label string, runs []timedRun) {
+	t.Helper()
+	steps := []struct{ name, mark string }{
+		{"pods, Service and nodes resolved (API reads)", "pods, Service and nodes resolved"},
+		{"preflight passed (access reviews, dry runs)", "preflight passed"},
+		{"last agent object added or created", ""},
+		{"last agent attached (kubelet started it)", "attached"},
+		{"all agents armed (hello)", "all agents armed"},
+		{"probe outcome", "probe outcome"},
+		{"every stream ended (stop, drain, bye)", "every stream ended"},
+		{"verdict shown", "verdict shown"},
+		{"teardown done", "teardown checked"},
+	}
+	var lines []string
+	for _, s := range steps {
+		var d durations
+		for _, r := range runs {
+			var at time.Duration
+			var ok bool
+			if s.mark == "" {
+				a1, ok1 := r.phase("added")
+				a2, ok2 := r.phase("created")
+				at, ok = max(a1, a2), ok1 || ok2
+			} else {
+				at, ok = r.phase(s.mark)
+			}
+			if ok {
+				d = append(d, at)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("  %-46s %v", s.name, d))
+	}
+	var startup durations
+	for _, r := range runs {
+		if at, ok := r.phase("verdict shown"); ok {
+			startup = append(startup, r.verdict-at)
+		}
+	}
+	lines = append(lines, fmt.Sprintf("  %-46s %v", "kubectl and plugin start-up, output (rest)", startup))
+	// The launcher attaches as soon as the runtime runs a container; the
+	// kubelet reports it running in the pod status at its next relist.
+	early, agents := 0, 0
+	for _, r := range runs {
+		running := map[string]bool{}
+		for _, m := range r.marks {
+			switch {
+			case strings.HasPrefix(m.what, "running in the pod status"):
+				running[m.who] = true
+			case strings.HasPrefix(m.what, "attached"):
+				agents++
+				if !running[m.who] {
+					early++
+				}
+			}
+		}
+	}
+	lines = append(lines, fmt.Sprintf("  agents attached before the pod status said they ran: %d of %d", early, agents))
+	t.Logf("%s: where the time to the verdict goes (from the plugin's start; medians, min–max):\n%s", label, strings.Join(lines, "\n"))
+}
