@@ -342,7 +342,7 @@ type agent struct {
 func (a *agent) Stream() io.Reader { return a.stdout }
 
 // connected reports whether the attach is up: it writes an empty control
-// line (agents take it as "the plugin is reading", as any line), which
+// line (agents pass over an empty line), which
 // the executor consumes only once its stream is established; a failed
 // attach closes the pipe with its error instead.
 func (a *agent) connected(ctx context.Context) error {
