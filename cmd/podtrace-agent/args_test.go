@@ -63,6 +63,18 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 			Probe:           &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, Interval: time.Second, Timeout: time.Second, ID: 43000},
 			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: wire.DefaultBudget},
 	}, {
+		name: "lingering tracer",
+		spec: launch.Spec{ID: "node-1", Role: wire.RoleNode, Name: "node-1", Node: "node-1",
+			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Deadline: time.Minute,
+			Match:  &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, ID: 41000},
+			Linger: 2 * time.Minute, Lifetime: 21 * time.Minute, WarmKey: "v1.2.3.0123456789abcdef"},
+		want: agent.Config{ID: "node-1", Role: wire.RoleNode, Name: "node-1", Node: "node-1",
+			Hosts: []string{"10.244.0.2", "10.244.0.3"}, Snaplen: wire.DefaultSnaplen, Promisc: true,
+			Deadline: time.Minute, Control: "stdin",
+			Match:           &wire.ProbeSpec{Proto: "icmp", Dst: "10.244.0.3", Count: 1, ID: 41000, Interval: 200 * time.Millisecond, Timeout: time.Second},
+			SummaryInterval: wire.DefaultSummaryInterval, SummaryRecords: wire.DefaultSummaryRecords, Budget: wire.DefaultBudget,
+			Linger: 2 * time.Minute, Lifetime: 21 * time.Minute, WarmKey: "v1.2.3.0123456789abcdef"},
+	}, {
 		name: "defaults",
 		spec: launch.Spec{ID: "pod-b", Role: wire.RolePod, Deadline: 30 * time.Second},
 		want: agent.Config{ID: "pod-b", Role: wire.RolePod, Snaplen: wire.DefaultSnaplen, Promisc: true,
@@ -85,7 +97,7 @@ func TestAgentParsesTheArgumentsLaunchersBuild(t *testing.T) {
 // built by Spec.Args) before this test passes again.
 func TestArgsTestCoversEverySpecField(t *testing.T) {
 	covered := []string{"ID", "Role", "Name", "Node", "Target", "Hosts", "Filter", "Snaplen", "Payload",
-		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace", "KernelDrops", "Unprivileged"}
+		"Deadline", "Probe", "Match", "SummarizeAbove", "SummaryInterval", "Budget", "NFTrace", "KernelDrops", "Unprivileged", "Linger", "Lifetime", "WarmKey"}
 	var fields []string
 	for f := range reflect.TypeFor[launch.Spec]().Fields() {
 		fields = append(fields, f.Name)

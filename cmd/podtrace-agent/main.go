@@ -102,6 +102,9 @@ func parseArgs(args []string) (agent.Config, error) {
 	fs.BoolVar(&cfg.Promisc, "promisc", true, "hold bridges in promiscuous mode while capturing, to see bridged unicast (reverted by the kernel on exit)")
 	fs.Int64Var(&cfg.Budget, "budget", wire.DefaultBudget, "bytes per second of packet and change lines streamed; lines over it are cut and counted in the stats line (0: no limit)")
 	fs.DurationVar(&cfg.Deadline, "deadline", 60*time.Second, "exit after this long, whatever happens")
+	fs.DurationVar(&cfg.Linger, "linger", 0, "with --control stdin: after a run, close the capture and wait this long for another start line (a rerun, whose line may carry its own probe), then exit; 0: serve one run")
+	fs.DurationVar(&cfg.Lifetime, "lifetime", 0, "with --linger: exit this long after starting, whatever the runs (default: --deadline plus --linger)")
+	fs.StringVar(&cfg.WarmKey, "warm-key", "", "with --linger: what this agent watches, as the plugin names it to find it again (read from the container's arguments)")
 	fs.StringVar(&cfg.Control, "control", "none", "none: probe right after hello; stdin: write nothing until a first line (\"start\"), then read \"probe\"/\"stop\" lines; stop at end of input")
 	fs.StringVar(&probeArg, "probe", "", "send probes: icmp, tcp or udp (empty: observe only)")
 	fs.StringVar(&traceArg, "trace-probe", "", "capture only the frames of a probe another agent sends (icmp, tcp or udp; identified by --probe-id, --count, --port) from the first to the second of --hosts, and their address resolution")
@@ -134,6 +137,12 @@ func parseArgs(args []string) (agent.Config, error) {
 	}
 	if cfg.Payload {
 		cfg.Snaplen = wire.PayloadSnaplen
+	}
+	if cfg.Linger < 0 || cfg.Lifetime < 0 {
+		return cfg, fmt.Errorf("--linger %s, --lifetime %s: want durations >= 0", cfg.Linger, cfg.Lifetime)
+	}
+	if cfg.Linger > 0 && cfg.Control != "stdin" {
+		return cfg, errors.New("--linger needs --control stdin: a lingering agent starts each run on a start line")
 	}
 	if cfg.SummarizeAbove < 0 || cfg.SummaryRecords < 1 || cfg.SummaryInterval < 10*time.Millisecond {
 		return cfg, fmt.Errorf("--summarize-above %d, --summary-records %d, --summary-interval %s: want >= 0, >= 1 and >= 10ms",

@@ -89,6 +89,18 @@ type Config struct {
 	// captures nothing and opens no netlink socket; it sends the probe
 	// (ICMP through an unprivileged ping socket) and reports its outcome.
 	Unprivileged bool
+	// Linger, when positive, keeps the agent for more runs (--linger): after
+	// a run it closes its capture and waits this long for the next start
+	// line on Stdin, which may carry the run's own probe (wire.Start); each
+	// run's stream starts afresh with hello. It needs Control "stdin".
+	Linger time.Duration
+	// Lifetime bounds a lingering agent's whole life from its start,
+	// whatever its runs (Deadline + Linger when zero).
+	Lifetime time.Duration
+	// WarmKey names what a lingering agent watches, for the plugin that
+	// looks for it (in its container's arguments); the agent only echoes
+	// it in hello.
+	WarmKey string
 	// Watchdog, when set, is called if Run has not returned
 	// WatchdogGrace after its run ended (deadline, stop or signal): a
 	// write to an output nobody reads blocks forever, and the process
@@ -108,7 +120,8 @@ var (
 	errStopped = errors.New("stopped")
 )
 
-// Run runs the agent until its deadline, a stop command, or ctx is done.
+// Run runs the agent until its deadline, a stop command, or ctx is done;
+// with Linger, it serves runs one after another (serve).
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Deadline <= 0 {
 		return errors.New("agent: a deadline is required")
@@ -121,7 +134,159 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("agent: %q is not an IP address", h)
 		}
 	}
+	if cfg.Linger > 0 {
+		return serve(ctx, cfg)
+	}
+	var in *controlIn
+	if cfg.Control == "stdin" && cfg.Stdin != nil {
+		in = readControl(cfg.Stdin)
+	}
+	_, err := runOnce(ctx, cfg, in, nil)
+	return err
+}
+
+// lingerCap is the end of a lingering agent's life (its context's
+// deadline, set by serve), or zero.
+func lingerCap(ctx context.Context, cfg Config) time.Time {
+	if cfg.Linger <= 0 {
+		return time.Time{}
+	}
+	d, _ := ctx.Value(lifeKey{}).(time.Time)
+	return d
+}
+
+type lifeKey struct{}
+
+// serve runs the agent's runs one after another (Config.Linger): the
+// first armed from its arguments, each later one after its start line,
+// with that line's probe. Between runs it holds no capture and waits up
+// to Linger for the next start line; it exits then, on an exit line, at
+// the end of its input, on a signal, and at the end of its Lifetime
+// whatever it is doing.
+func serve(ctx context.Context, cfg Config) error {
+	if cfg.Control != "stdin" || cfg.Stdin == nil {
+		return errors.New("agent: --linger needs --control stdin: runs after the first start on a control line")
+	}
+	life := cfg.Lifetime
+	if life <= 0 {
+		life = cfg.Deadline + cfg.Linger
+	}
+	end := time.Now().Add(life)
+	ctx, cancel := context.WithDeadlineCause(ctx, end, context.DeadlineExceeded)
+	defer cancel()
+	ctx = context.WithValue(ctx, lifeKey{}, end)
+	in := readControl(cfg.Stdin)
+	var pre *wire.Start
+	for {
+		rcfg := cfg
+		if pre != nil {
+			var err error
+			if rcfg, err = withStart(cfg, *pre); err != nil {
+				w := wire.NewWriter(cfg.Out, cfg.ID)
+				w.SetRun(pre.Run)
+				_ = w.Emit(&wire.Error{Msg: err.Error(), Fatal: true})
+				_ = w.Emit(&wire.Bye{Reason: wire.ByeError})
+				rcfg = cfg
+				pre = nil
+				goto idle
+			}
+		}
+		{
+			out, err := runOnce(ctx, rcfg, in, pre)
+			if err != nil && pre == nil {
+				return err // the first run could not arm: as an agent that serves one run
+			}
+			if out.exit || out.eof || ctx.Err() != nil {
+				return nil
+			}
+		}
+	idle:
+		pre = nil
+		ictx, icancel := context.WithTimeout(ctx, cfg.Linger)
+		for pre == nil {
+			line, ok, err := in.next(ictx)
+			if err != nil || !ok {
+				icancel()
+				return nil // lingered long enough, lifetime over, signal, or input gone
+			}
+			cl, perr := wire.ParseControl(line)
+			switch {
+			case perr != nil:
+			case cl.Cmd == wire.CmdExit:
+				icancel()
+				return nil
+			case cl.Cmd == wire.CmdStart:
+				st := cl.Start
+				pre = &st
+			}
+		}
+		icancel()
+	}
+}
+
+// withStart is the configuration of a later run: the start line's probe
+// (this agent sends it) or match (another agent sends it) and deadline
+// instead of the arguments'.
+func withStart(cfg Config, st wire.Start) (Config, error) {
+	if st.Probe != nil && st.Match != nil {
+		return cfg, errors.New("start line: probe and match exclude each other")
+	}
+	for _, p := range []*wire.ProbeSpec{st.Probe, st.Match} {
+		if p == nil {
+			continue
+		}
+		if p.Proto != "icmp" && p.Proto != "tcp" && p.Proto != "udp" {
+			return cfg, fmt.Errorf("start line: probe protocol %q: want icmp, tcp or udp", p.Proto)
+		}
+		if p == st.Probe && net.ParseIP(p.Dst) == nil {
+			return cfg, fmt.Errorf("start line: probe destination %q is not an IP address", p.Dst)
+		}
+		if p.Count < 1 || p.Count > 1000 || p.ID <= 0 || p.ID > 65535 || (p.Proto != "icmp" && (p.Port <= 0 || p.Port > 65535)) {
+			return cfg, fmt.Errorf("start line: probe count %d, id %d, port %d: out of range", p.Count, p.ID, p.Port)
+		}
+	}
+	switch {
+	case st.Probe != nil && (cfg.Role != wire.RolePod || cfg.Match != nil):
+		return cfg, errors.New("start line: a probe for an agent that does not send the probe")
+	case st.Match != nil && (cfg.Unprivileged || cfg.Probe != nil):
+		return cfg, errors.New("start line: a match for the agent that sends the probe")
+	}
+	if st.Probe != nil {
+		cfg.Probe = st.Probe
+	}
+	if st.Match != nil {
+		if len(cfg.Hosts) < 2 {
+			return cfg, errors.New("start line: a match needs the agent's --hosts")
+		}
+		m := *st.Match
+		m.Dst = cfg.Hosts[1]
+		cfg.Match = &m
+	}
+	if st.Deadline > 0 {
+		cfg.Deadline = st.Deadline
+	}
+	return cfg, nil
+}
+
+// runEnd is how a run ended, for a lingering agent: told to exit, or its
+// input ended (nobody can start another run).
+type runEnd struct{ exit, eof bool }
+
+// runOnce is one run: arm, hello, probe and capture until stopped, bye.
+// With control lines (in), it writes nothing until the start line (or,
+// when pre is set, the start line read already: a lingering agent's next
+// run), and tags every line with the start line's run token.
+func runOnce(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start) (runEnd, error) {
+	var end runEnd
+	err := runWith(ctx, cfg, in, pre, &end)
+	return end, err
+}
+
+func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, end *runEnd) error {
 	deadline := time.Now().Add(cfg.Deadline)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d // a lingering agent's lifetime
+	}
 	ctx, cancel := context.WithDeadlineCause(ctx, deadline, context.DeadlineExceeded)
 	defer cancel()
 	ctx, stop := context.WithCancelCause(ctx)
@@ -147,11 +312,23 @@ func Run(ctx context.Context, cfg Config) error {
 	case cfg.Budget > 0:
 		w.SetBudget(cfg.Budget)
 	}
-	if cfg.Control == "stdin" {
+	if in != nil {
 		// The reader may attach after the agent started (a container's
 		// stdout through the API server): keep everything until it says
 		// it is there with its first line.
 		w.Hold(maxHeld)
+	}
+	ctl := &runControl{in: in, end: end, linger: cfg.Linger > 0, done: make(chan struct{})}
+	defer func() {
+		if ctl.reading {
+			<-ctl.done // the next run reads the lines after this one's
+		}
+	}()
+	if pre != nil {
+		ctl.token = pre.Run
+		w.SetRun(pre.Run)
+		_ = w.Release()
+		ctl.started = true
 	}
 	fatal := func(err error) error {
 		_ = w.Emit(&wire.Error{Msg: err.Error(), Fatal: true})
@@ -159,7 +336,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.Unprivileged {
-		return runUnprivileged(ctx, stop, cfg, w, deadline)
+		return runUnprivileged(ctx, stop, cfg, w, deadline, ctl)
 	}
 
 	links, err := netsnap.Links()
@@ -297,6 +474,10 @@ func Run(ctx context.Context, cfg Config) error {
 			hello.Addresses = append(hello.Addresses, wire.Address{Index: l.Index, CIDR: a})
 		}
 	}
+	if !ctl.awaitStart(ctx, stop, w) {
+		hello.Warnings = append(hello.Warnings, "stopped before a start line") // held: never written
+	}
+	hello.Linger, hello.LingerCap = cfg.Linger, lingerCap(ctx, cfg)
 	if err := early.release(w, hello); err != nil {
 		return err // nobody is listening
 	}
@@ -362,7 +543,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	// Probe and control.
-	control(ctx, stop, cfg, w)
+	ctl.control(ctx, stop, cfg, w)
 
 	<-ctx.Done()
 	reason := byeReason(ctx)
@@ -394,10 +575,112 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// controlIn is the agent's input of control lines, read by one goroutine
+// for the agent's life; runs take lines from it one after another.
+type controlIn struct {
+	lines chan string // closed at the end of input
+	mu    sync.Mutex
+	back  []string // lines a run that ended left for the next reader
+}
+
+func readControl(r io.Reader) *controlIn {
+	c := &controlIn{lines: make(chan string, 16)}
+	go func() {
+		defer close(c.lines)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+	}()
+	return c
+}
+
+// next returns the next line; ok is false at the end of input; err is
+// ctx's when it ended first.
+func (c *controlIn) next(ctx context.Context) (line string, ok bool, err error) {
+	c.mu.Lock()
+	if len(c.back) > 0 {
+		line, c.back = c.back[0], c.back[1:]
+		c.mu.Unlock()
+		return line, true, nil
+	}
+	c.mu.Unlock()
+	select {
+	case line, ok := <-c.lines:
+		return line, ok, nil
+	case <-ctx.Done():
+		return "", true, ctx.Err()
+	}
+}
+
+// unread gives a line back, for the next reader.
+func (c *controlIn) unread(line string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.back = append([]string{line}, c.back...)
+}
+
+// runControl is one run's side of the control lines.
+type runControl struct {
+	in      *controlIn
+	end     *runEnd
+	linger  bool
+	token   string // the run's token (start line)
+	started bool
+	reading bool          // control's goroutine runs
+	done    chan struct{} // closed when it stopped reading lines
+}
+
+// awaitStart waits for the start line (the reader attached): the run's
+// token and the release of the held lines. Empty lines are passed over
+// (a plugin writes one to learn that its attach is up). Any other first
+// line counts as the start too and is then read as itself, except stop
+// and exit, and the end of input: those stop the run before it started
+// (nothing is written). It reports whether the run started.
+func (c *runControl) awaitStart(ctx context.Context, stop context.CancelCauseFunc, w *wire.Writer) bool {
+	if c.in == nil || c.started {
+		return true
+	}
+	for {
+		line, ok, err := c.in.next(ctx)
+		switch {
+		case err != nil:
+			return false
+		case !ok:
+			c.end.eof = true
+			stop(errStopped)
+			return false
+		}
+		if strings.TrimSpace(line) == "" {
+			continue // the plugin learning that its attach is up: not the start
+		}
+		cl, perr := wire.ParseControl(line)
+		if perr != nil {
+			continue // not a start line: still waiting for one
+		}
+		switch cl.Cmd {
+		case wire.CmdStop, wire.CmdExit:
+			c.end.exit = cl.Cmd == wire.CmdExit
+			stop(errStopped)
+			return false
+		case wire.CmdStart:
+			c.token = cl.Start.Run
+		default:
+			c.in.unread(line)
+		}
+		c.started = true
+		w.SetRun(c.token)
+		_ = w.Release()
+		return true
+	}
+}
+
 // control starts the probe (if any) right away, or reads the plugin's
 // control lines: "probe" starts it, "stop" or the end of input stops the
-// agent.
-func control(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *wire.Writer) {
+// run, "exit" stops it and ends a lingering agent; a lingering agent
+// refuses another run's "start" (wire.Busy). Probe and stop lines that
+// name another run are not for this one.
+func (c *runControl) control(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *wire.Writer) {
 	var probeOnce sync.Once
 	startProbe := func() {
 		if cfg.Probe == nil {
@@ -413,24 +696,55 @@ func control(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *w
 			}()
 		})
 	}
-	if cfg.Control == "stdin" && cfg.Stdin != nil {
-		go func() {
-			sc := bufio.NewScanner(cfg.Stdin)
-			for sc.Scan() {
-				_ = w.Release()
-				switch strings.TrimSpace(sc.Text()) {
-				case wire.CmdProbe:
+	if c.in == nil {
+		startProbe()
+		return
+	}
+	c.reading = true
+	go func() {
+		defer close(c.done)
+		mine := func(run string) bool { return run == "" || run == c.token }
+		for {
+			line, ok, err := c.in.next(ctx)
+			if err != nil {
+				return // the run ended
+			}
+			if !ok {
+				c.end.eof = true
+				stop(errStopped) // the plugin went away
+				return
+			}
+			if ctx.Err() != nil {
+				c.in.unread(line) // the next run's, or the idle agent's
+				return
+			}
+			cl, perr := wire.ParseControl(line)
+			if perr != nil {
+				_ = w.Emit(&wire.Error{Msg: perr.Error()})
+				continue
+			}
+			switch cl.Cmd {
+			case wire.CmdProbe:
+				if mine(cl.Run) {
 					startProbe()
-				case wire.CmdStop:
+				}
+			case wire.CmdStop:
+				if mine(cl.Run) {
 					stop(errStopped)
 					return
 				}
+			case wire.CmdExit:
+				c.end.exit = true
+				stop(errStopped)
+				return
+			case wire.CmdStart:
+				if c.linger && cl.Run != c.token {
+					_ = w.EmitFor(cl.Run, &wire.Error{Msg: wire.Busy + strconv.Quote(c.token), Fatal: true})
+					_ = w.EmitFor(cl.Run, &wire.Bye{Reason: wire.ByeBusy})
+				}
 			}
-			stop(errStopped) // the plugin went away
-		}()
-	} else {
-		startProbe()
-	}
+		}
+	}()
 }
 
 func byeReason(ctx context.Context) string {
@@ -446,7 +760,7 @@ func byeReason(ctx context.Context) string {
 // runUnprivileged is the agent without privilege: hello (no links, no
 // filter: it captures nothing), the probe's lines, bye. It opens no
 // AF_PACKET and no netlink socket, and changes nothing.
-func runUnprivileged(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *wire.Writer, deadline time.Time) error {
+func runUnprivileged(ctx context.Context, stop context.CancelCauseFunc, cfg Config, w *wire.Writer, deadline time.Time, ctl *runControl) error {
 	inode, _ := netsnap.NetNSInode()
 	host, _ := os.Hostname()
 	hello := &wire.Hello{
@@ -454,10 +768,12 @@ func runUnprivileged(ctx context.Context, stop context.CancelCauseFunc, cfg Conf
 		Hostname: host, Version: version.Version, PID: os.Getpid(), Deadline: deadline,
 		Links: []wire.Link{}, Caps: effectiveCaps(), Probe: cfg.Probe, Clock: "realtime", Unprivileged: true,
 	}
+	ctl.awaitStart(ctx, stop, w)
+	hello.Linger, hello.LingerCap = cfg.Linger, lingerCap(ctx, cfg)
 	if err := w.Emit(hello); err != nil {
 		return err // nobody is listening
 	}
-	control(ctx, stop, cfg, w)
+	ctl.control(ctx, stop, cfg, w)
 	<-ctx.Done()
 	_ = w.Emit(&wire.Bye{Reason: byeReason(ctx)})
 	return nil

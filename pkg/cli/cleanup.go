@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/kube"
+	clusterlaunch "github.com/podtrace/kubectl-podtrace/pkg/launch/cluster"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 )
 
@@ -34,12 +35,13 @@ func NewCmdCleanup(streams genericiooptions.IOStreams) *cobra.Command {
 	o := &CleanupOptions{ConfigFlags: genericclioptions.NewConfigFlags(true), IOStreams: streams}
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "Delete node agent pods a crashed run left behind, and list agent containers still running in pods",
+		Short: "End warm agents, delete node agent pods a crashed run left behind, and list agent containers still running in pods",
 		Long: `Delete the node agent pods (label app.kubernetes.io/managed-by=kubectl-podtrace) in the
-agent namespace that are finished or past their deadline — or all of them with --all — and
-list the agent ephemeral containers still running in pods of the namespace (-n) or of all
-namespaces (-A). Ephemeral containers cannot be removed from a pod; they exit on their own at
-their deadline.`,
+agent namespace that are finished or past their deadline, or that linger after a trace for
+reruns (warm agents, --linger) — or all of them with --all — and list the agent ephemeral
+containers still running in pods of the namespace (-n) or of all namespaces (-A). Ephemeral
+containers cannot be removed from a pod: warm ones are told to exit at once (through an
+attach), the others exit on their own at their deadline.`,
 		Example: `  kubectl podtrace cleanup
   kubectl podtrace cleanup --session 3f9a1c     # what an interrupted run left, still running
   kubectl podtrace cleanup -A --all`,
@@ -97,7 +99,8 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 	}
 	deleted := 0
 	for _, p := range pods.Items {
-		if !o.All && o.Session == "" && !finished(&p, time.Now()) {
+		_, warm := p.Labels[kube.WarmLabel]
+		if !o.All && o.Session == "" && !warm && !finished(&p, time.Now()) {
 			fmt.Fprintf(o.Out, "kept    pod %s/%s (session %s, still running: use --all to delete it)\n", render.Safe(p.Namespace), render.Safe(p.Name), render.Safe(p.Labels[kube.SessionLabel]))
 			continue
 		}
@@ -119,18 +122,43 @@ func (o *CleanupOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return kube.Explain(err, "list pods to find running agent containers")
 	}
-	running := 0
+	running, ended := 0, 0
+	l := &clusterlaunch.Launcher{Client: cs, Config: cfg}
 	for _, p := range all.Items {
 		for _, st := range p.Status.EphemeralContainerStatuses {
 			if len(st.Name) > len(kube.ContainerPrefix) && st.Name[:len(kube.ContainerPrefix)] == kube.ContainerPrefix && st.State.Running != nil {
+				if lingering(&p, st.Name) && (o.Session == "" || st.Name == kube.ContainerName(o.Session)) {
+					if err := l.EndAgent(ctx, p.Namespace, p.Name, st.Name); err != nil {
+						// (it exited in the meantime, or the attach was refused)
+						running++
+						fmt.Fprintf(o.Out, "running agent container %s in pod %s/%s: not ended: %s\n", render.Safe(st.Name), render.Safe(p.Namespace), render.Safe(p.Name), render.Safe(err.Error()))
+						continue
+					}
+					ended++
+					fmt.Fprintf(o.Out, "ended   warm agent container %s in pod %s/%s\n", render.Safe(st.Name), render.Safe(p.Namespace), render.Safe(p.Name))
+					continue
+				}
 				running++
 				fmt.Fprintf(o.Out, "running agent container %s in pod %s/%s since %s (it exits at its deadline)\n",
 					render.Safe(st.Name), render.Safe(p.Namespace), render.Safe(p.Name), st.State.Running.StartedAt.Format(time.RFC3339))
 			}
 		}
 	}
-	fmt.Fprintf(o.Out, "%d node agent pod(s) deleted, %d agent container(s) still running\n", deleted, running)
+	fmt.Fprintf(o.Out, "%d node agent pod(s) deleted, %d warm agent container(s) ended, %d agent container(s) still running\n", deleted, ended, running)
 	return nil
+}
+
+// lingering tells whether the pod's agent container serves reruns (its
+// arguments have --linger): it waits for an exit line to end before its
+// linger time.
+func lingering(p *corev1.Pod, name string) bool {
+	for _, ec := range p.Spec.EphemeralContainers {
+		if ec.Name == name {
+			d, err := time.ParseDuration(kube.ArgValue(ec.Args, "--linger"))
+			return err == nil && d > 0
+		}
+	}
+	return false
 }
 
 // finished: the pod ended, or its deadline passed.

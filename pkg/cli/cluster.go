@@ -21,7 +21,6 @@ import (
 
 	"github.com/podtrace/kubectl-podtrace/pkg/kube"
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
-	clusterlaunch "github.com/podtrace/kubectl-podtrace/pkg/launch/cluster"
 	"github.com/podtrace/kubectl-podtrace/pkg/render"
 	"github.com/podtrace/kubectl-podtrace/pkg/session"
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
@@ -42,6 +41,8 @@ type ClusterOptions struct {
 	// (the plan and every object, nothing sent but reads).
 	DryRun       string
 	ReadyTimeout time.Duration
+	// Linger keeps the agents armed after the trace for reruns (warm.go).
+	Linger time.Duration
 	TraceOptions
 
 	// Parsed from the arguments, before any API call (parseArgs).
@@ -96,6 +97,7 @@ func (o *ClusterOptions) AddFlags(cmd *cobra.Command) {
 	completeValues(cmd, "mode", "auto\tthe richest mode the namespaces admit", "ephemeral\tcapture agents in both pods", "unprivileged\tan unprivileged prober in the source pod", "node\tnode agents only (with --passive)")
 	completeValues(cmd, "dry-run", "server\tthe API server dry-runs every object", "client\tthe objects as built, nothing sent", "none\ttrace")
 	completeValues(cmd, "image-pull-policy", string(corev1.PullAlways), string(corev1.PullIfNotPresent), string(corev1.PullNever))
+	o.addLingerFlag(cmd)
 	addKubeFlags(cmd, o.ConfigFlags)
 }
 
@@ -237,6 +239,9 @@ func (o *ClusterOptions) Validate() error {
 	if o.Image == "" {
 		return errors.New("--image must name the agent image")
 	}
+	if o.Linger < 0 {
+		return fmt.Errorf("--linger %s: want a duration >= 0 (0: the agents end with the trace)", o.Linger)
+	}
 	return o.TraceOptions.Validate()
 }
 
@@ -336,6 +341,7 @@ func (o *ClusterOptions) Plan(mode string) session.Plan {
 	}
 	add := func(spec launch.Spec) {
 		o.Apply(&spec)
+		o.applyLinger(&spec)
 		p.Agents = append(p.Agents, spec)
 	}
 	switch mode {
@@ -345,6 +351,7 @@ func (o *ClusterOptions) Plan(mode string) session.Plan {
 		spec := launch.Spec{ID: id(o.src), Role: wire.RolePod, Name: id(o.src), Node: o.src.Node, Target: o.src.Ref.String(), Hosts: hosts, Probe: s.Probe}
 		o.Apply(&spec)
 		spec.Filter, spec.Payload, spec.Snaplen, spec.Unprivileged = "", false, 0, true
+		o.applyLinger(&spec)
 		p.Agents = append(p.Agents, spec)
 	case modeEphemeral:
 		p.Session.Src.Agent = id(o.src)
@@ -524,6 +531,11 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 		o.notes = append(o.notes, "client dry run: no access review and no server-side dry run were sent; --dry-run=server checks each object with the API server", model.line())
 		return o.printDryRun(o.Out, o.Plan(o.mode))
 	}
+	if o.DryRun == dryRunNone && o.lingers() {
+		if done, err := o.runWarm(ctx); done {
+			return err
+		}
+	}
 	if err := o.preflight(ctx); err != nil {
 		return err
 	}
@@ -536,13 +548,7 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 	}
 	setLeftover(fmt.Sprintf("node agent pods of session %s may be left in namespace %s (they end by themselves within %s): delete them now with `kubectl podtrace cleanup --session %s`; agent containers added to pods exit at their deadline",
 		o.session, o.AgentNamespace, o.AgentDeadline(), o.session))
-	pods := map[string]*corev1.Pod{o.src.Ref.String(): o.src.Pod}
-	if o.dst != nil {
-		pods[o.dst.Ref.String()] = o.dst.Pod
-	}
-	l := &clusterlaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
-		Pods:     pods,
-		Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout, Timeline: o.timeline}
+	l := o.launcher()
 	defer func() {
 		if err := l.Cleanup(); err != nil {
 			fmt.Fprintf(o.ErrOut, "podtrace: cleanup: %v\n", err)
@@ -557,7 +563,13 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 		o.notes = append(o.notes, fmt.Sprintf("agent container %s added to %s (ephemeral containers stay in the pod spec; the agent exits by itself)",
 			kube.ContainerName(o.session), who))
 	}
-	return o.RunPlan(ctx, l, plan, o.notes)
+	err := o.RunPlan(ctx, l, plan, o.notes)
+	if o.lingers() && (err == nil || errors.As(err, new(*ExitCodeError))) {
+		// A trace that reached its verdict: its agents stay for reruns.
+		l.Keep()
+		o.sayWarm()
+	}
+	return err
 }
 
 // printDryRun prints the plan and the objects as YAML.
@@ -590,7 +602,11 @@ func (o *ClusterOptions) printDryRun(w io.Writer, plan session.Plan) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "---\n# agent %s: node agent pod on node %s (deleted when the trace ends)\n%s", a.ID, a.Target, y)
+			ends := "deleted when the trace ends"
+			if a.Linger > 0 {
+				ends = fmt.Sprintf("lingers %s after the trace for reruns; `kubectl podtrace cleanup` deletes it", a.Linger)
+			}
+			fmt.Fprintf(w, "---\n# agent %s: node agent pod on node %s (%s)\n%s", a.ID, a.Target, ends, y)
 		}
 	}
 	return nil

@@ -29,7 +29,27 @@ const (
 	AgentCommand = "/podtrace-agent"
 	// ContainerPrefix starts the name of every ephemeral container the plugin adds.
 	ContainerPrefix = "podtrace-"
+	// WarmLabel holds a lingering node agent's warm key (launch.Spec.Key):
+	// a rerun finds the node agents that serve it by this label.
+	WarmLabel = "podtrace.dev/warm"
 )
+
+// ArgValue is the value of an agent argument ("--linger" → "2m0s"), or "".
+func ArgValue(args []string, name string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == name {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// lingers tells whether the agent of these arguments serves runs in
+// sequence (--linger): its stdin must outlive each plugin's attach.
+func lingers(args []string) bool {
+	d, err := time.ParseDuration(ArgValue(args, "--linger"))
+	return err == nil && d > 0
+}
 
 // NewSessionID returns a short random id that names everything one run
 // creates.
@@ -197,7 +217,10 @@ func Tolerations(taints []corev1.Taint) []corev1.Toleration {
 
 // EphemeralContainer builds the pod agent for one pod. The agent reads
 // its control lines on stdin (StdinOnce: when the plugin detaches, stdin
-// closes and the agent stops) and exits by its deadline in any case.
+// closes and the agent stops) and exits by its deadline in any case. A
+// lingering agent (--linger in args) keeps its stdin across attaches
+// (StdinOnce false): reruns attach again, and it exits after its linger
+// time, at its --lifetime, or on an exit line.
 func EphemeralContainer(p AgentParams, args []string) corev1.EphemeralContainer {
 	return corev1.EphemeralContainer{
 		EphemeralContainerCommon: corev1.EphemeralContainerCommon{
@@ -207,7 +230,7 @@ func EphemeralContainer(p AgentParams, args []string) corev1.EphemeralContainer 
 			Command:                  []string{AgentCommand},
 			Args:                     args,
 			Stdin:                    true,
-			StdinOnce:                true,
+			StdinOnce:                !lingers(args),
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			SecurityContext:          p.securityContextFor(p.Unprivileged),
 		},
@@ -226,23 +249,35 @@ func WithEphemeralContainer(pod *corev1.Pod, ec corev1.EphemeralContainer) *core
 // the node, tolerating the node's taints (p.NodeTaints) and no others, never
 // restarted, bounded by activeDeadlineSeconds and NodeAgentResources,
 // without API credentials or volumes, labelled so that `kubectl podtrace
-// cleanup` finds it.
+// cleanup` finds it. A lingering agent (--linger in args) keeps its stdin
+// across attaches, is labelled with its warm key (WarmLabel, from
+// --warm-key) and bounded by its --lifetime instead of its deadline.
 func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 	var secrets []corev1.LocalObjectReference
 	for _, s := range p.PullSecrets {
 		secrets = append(secrets, corev1.LocalObjectReference{Name: s})
 	}
 	deadline := int64(p.Deadline/time.Second) + 30
+	labels := map[string]string{
+		ManagedByLabel: ManagedBy,
+		SessionLabel:   p.Session,
+		NameLabel:      AgentName,
+	}
+	linger := lingers(args)
+	if linger {
+		if life, err := time.ParseDuration(ArgValue(args, "--lifetime")); err == nil && life > 0 {
+			deadline = int64(life/time.Second) + 30
+		}
+		if k := ArgValue(args, "--warm-key"); k != "" {
+			labels[WarmLabel] = k
+		}
+	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      NodePodName(p.Session, node),
-			Namespace: p.Namespace,
-			Labels: map[string]string{
-				ManagedByLabel: ManagedBy,
-				SessionLabel:   p.Session,
-				NameLabel:      AgentName,
-			},
+			Name:        NodePodName(p.Session, node),
+			Namespace:   p.Namespace,
+			Labels:      labels,
 			Annotations: map[string]string{"podtrace.dev/node": node},
 		},
 		Spec: corev1.PodSpec{
@@ -263,7 +298,7 @@ func NodePod(p AgentParams, node string, args []string) *corev1.Pod {
 				Command:                  []string{AgentCommand},
 				Args:                     args,
 				Stdin:                    true,
-				StdinOnce:                true,
+				StdinOnce:                !linger,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          p.nodeSecurityContext(),
 				Resources:                *NodeAgentResources.DeepCopy(),

@@ -7,6 +7,9 @@ package launch
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -50,6 +53,12 @@ type Spec struct {
 	// Unprivileged runs the agent without privilege: it captures
 	// nothing and only sends Probe (a pod agent).
 	Unprivileged bool
+	// Linger keeps the agent for reruns this long after each run (agent
+	// --linger), within Lifetime from its start (agent --lifetime);
+	// WarmKey (Key) names it for the reruns that look for it.
+	Linger   time.Duration
+	Lifetime time.Duration
+	WarmKey  string
 }
 
 // Args is the agent command line for a spec (without the binary and
@@ -106,6 +115,15 @@ func (s Spec) Args() []string {
 	if s.KernelDrops {
 		a = append(a, "--kernel-drops")
 	}
+	if s.Linger > 0 {
+		a = append(a, "--linger", s.Linger.String())
+		if s.Lifetime > 0 {
+			a = append(a, "--lifetime", s.Lifetime.Round(time.Second).String())
+		}
+		if s.WarmKey != "" {
+			a = append(a, "--warm-key", s.WarmKey)
+		}
+	}
 	if p := s.Probe; p != nil {
 		a = append(a, "--probe", p.Proto, "--dst", p.Dst, "--count", strconv.Itoa(p.Count),
 			"--interval", p.Interval.String(), "--probe-timeout", p.Timeout.String(), "--probe-id", strconv.Itoa(p.ID))
@@ -117,6 +135,52 @@ func (s Spec) Args() []string {
 		}
 	}
 	return a
+}
+
+// Key names what an agent of this spec watches, whatever its probe:
+// the agent's version, its image and how it runs (extra, e.g. the
+// capabilities its container adds), and every argument but the probe's
+// identity (--probe, --trace-probe and theirs), the deadline and the
+// linger time. An agent that lingers after a run serves a rerun of the
+// same key; a rerun gives each run its own probe (wire.Start). The key is
+// "<version>.<hash>", at most 63 characters (a label value).
+func (s Spec) Key(version string, extra ...string) string {
+	k := s
+	k.Probe, k.Match, k.Deadline, k.Linger, k.Lifetime, k.WarmKey = nil, nil, 0, 0, 0, ""
+	h := sha256.New()
+	for _, p := range append(append([]string{version}, extra...), k.Args()...) {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	// Who probes (a probe spec or a match), NAT and nftrace change what
+	// the agent is; the probe's identity does not.
+	fmt.Fprintf(h, "probe=%t match=%t nftrace=%t nat=%t",
+		s.Probe != nil, s.Match != nil, s.NFTrace, (s.Probe != nil && s.Probe.NAT) || (s.Match != nil && s.Match.NAT))
+	v := labelSafe(version)
+	if len(v) > 40 {
+		v = v[:40]
+	}
+	return v + "." + hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// KeyVersion is the version part of a warm key.
+func KeyVersion(key string) string {
+	v, _, _ := strings.Cut(key, ".")
+	return v
+}
+
+func labelSafe(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	out := strings.Trim(string(b), "-_")
+	if out == "" {
+		return "v"
+	}
+	return out
 }
 
 // Agent is a started agent.

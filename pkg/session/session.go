@@ -6,6 +6,8 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,29 @@ type Plan struct {
 	// Passive observes for Duration instead of probing.
 	Passive  bool
 	Duration time.Duration
+	// Run is the run's token, given to every agent with its start line
+	// and carried by every line of the run (wire.Envelope.Run): an agent
+	// that serves runs in sequence (a warm rerun) may be read by several
+	// plugins at once. A random one when empty.
+	Run string
+}
+
+// NotArmedError is a run that failed before every agent was armed: before
+// any probe was sent. A warm rerun that fails so can fall back to a cold
+// trace.
+type NotArmedError struct{ Err error }
+
+func (e *NotArmedError) Error() string { return e.Err.Error() }
+func (e *NotArmedError) Unwrap() error { return e.Err }
+
+// ErrBusy is a warm agent refusing the run: it serves another (wire.Busy).
+var ErrBusy = errors.New("a warm agent is serving another run")
+
+// newRunToken returns a random run token.
+func newRunToken() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Options tune a run.
@@ -71,12 +96,17 @@ func (o Options) progress(format string, a ...any) {
 type running struct {
 	spec  launch.Spec
 	agent launch.Agent
+	run   string // the run's token (Plan.Run)
+	busy  bool   // the agent refused the run: it serves another
 	mu    sync.Mutex
 	lines []*wire.Envelope
 	gaps  uint64
 	kept  keeper
 	hello chan struct{}
-	bye   chan struct{} // closed when the stream ends
+	// bye is closed when the stream ends, or at the bye line of the run
+	// (an agent that serves runs in sequence keeps its output open).
+	bye     chan struct{}
+	byeOnce sync.Once
 	// saidBye is closed at the agent's bye line: its last (the stream
 	// itself ends when the process has exited and the attach closed).
 	saidBye chan struct{}
@@ -103,10 +133,10 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		o.Timeline.Mark("", "agents stopped, their pods deleted")
 	}()
 	if err != nil {
-		return nil, err
+		return nil, &NotArmedError{err}
 	}
 	if err := waitArmed(ctx, rs, o); err != nil {
-		return nil, err
+		return nil, &NotArmedError{err}
 	}
 	armed := time.Since(start)
 	o.Timeline.Mark("", "all agents armed")
@@ -129,7 +159,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		if prober == nil {
 			return nil, errors.New("plan has no probing agent")
 		}
-		if err := prober.agent.Send(wire.CmdProbe); err != nil {
+		if err := prober.agent.Send(prober.cmd(wire.CmdProbe)); err != nil {
 			return nil, fmt.Errorf("start probe on %s: %w: %s", prober.spec.ID, err, prober.diag())
 		}
 		spec := prober.spec.Probe
@@ -175,7 +205,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 // every frame before its bye), and returns what each agent said.
 func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream {
 	for _, r := range rs {
-		_ = r.agent.Send(wire.CmdStop)
+		_ = r.agent.Send(r.cmd(wire.CmdStop))
 	}
 	byeWait := time.After(10 * time.Second)
 	for _, r := range rs {
@@ -204,13 +234,16 @@ func stopAndCollect(rs []*running, progress func(string, ...any)) []trace.Stream
 // caller stops them. sink, when set, sees each line first (see read).
 func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, probeDone func(), sink func(int, *wire.Envelope) bool) ([]*running, error) {
 	progress := o.progress
+	if p.Run == "" {
+		p.Run = newRunToken()
+	}
 	rs := make([]*running, len(p.Agents))
 	var wg sync.WaitGroup
 	errs := make([]error, len(p.Agents))
 	startCtx, cancelStart := context.WithCancel(ctx)
 	defer cancelStart()
 	for i, s := range p.Agents {
-		r := &running{spec: s, hello: make(chan struct{}), bye: make(chan struct{}), saidBye: make(chan struct{}), timeline: o.Timeline}
+		r := &running{spec: s, run: p.Run, hello: make(chan struct{}), bye: make(chan struct{}), saidBye: make(chan struct{}), timeline: o.Timeline}
 		if sink != nil {
 			r.sink = func(e *wire.Envelope) bool { return sink(i, e) }
 		}
@@ -224,11 +257,17 @@ func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, prob
 					errs[i] = err
 				}
 				cancelStart()
-				close(r.bye)
+				r.ended()
 				return
 			}
 			r.agent = a
-			if err := a.Send(wire.CmdStart); err != nil {
+			// The start line carries the run's token and its probe: an
+			// agent that arms after it (a warm one) uses them.
+			start := wire.Start{Run: r.run, Probe: s.Probe, Match: s.Match, Deadline: s.Deadline}
+			if s.Probe != nil {
+				start.Match = nil
+			}
+			if err := a.Send(start.Line()); err != nil {
 				errs[i] = fmt.Errorf("agent %s: %w: %s", r.spec.ID, err, a.Diagnostics())
 			}
 			go r.read(probeDone)
@@ -251,6 +290,9 @@ func waitArmed(ctx context.Context, rs []*running, o Options) error {
 		case <-r.hello:
 		case <-r.bye:
 			if !closed(r.hello) { // both may be ready: a short stream said hello and ended
+				if r.isBusy() {
+					return fmt.Errorf("%w: agent %s: %s", ErrBusy, r.spec.ID, r.diag())
+				}
 				return r.failure("exited before it was armed")
 			}
 		case <-armCtx.Done():
@@ -263,9 +305,27 @@ func waitArmed(ctx context.Context, rs []*running, o Options) error {
 	return nil
 }
 
+// ended closes bye, once.
+func (r *running) ended() { r.byeOnce.Do(func() { close(r.bye) }) }
+
+// cmd is a probe or stop line for this run.
+func (r *running) cmd(c string) string {
+	if r.run == "" {
+		return c
+	}
+	return c + " " + r.run
+}
+
+func (r *running) isBusy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.busy
+}
+
 func (r *running) read(probeDone func()) {
-	defer close(r.bye)
+	defer r.ended()
 	rd := wire.NewReader(r.agent.Stream())
+	rd.Run = r.run
 	// Skipped lines are noted as they come: an agent whose every line is
 	// invalid (another stream version) is named with the reason when it
 	// is not armed in time.
@@ -315,7 +375,17 @@ func (r *running) read(probeDone func()) {
 			// process to exit. Keep reading to EOF so the launcher can
 			// reap it.
 			byeSeen = true
+			if e.Bye.Reason == wire.ByeBusy {
+				r.mu.Lock()
+				r.busy = true
+				r.mu.Unlock()
+			}
 			close(r.saidBye)
+			if e.Run != "" {
+				// The run is over; an agent that serves more runs
+				// keeps its output open.
+				r.ended()
+			}
 		}
 	}
 }
@@ -369,6 +439,17 @@ func stopAll(rs []*running, progress func(string, ...any)) {
 		wg.Add(1)
 		go func(r *running) {
 			defer wg.Done()
+			// A run interrupted before its stop (an error, Ctrl-C) is
+			// stopped: a lingering agent goes back to waiting for the
+			// next, once it said bye (its stream does not end).
+			_ = r.agent.Send(r.cmd(wire.CmdStop))
+			if r.spec.Linger > 0 {
+				select {
+				case <-r.bye:
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
 			if err := r.agent.Stop(ctx); err != nil {
 				progress("podtrace: stopping agent %s: %v", r.spec.ID, err)
 			}

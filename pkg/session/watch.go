@@ -155,7 +155,7 @@ func Watch(ctx context.Context, l launch.Launcher, p Plan, o Options, w Watcher)
 			prober = r
 		}
 	}
-	if err := prober.agent.Send(wire.CmdProbe); err != nil {
+	if err := prober.agent.Send(prober.cmd(wire.CmdProbe)); err != nil {
 		return nil, fmt.Errorf("start probe on %s: %w: %s", prober.spec.ID, err, prober.diag())
 	}
 	progress("podtrace: watching %s, up to %d rounds %s apart", spec.Proto, spec.Count, spec.Interval)

@@ -144,7 +144,7 @@ type stoppingAgent struct {
 }
 
 func (a *stoppingAgent) Send(cmd string) error {
-	if cmd == wire.CmdStop {
+	if c, _ := wire.ParseControl(cmd); c.Cmd == wire.CmdStop {
 		a.stopped()
 	}
 	return nil

@@ -56,7 +56,7 @@ func TestDocListsEveryKind(t *testing.T) {
 
 func TestDocListsEveryControlLine(t *testing.T) {
 	got := docWords(t, "With `--control stdin` the agent reads lines on stdin:", "")
-	want := []string{CmdStart, CmdProbe, CmdStop}
+	want := []string{CmdStart, CmdProbe, CmdStop, CmdExit}
 	var lines []string
 	for _, w := range got {
 		if slices.Contains(want, w) {

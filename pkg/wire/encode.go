@@ -27,6 +27,10 @@ func appendPacketLine(b []byte, e *Envelope) ([]byte, bool) {
 	b = strconv.AppendUint(b, e.Seq, 10)
 	b = append(b, `,"agent":`...)
 	b = appendJSONString(b, e.Agent)
+	if e.Run != "" {
+		b = append(b, `,"run":`...)
+		b = appendJSONString(b, e.Run)
+	}
 	b = append(b, `,"kind":`...)
 	b = appendJSONString(b, e.Kind)
 	b = append(b, `,"ts":`...)

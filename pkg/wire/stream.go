@@ -18,6 +18,7 @@ import (
 type Writer struct {
 	mu    sync.Mutex
 	agent string
+	run   string
 	seq   uint64
 	bw    *bufio.Writer
 	enc   *json.Encoder
@@ -91,9 +92,27 @@ func NewWriter(w io.Writer, agent string) *Writer {
 	return &Writer{agent: agent, bw: bw, enc: json.NewEncoder(bw), now: time.Now}
 }
 
+// SetRun sets the run token of the lines written from now on (Envelope.Run).
+func (w *Writer) SetRun(run string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.run = run
+}
+
 // Emit writes one observation. The payload type selects the kind. A packet
 // or change line over the budget is not written: ErrOverBudget.
 func (w *Writer) Emit(payload any) error {
+	return w.emit(payload, nil)
+}
+
+// EmitFor writes one observation under another run's token, outside this
+// writer's sequence (seq 0): an agent's answer to a start line it refuses
+// (wire.Busy) reaches the reader of that other run and no one else.
+func (w *Writer) EmitFor(run string, payload any) error {
+	return w.emit(payload, &run)
+}
+
+func (w *Writer) emit(payload any, other *string) error {
 	e := Envelope{V: Version, Agent: w.agent}
 	switch p := payload.(type) {
 	case *Hello:
@@ -125,6 +144,11 @@ func (w *Writer) Emit(payload any) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if other != nil {
+		e.Run, e.TS = *other, w.now()
+		return w.encodeLocked(e)
+	}
+	e.Run = w.run
 	w.seq++
 	e.Seq = w.seq
 	e.TS = w.now()
@@ -233,6 +257,11 @@ type Reader struct {
 	Reason  string
 	// Clamped counts the lines whose strings or lists were shortened.
 	Clamped uint64
+	// Run, when set, is the run this reader reads: lines of other runs
+	// (another plugin attached to the same agent) are passed over without
+	// a trace; lines without a run token (written before any start line
+	// was read, or by an agent that serves one run) are read.
+	Run string
 	// OnSkip, if set, is called from Next after each line it skipped
 	// (Skipped and Reason are then up to date): a reader still waiting
 	// for its first good line can say why none came.
@@ -305,6 +334,9 @@ func (r *Reader) Next() (*Envelope, error) {
 		var e Envelope
 		if err := json.Unmarshal(line, &e); err != nil {
 			r.skip(fmt.Sprintf("not JSON: %q: %v", truncate(line, 80), err))
+			continue
+		}
+		if r.Run != "" && e.Run != "" && e.Run != r.Run {
 			continue
 		}
 		if e.V < 1 || e.V > Version {

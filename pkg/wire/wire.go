@@ -48,7 +48,12 @@ type Envelope struct {
 	V     int    `json:"v"`
 	Seq   uint64 `json:"seq"`
 	Agent string `json:"agent"` // agent id, unique within a session
-	Kind  string `json:"kind"`
+	// Run is the run token the plugin gave with its start line: every
+	// line of that run carries it, so that a reader attached to an agent
+	// that serves runs one after another (--linger) reads only its own.
+	// Empty on lines written before a start line was read.
+	Run  string `json:"run,omitempty"`
+	Kind string `json:"kind"`
 	// TS is when the agent produced the line (not the packet time).
 	TS time.Time `json:"ts"`
 
@@ -70,22 +75,27 @@ type Envelope struct {
 // the socket bound). A plugin starts probing only after every agent of the
 // session said hello.
 type Hello struct {
-	Role      string    `json:"role"`
-	Node      string    `json:"node,omitempty"`  // node name as the launcher knows it
-	Name      string    `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
-	NetNS     string    `json:"netns,omitempty"` // path or name given to the agent
-	NetNSID   uint64    `json:"netnsInode"`      // inode of the netns, unique per host
-	Hostname  string    `json:"hostname,omitempty"`
-	Version   string    `json:"agentVersion,omitempty"`
-	PID       int       `json:"pid"`
-	Filter    string    `json:"filter"` // the capture filter, tcpdump syntax
-	Snaplen   int       `json:"snaplen"`
-	Promisc   []string  `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
-	Deadline  time.Time `json:"deadline"`
-	Links     []Link    `json:"links"`
-	Addresses []Address `json:"addresses,omitempty"`
-	Caps      []string  `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
-	Warnings  []string  `json:"warnings,omitempty"`
+	Role     string `json:"role"`
+	Node     string `json:"node,omitempty"`  // node name as the launcher knows it
+	Name     string `json:"name,omitempty"`  // e.g. "default/pod-a" or "node-1"
+	NetNS    string `json:"netns,omitempty"` // path or name given to the agent
+	NetNSID  uint64 `json:"netnsInode"`      // inode of the netns, unique per host
+	Hostname string `json:"hostname,omitempty"`
+	Version  string `json:"agentVersion,omitempty"`
+	PID      int    `json:"pid"`
+	Filter   string `json:"filter"` // the capture filter, tcpdump syntax
+	Snaplen  int    `json:"snaplen"`
+	// Linger is how long the agent waits for another run after this one
+	// (--linger; absent: it serves one run), and LingerCap the end of its
+	// life whatever its runs.
+	Linger    time.Duration `json:"linger,omitempty"`
+	LingerCap time.Time     `json:"lingerCap,omitzero"`
+	Promisc   []string      `json:"promisc,omitempty"` // interfaces put in promiscuous mode for the run
+	Deadline  time.Time     `json:"deadline"`
+	Links     []Link        `json:"links"`
+	Addresses []Address     `json:"addresses,omitempty"`
+	Caps      []string      `json:"capabilities,omitempty"` // effective capabilities, e.g. "NET_RAW"
+	Warnings  []string      `json:"warnings,omitempty"`
 	// NFTrace says whether the agent traces the probe through the
 	// namespace's nf_tables rule sets (node agents of an active trace).
 	NFTrace *NFTraceStatus `json:"nftrace,omitempty"`

@@ -24,6 +24,7 @@ import (
 type timedRun struct {
 	verdict, exit time.Duration
 	marks         []timingMark
+	warm          bool // a warm rerun: lingering agents served it
 }
 
 type timingMark struct {
@@ -81,6 +82,7 @@ func timedTrace(t *testing.T, args ...string) timedRun {
 	wg.Wait()
 	err = cmd.Wait()
 	run.exit = time.Since(start)
+	run.warm = strings.Contains(errText.String(), "warm rerun on the agents of session")
 	if run.verdict == 0 {
 		t.Fatalf("kubectl podtrace %s printed no verdict (%v); last line %q\n%s", strings.Join(args, " "), err, last, errText.String())
 	}

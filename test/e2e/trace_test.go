@@ -16,8 +16,12 @@ import (
 // PATH, the limited user (deploy/user-rbac.yaml only) runs it, the agents
 // run in the real pods and on the real node.
 
+// podtraceArgs is a trace's command line. Its agents end with the trace
+// (--linger 0, first: a --linger among args wins), so that every test can
+// check that nothing is left; the warm agent tests (warm_test.go) linger on
+// purpose.
 func podtraceArgs(args ...string) []string {
-	return append([]string{"podtrace"}, append(args, "--image", agentImage, "--image-pull-policy", "Never")...)
+	return append([]string{"podtrace", "--linger", "0"}, append(args, "--image", agentImage, "--image-pull-policy", "Never")...)
 }
 
 // nodePods lists the node agent pods (admin view).
@@ -240,21 +244,45 @@ func TestInterruptDeletesTheNodePod(t *testing.T) {
 // TestTimeToVerdict measures the time to a trace's verdict (the verdict
 // line on stdout; and to the plugin's exit) against kubectl debug injecting
 // an ephemeral container with the same image, waiting for it to run and
-// attaching, on the same cluster in the same run, alternating. Figures,
+// attaching, on the same cluster in the same run, alternating: cold traces
+// (agents created for each), then warm reruns (the lingering agents of a
+// first trace serve them: that nothing is created is checked). Figures,
 // not assertions (timing_test.go prints where the time goes).
 func TestTimeToVerdict(t *testing.T) {
 	const runs = 10
-	var verdict, exit, debug durations
-	var timed []timedRun
+	var verdict, exit, debug, warmVerdict, warmExit durations
+	var timed, warmTimed []timedRun
 	for i := 0; i < runs; i++ {
 		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b")
 		timed = append(timed, r)
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
 		debug = append(debug, debugTime(t))
 	}
-	t.Logf("same node: kubectl podtrace pod-a pod-b to verdict %v, to exit %v; kubectl debug -i (inject, run, attach) %v", verdict, exit, debug)
-	logBreakdown(t, "same node", timed)
 	noNodePodsEventually(t)
+
+	// Warm: a first trace leaves its agents (the pods' and the node's)
+	// lingering; every rerun attaches to them.
+	cleanupAtEnd(t, "e2e")
+	if r := kubectl(t, userConfig, lingering("2m", "e2e/pod-a", "e2e/pod-b", "-o", "json")...); r.err != nil {
+		t.Fatalf("first trace: %s", r)
+	}
+	before := countObjects(t, "e2e", "pod-a", "pod-b")
+	for i := 0; i < runs; i++ {
+		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b", "--linger", "2m")
+		if !r.warm {
+			t.Fatalf("rerun %d was not warm", i+1)
+		}
+		warmTimed = append(warmTimed, r)
+		warmVerdict, warmExit = append(warmVerdict, r.verdict), append(warmExit, r.exit)
+	}
+	if after := countObjects(t, "e2e", "pod-a", "pod-b"); !before.same(after) {
+		t.Errorf("warm reruns created objects: before %+v, after %+v", before, after)
+	}
+	t.Logf("same node, cold: kubectl podtrace pod-a pod-b to verdict %v, to exit %v", verdict, exit)
+	t.Logf("same node, warm rerun: kubectl podtrace pod-a pod-b to verdict %v, to exit %v", warmVerdict, warmExit)
+	t.Logf("same node: kubectl debug -i (inject, run, attach) %v", debug)
+	logBreakdown(t, "same node, cold", timed)
+	logBreakdown(t, "same node, warm", warmTimed)
 }
 
 // Where PodSecurity forbids the agent in the pods, a passive trace in the

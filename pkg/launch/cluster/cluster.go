@@ -53,8 +53,14 @@ type Launcher struct {
 	// Timeline, when set, records each agent's steps (--timing).
 	Timeline *launch.Timeline
 
+	// Warm are running agents found for the plan's specs by ID (FindWarm):
+	// Start attaches to them and creates nothing.
+	Warm map[string]WarmAgent
+
 	mu      sync.Mutex
 	created []*corev1.Pod
+	kept    bool           // Keep: lingering node pods stay after the run
+	bg      sync.WaitGroup // deletions of exited lingering node pods (FindWarm)
 
 	teardownOnce   sync.Once
 	teardownCtx    context.Context
@@ -95,6 +101,19 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 	if timeout <= 0 {
 		timeout = 2 * time.Minute
 	}
+	if w, ok := l.Warm[s.ID]; ok {
+		a, err := l.attach(ctx, w.Namespace, w.Pod, w.Container, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.connected(ctx); err != nil {
+			a.cancel()
+			return nil, err
+		}
+		a.lingering = true
+		l.mark(s.ID, "attached to the warm agent")
+		return a, nil
+	}
 	switch s.Role {
 	case wire.RolePod:
 		pod := l.Pods[s.Target]
@@ -107,7 +126,11 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		}
 		l.progress("%s: added agent container %s", s.ID, ec.Name)
 		l.mark(s.ID, "added")
-		return l.attachWhenRunning(ctx, timeout, pod.Namespace, pod.Name, ec.Name, true, nil, s.ID)
+		a, err := l.attachWhenRunning(ctx, timeout, pod.Namespace, pod.Name, ec.Name, true, nil, s.ID)
+		if a != nil {
+			a.lingering = s.Linger > 0
+		}
+		return a, err
 	case wire.RoleNode:
 		p := kube.NodePod(l.Params, s.Target, s.Args())
 		created, err := kube.CreateNodePod(ctx, l.Client, p, false)
@@ -122,8 +145,10 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		a, err := l.attachWhenRunning(ctx, timeout, created.Namespace, created.Name, "agent", false, created, s.ID)
 		if err != nil {
 			_ = l.deletePod(l.teardown(), created)
+			return nil, err
 		}
-		return a, err
+		a.lingering = s.Linger > 0
+		return a, nil
 	}
 	return nil, fmt.Errorf("agent %s: unknown role %q", s.ID, s.Role)
 }
@@ -309,12 +334,15 @@ type agent struct {
 	err                 error
 	done                chan struct{}
 	stopOnce, closeOnce sync.Once
+	// lingering: the agent serves more runs (--linger): Stop detaches and
+	// leaves it, and its node pod, to its linger time (Launcher.Keep).
+	lingering bool
 }
 
 func (a *agent) Stream() io.Reader { return a.stdout }
 
 // connected reports whether the attach is up: it writes an empty control
-// line (agents take it as "the plugin is reading", as any line), which
+// line (agents pass over an empty line), which
 // the executor consumes only once its stream is established; a failed
 // attach closes the pipe with its error instead.
 func (a *agent) connected(ctx context.Context) error {
@@ -337,10 +365,17 @@ func (a *agent) Send(cmd string) error {
 
 // Stop closes the agent's stdin (with StdinOnce the runtime closes the
 // container's stdin: the agent stops and says bye), waits for the stream
-// to end, then deletes the node pod if this agent owns one.
+// to end, then deletes the node pod if this agent owns one. A lingering
+// agent's stream does not end: Stop detaches from it (the session told
+// its run to stop), and Launcher.Cleanup decides about its node pod.
 func (a *agent) Stop(ctx context.Context) error {
 	var err error
 	a.stopOnce.Do(func() {
+		if a.lingering {
+			_ = a.stdin.Close()
+			a.cancel()
+			return
+		}
 		td := a.l.teardown()
 		_ = a.stdin.Close()
 		select {
@@ -387,7 +422,17 @@ func (l *Launcher) deletePod(ctx context.Context, p *corev1.Pod) error {
 // the teardown budget (it starts it if no agent was stopped), all at once.
 // When the budget runs out, the error names what may be left and how to
 // remove it.
+//
+// After Keep, the node pods of lingering agents stay: they serve reruns
+// and end on their own.
 func (l *Launcher) Cleanup() error {
+	l.bg.Wait()
+	l.mu.Lock()
+	kept := l.kept
+	l.mu.Unlock()
+	if kept {
+		return nil
+	}
 	ctx := l.teardown()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
