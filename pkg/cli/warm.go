@@ -68,8 +68,7 @@ func (o *ClusterOptions) launcher() *clusterlaunch.Launcher {
 // agents of another trace, or agents that could not serve it before
 // arming (busy with another user's run, gone in the meantime).
 func (o *ClusterOptions) runWarm(ctx context.Context) (bool, error) {
-	src, pods := o.podSecurityLevels(ctx)
-	o.mode, o.modeWhy = chooseMode(o.Mode, o.Passive, src, pods)
+	o.mode, o.modeWhy = chooseMode(o.Mode, o.Passive, o.srcLevel, o.podLevels)
 	plan := o.Plan(o.mode)
 	l := o.launcher()
 	defer func() {
