@@ -124,14 +124,13 @@ func queueRule(b []byte) (table string, sets []string, queues bool) {
 	return table, sets, queues
 }
 
-// lookupSet: the set of a non-inverted lookup expression, "" otherwise.
-func lookupSet(b []byte) string {
+// nftExpr splits one expression (NFTA_EXPR_NAME, NFTA_EXPR_DATA) into its
+// name and data.
+func nftExpr(b []byte) (name string, data []byte, ok bool) {
 	attrs, err := nl.ParseRouteAttr(b)
 	if err != nil {
-		return ""
+		return "", nil, false
 	}
-	var name string
-	var data []byte
 	for _, a := range attrs {
 		switch a.Attr.Type &^ unix.NLA_F_NESTED {
 		case nftaExprName:
@@ -140,7 +139,13 @@ func lookupSet(b []byte) string {
 			data = a.Value
 		}
 	}
-	if name != "lookup" {
+	return name, data, true
+}
+
+// lookupSet: the set of a non-inverted lookup expression, "" otherwise.
+func lookupSet(b []byte) string {
+	name, data, ok := nftExpr(b)
+	if !ok || name != "lookup" {
 		return ""
 	}
 	ls, err := nl.ParseRouteAttr(data)
@@ -195,19 +200,9 @@ func setElems(family uint8, table, set string) (int, error) {
 // queueExpr: one expression (NFTA_EXPR_NAME, NFTA_EXPR_DATA) is the queue
 // statement or the NFQUEUE target.
 func queueExpr(b []byte) bool {
-	attrs, err := nl.ParseRouteAttr(b)
-	if err != nil {
+	name, data, ok := nftExpr(b)
+	if !ok {
 		return false
-	}
-	var name string
-	var data []byte
-	for _, a := range attrs {
-		switch a.Attr.Type &^ unix.NLA_F_NESTED {
-		case nftaExprName:
-			name = cString(a.Value)
-		case nftaExprData:
-			data = a.Value
-		}
 	}
 	switch name {
 	case "queue":
