@@ -21,58 +21,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then
-	echo "kernel-drops.sh: needs root (network namespaces, nftables, BPF)" >&2
-	exit 1
-fi
+# shellcheck source=bench/lib-node.sh
+. bench/lib-node.sh
 command -v nft >/dev/null || { echo "kernel-drops.sh: needs nft (apt-get install nftables)" >&2; exit 1; }
 DUR=${FLOOD_SECONDS:-10}
-P=pkd$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
-NODE=$P-node NSA=$P-a NSB=$P-b
-SRC=10.205.0.1 DST=10.205.0.2
-W=$(mktemp -d)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	for ns in "$NSA" "$NSB" "$NODE"; do ip netns del "$ns" 2>/dev/null || true; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-log() { printf '%s\n' "$*" >&2; }
-
-if [ -n "${PODTRACE_BIN:-}" ]; then
-	BIN=$PODTRACE_BIN
-else
-	BIN=$W/bin
-	make -s build BIN="$BIN" >&2
-fi
-AGENT=$BIN/podtrace-agent
-CGO_ENABLED=0 go build -trimpath -o "$W/udpflood" ./bench/udpflood
-
-for ns in "$NODE" "$NSA" "$NSB"; do
-	ip netns add "$ns"
-	ip -n "$ns" link set lo up
-done
-ip -n "$NODE" link add br0 type bridge
-ip -n "$NODE" link set br0 up
-i=0
-for pair in "$NSA:$SRC" "$NSB:$DST"; do
-	ns=${pair%%:*} addr=${pair#*:}
-	i=$((i + 1))
-	ip -n "$NODE" link add "veth$i" type veth peer name eth0 netns "$ns"
-	ip -n "$NODE" link set "veth$i" master br0 up
-	ip -n "$ns" addr add "$addr/24" dev eth0
-	ip -n "$ns" link set eth0 up
-done
+bench_node kernel-drops.sh pkd 10.205.0.1 10.205.0.2
 ip netns exec "$NSB" nft 'add table inet bench; add chain inet bench in { type filter hook input priority 0; }; add rule inet bench in udp dport 9000 drop'
-
-TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # measure NAME AGENT-ARGS...: start the agent, flood, print one line of figures.
 measure() {

@@ -26,58 +26,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" != 0 ]; then
-	echo "node-agent-resources.sh: needs root (network namespaces, veth, AF_PACKET)" >&2
-	exit 1
-fi
+# shellcheck source=bench/lib-node.sh
+. bench/lib-node.sh
 DUR=${FLOOD_SECONDS:-10}
-P=pnr$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
-NODE=$P-node NSA=$P-a NSB=$P-b
-SRC=10.204.0.1 DST=10.204.0.2
-W=$(mktemp -d)
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	for ns in "$NSA" "$NSB" "$NODE"; do ip netns del "$ns" 2>/dev/null || true; done
-	rm -rf "$W"
-}
-trap cleanup EXIT
-log() { printf '%s\n' "$*" >&2; }
-
-if [ -n "${PODTRACE_BIN:-}" ]; then
-	BIN=$PODTRACE_BIN
-else
-	BIN=$W/bin
-	make -s build BIN="$BIN" >&2
-fi
-AGENT=$BIN/podtrace-agent
-CGO_ENABLED=0 go build -trimpath -o "$W/udpflood" ./bench/udpflood
-
-for ns in "$NODE" "$NSA" "$NSB"; do
-	ip netns add "$ns"
-	ip -n "$ns" link set lo up
-done
-ip -n "$NODE" link add br0 type bridge
-ip -n "$NODE" link set br0 up
-i=0
-for pair in "$NSA:$SRC" "$NSB:$DST"; do
-	ns=${pair%%:*} addr=${pair#*:}
-	i=$((i + 1))
-	ip -n "$NODE" link add "veth$i" type veth peer name eth0 netns "$ns"
-	ip -n "$NODE" link set "veth$i" master br0 up
-	ip -n "$ns" addr add "$addr/24" dev eth0
-	ip -n "$ns" link set eth0 up
-done
+bench_node node-agent-resources.sh pnr 10.204.0.1 10.204.0.2
 # a MAC nobody owns: the bridge floods every frame to every port
 ip -n "$NSA" neigh replace "$DST" lladdr 02:00:00:00:00:99 dev eth0 nud permanent
-
-TCK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
 # measure NAME AGENT-ARGS...: start the agent, flood, print one line of figures.
 measure() {
