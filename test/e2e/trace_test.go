@@ -210,21 +210,27 @@ func TestUnknownPodIsOneLine(t *testing.T) {
 	}
 }
 
-func TestInterruptDeletesTheNodePod(t *testing.T) {
-	cmd := exec.Command("kubectl", podtraceArgs("e2e/pod-a", "e2e/pod-b", "--passive", "--duration", "60s")...)
+// startKubectl starts kubectl with args as the limited user, its stderr
+// collected; the test kills it at its end if it still runs.
+func startKubectl(t *testing.T, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command("kubectl", args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+userConfig)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := new(strings.Builder)
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	eventually(t, 60*time.Second, "the node agent pod to exist", func() (bool, string) {
-		p := nodePods(t)
-		return len(p) > 0 && strings.Contains(stderr.String(), "observing"), stderr.String()
-	})
+	return cmd, stderr
+}
+
+// interrupt sends SIGINT to a started kubectl (it execs the plugin: the
+// signal reaches kubectl-podtrace itself) and waits for it to exit, failing
+// the test after 30 s; it returns how long the exit took.
+func interrupt(t *testing.T, cmd *exec.Cmd, stderr *strings.Builder) time.Duration {
+	t.Helper()
 	sent := time.Now()
-	// kubectl execs the plugin: the signal reaches kubectl-podtrace itself.
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +241,16 @@ func TestInterruptDeletesTheNodePod(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the plugin did not exit within 30 s of SIGINT:\n%s", stderr.String())
 	}
-	t.Logf("exited %v after SIGINT", time.Since(sent).Round(time.Millisecond))
+	return time.Since(sent)
+}
+
+func TestInterruptDeletesTheNodePod(t *testing.T) {
+	cmd, stderr := startKubectl(t, podtraceArgs("e2e/pod-a", "e2e/pod-b", "--passive", "--duration", "60s")...)
+	eventually(t, 60*time.Second, "the node agent pod to exist", func() (bool, string) {
+		p := nodePods(t)
+		return len(p) > 0 && strings.Contains(stderr.String(), "observing"), stderr.String()
+	})
+	t.Logf("exited %v after SIGINT", interrupt(t, cmd, stderr).Round(time.Millisecond))
 	if p := nodePods(t); len(p) != 0 {
 		t.Errorf("node pods left after SIGINT: %v\n%s", p, stderr.String())
 	}

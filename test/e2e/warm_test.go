@@ -3,10 +3,7 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -214,28 +211,12 @@ func TestInterruptedWarmRerunLeavesTheAgentsIdle(t *testing.T) {
 	if r := kubectl(t, userConfig, lingering("2m", "e2e/"+src, "e2e/"+dst)...); r.err != nil {
 		t.Fatalf("first trace: %s", r)
 	}
-	cmd := exec.Command("kubectl", lingering("2m", "e2e/"+src, "e2e/"+dst, "--count", "50", "--interval", "500ms")...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+userConfig)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	cmd, stderr := startKubectl(t, lingering("2m", "e2e/"+src, "e2e/"+dst, "--count", "50", "--interval", "500ms")...)
 	eventually(t, 60*time.Second, "the warm rerun probing", func() (bool, string) {
 		s := stderr.String()
 		return strings.Contains(s, "warm rerun") && strings.Contains(s, "probing"), s
 	})
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the plugin did not exit within 30 s of SIGINT:\n%s", stderr.String())
-	}
+	interrupt(t, cmd, stderr)
 	t.Logf("interrupted:\n%s", stderr.String())
 	before := countObjects(t, "e2e", src, dst)
 	r := kubectl(t, userConfig, lingering("2m", "e2e/"+src, "e2e/"+dst, "--color", "never")...)
