@@ -547,6 +547,9 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 
 	<-ctx.Done()
 	reason := byeReason(ctx)
+	// The trace events wait in their socket: collect them while the ring
+	// drains.
+	nftEvents := collectNFTrace(nft)
 	// Let the ring retire its last partly filled block, then stop reading.
 	capWG.Wait()
 	var summarized, summarizedBytes uint64
@@ -555,7 +558,7 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 		summarized, summarizedBytes = sum.packets, sum.bytes
 	}
 	reportNAT(cfg, w, ctw)
-	nftStats := reportNFTrace(cfg, w, nft, &names)
+	nftStats := reportNFTrace(cfg, w, nftEvents, &names)
 	dropCounts := kd.close()
 	// The capture sockets close after the bye (deferred): closing a ring
 	// waits for the kernel's RCU grace period, which the plugin, waiting

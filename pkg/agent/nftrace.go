@@ -58,13 +58,33 @@ func startNFTrace(cfg Config) (*nftrace.Tracer, *wire.NFTraceStatus) {
 	return t, st
 }
 
-// reportNFTrace stops the tracing and writes the probe's trace events.
-func reportNFTrace(cfg Config, w *wire.Writer, t *nftrace.Tracer, names *ifNames) nftrace.Stats {
+// collectNFTrace stops the tracing in the background; the result gives
+// the probe's trace events once they are all read (none without a
+// tracer).
+func collectNFTrace(t *nftrace.Tracer) func() ([]nftrace.Event, nftrace.Stats) {
 	if t == nil {
-		return nftrace.Stats{}
+		return func() ([]nftrace.Event, nftrace.Stats) { return nil, nftrace.Stats{} }
+	}
+	done := make(chan struct{})
+	var events []nftrace.Event
+	var st nftrace.Stats
+	go func() {
+		defer close(done)
+		events, st = t.Events()
+	}()
+	return func() ([]nftrace.Event, nftrace.Stats) {
+		<-done
+		return events, st
+	}
+}
+
+// reportNFTrace writes the probe's trace events that collect returns.
+func reportNFTrace(cfg Config, w *wire.Writer, collect func() ([]nftrace.Event, nftrace.Stats), names *ifNames) nftrace.Stats {
+	events, st := collect()
+	if len(events) == 0 {
+		return st
 	}
 	spec, _, _ := traceMatch(cfg)
-	events, st := t.Events()
 	for _, e := range events {
 		n := &wire.NFTrace{TS: e.TS, Reply: e.Reply, ID: e.TraceID, Family: e.Family, Table: e.Table, Chain: e.Chain,
 			Handle: e.Handle, Type: e.Type, Verdict: e.Verdict, Target: e.Target, Queue: e.Queue, Rule: e.Rule,

@@ -359,9 +359,10 @@ func (t *Tracer) Close() {
 // in the socket be read, and returns the probe's events in the order the
 // kernel sent them, with the counts.
 func (t *Tracer) Events() ([]Event, Stats) {
-	// Events the kernel queued before now are in the socket buffer: read
-	// them until the socket stays quiet for a moment.
-	_ = t.mon.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	// The kernel sends a trace event as the packet passes the rule, so
+	// the events of every packet that passed before now are in the
+	// socket buffer: read them until the socket stays quiet for a moment.
+	_ = t.mon.SetReadDeadline(time.Now().Add(quiet))
 	select {
 	case <-t.done:
 	case <-time.After(2 * time.Second):
@@ -371,6 +372,12 @@ func (t *Tracer) Events() ([]Event, Stats) {
 	defer t.mu.Unlock()
 	return append([]Event(nil), t.events...), t.st
 }
+
+// quiet is how long the socket must stay empty, once the tracer is
+// stopping, for the reading to end. A read returns what is queued at
+// once, however late the reader runs: the wait only covers packets
+// still passing the rules at the stop.
+const quiet = 10 * time.Millisecond
 
 // read receives trace events until the socket is closed or stays quiet
 // past its read deadline once the tracer is stopping.
@@ -394,7 +401,7 @@ func (t *Tracer) read() {
 			// that finds nothing ends.
 			if isTimeout(err) && !retried {
 				retried = true
-				_ = t.mon.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				_ = t.mon.SetReadDeadline(time.Now().Add(quiet))
 				continue
 			}
 			return // that read found nothing, or the socket is closed
