@@ -56,7 +56,7 @@ func newRunToken() string {
 // Options tune a run.
 type Options struct {
 	ArmTimeout time.Duration // how long agents may take to say hello (default 60s)
-	Grace      time.Duration // how long to keep listening after the probe's outcome (default 50ms)
+	Grace      time.Duration // how long to keep listening after the probe's outcome (default DefaultGrace)
 	Progress   io.Writer     // lifecycle lines for humans; may be nil
 	// RoundGrace is how long a watch's round stays open after its
 	// probe's outcome arrived (default DefaultRoundGrace).
@@ -82,7 +82,7 @@ func (o Options) defaults() Options {
 		o.ArmTimeout = 60 * time.Second
 	}
 	if o.Grace <= 0 {
-		o.Grace = 50 * time.Millisecond
+		o.Grace = DefaultGrace
 	}
 	return o
 }
@@ -182,9 +182,9 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	// When the source has the answer, every hop has already seen the
-	// packet; a short grace covers frames still on the wire elsewhere (an
-	// ICMP error, a flooded copy). Then stop: each agent drains its ring
-	// and writes every frame before its bye.
+	// packet; a short grace (DefaultGrace) covers frames still on the wire
+	// elsewhere (the TCP probe's closing RST, a flooded copy). Then stop:
+	// each agent drains its ring and writes every frame before its bye.
 	time.Sleep(o.Grace)
 	streams := stopAndCollect(rs, progress)
 	o.Timeline.Mark("", "every stream ended")
@@ -199,6 +199,15 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	}
 	return res, nil
 }
+
+// DefaultGrace is how long a trace keeps listening after its probe's
+// outcome before it stops the agents. The frames that follow the
+// outcome (the TCP probe's RST, sent before the outcome is reported)
+// cross a node, or two, in well under a millisecond, and each agent
+// reports every frame its kernel stamped before the stop reached it: the
+// outcome's way to the plugin and the stop's way back to the agents add
+// their own time to the grace.
+const DefaultGrace = 20 * time.Millisecond
 
 // stopAndCollect tells every agent to stop, waits (bounded) for each bye
 // line or the end of its stream (each agent drains its ring and writes
