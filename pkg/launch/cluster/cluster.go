@@ -157,10 +157,10 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 // container runtime runs it. The kubelet reports a started container in
 // the pod's status only after its next relist of the runtime (up to a
 // second later), but it serves an attach as soon as the runtime runs the
-// container: so the launcher tries to attach from the start, backing off
-// (25 ms doubling to 200 ms), while it watches the status for what ends
-// the wait (an image that cannot be pulled, a container that exited, the
-// timeout). Once the status says the container runs, an attach that
+// container: so the launcher tries to attach from the start, and then
+// at intervals (attachInterval), while it watches the status for what
+// ends the wait (an image that cannot be pulled, a container that
+// exited, the timeout). Once the status says the container runs, an attach that
 // still fails is an error. An attempt has succeeded when its stream
 // takes the first control line: the executor reads stdin only once the
 // connection is up.
@@ -170,7 +170,7 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 	status := make(chan error, 1)
 	go func() { status <- l.waitRunning(wctx, ns, pod, container, ephemeral, id) }()
 	running := false
-	delay := 25 * time.Millisecond
+	begun := time.Now()
 	for attempt := 1; ; attempt++ {
 		a, err := l.attach(ctx, ns, pod, container, owned)
 		if err == nil {
@@ -190,8 +190,7 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 			}
 			running = true // one more attempt, at once
 			l.mark(id, "running in the pod status")
-		case <-time.After(delay):
-			delay = min(2*delay, 200*time.Millisecond)
+		case <-time.After(attachInterval(time.Since(begun))):
 		case <-wctx.Done():
 			if serr := <-status; serr != nil { // the watch ends with wctx
 				return nil, serr
@@ -199,6 +198,22 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 			return nil, wctx.Err()
 		}
 	}
+}
+
+// attachInterval is the wait before the next attach attempt, elapsed
+// after the first. A failed attempt is not free: the API server and the
+// kubelet each set up a TLS connection and the kubelet lists the
+// runtime's containers, about 40 ms of their CPU together (measured on
+// the e2e cluster), taken while the runtime starts the agents; and there
+// no agent container ran sooner than 0.4 s after it was added.
+// So 150 ms apart while a container usually starts (3 s), then 500 ms (an
+// image being pulled: the pod status says when it runs, and an attempt
+// follows at once).
+func attachInterval(elapsed time.Duration) time.Duration {
+	if elapsed < 3*time.Second {
+		return 150 * time.Millisecond
+	}
+	return 500 * time.Millisecond
 }
 
 // waitRunning watches the pod until the container runs, showing the
