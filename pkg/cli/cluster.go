@@ -563,11 +563,13 @@ func (o *ClusterOptions) Run(ctx context.Context) error {
 		o.notes = append(o.notes, fmt.Sprintf("agent container %s added to %s (ephemeral containers stay in the pod spec; the agent exits by itself)",
 			kube.ContainerName(o.session), who))
 	}
+	var left []session.Lingering
+	o.lingered = func(ls []session.Lingering) { left = ls }
 	err := o.RunPlan(ctx, l, plan, o.notes)
 	if o.lingers() && (err == nil || errors.As(err, new(*ExitCodeError))) {
 		// A trace that reached its verdict: its agents stay for reruns.
 		l.Keep()
-		o.sayWarm()
+		fmt.Fprintf(o.ErrOut, "podtrace: %s\n", lingerLine(left, o.Linger, time.Now()))
 	}
 	return err
 }

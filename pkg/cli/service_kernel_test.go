@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 
@@ -218,6 +219,38 @@ func TestLocalToAVirtualIPFollowsTheDNAT(t *testing.T) {
 	ns := natLines(t, r.stdout)
 	if len(ns) == 0 || ns[0].NAT.Reply.Src != b.IP {
 		t.Fatalf("nat lines %+v; want the DNAT to %s", ns, b.IP)
+	}
+}
+
+// The node's agent does not hold its bridge promiscuous where
+// br_netfilter passes bridged frames to NAT rules (a promiscuous bridge
+// would deliver the DNATed SYN twice), and the text trace tells the user,
+// once, with the node's name, why the bridge hop may be missing.
+func TestBridgeNotHeldPromiscuousIsSaidInTheText(t *testing.T) {
+	_, a, b, node := serviceLab(t, true)
+	serviceRules[1].apply(t, node, b.IP)
+	r := podtrace(t, "local", "--from", a.NetNS, "--via", svcIP, "--to", b.NetNS, "--node-netns", node,
+		"--proto", "tcp", "--port", svcPort)
+	if r.code != 0 {
+		t.Fatalf("exit %d; want delivered", r.code)
+	}
+	want := "warning " + node + ": bridges are not held in promiscuous mode (with br_netfilter and NAT rules here, "
+	var warned []string
+	verdict := -1
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	for i, l := range lines {
+		if strings.HasPrefix(l, want) {
+			warned = append(warned, l)
+		}
+		if strings.HasPrefix(l, "verdict ") {
+			verdict = i
+		}
+	}
+	if len(warned) != 1 {
+		t.Fatalf("%d lines start %q; want one", len(warned), want)
+	}
+	if verdict < 0 || !slices.Contains(lines[:verdict], warned[0]) {
+		t.Errorf("the warning is not above the verdict line")
 	}
 }
 

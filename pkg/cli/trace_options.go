@@ -95,6 +95,9 @@ type TraceOptions struct {
 	// annotate adds evidence gathered beside the trace (the NetworkPolicy
 	// model in cluster mode) before it is shown.
 	annotate func(*trace.Trace)
+	// lingered is told what became of the lingering agents once the run
+	// stopped them (session.Options.Lingered).
+	lingered func([]session.Lingering)
 }
 
 // AddFlags registers the shared flags.
@@ -338,7 +341,7 @@ func (o *TraceOptions) RunPlan(ctx context.Context, l launch.Launcher, p session
 		}
 		return o.Show(res.Trace, render.Header{Armed: res.Armed, Notes: notes})
 	}
-	_, err = session.Run(ctx, l, p, session.Options{Progress: o.ErrOut, Timeline: o.timeline, Show: show})
+	_, err = session.Run(ctx, l, p, session.Options{Progress: o.ErrOut, Timeline: o.timeline, Show: show, Lingered: o.lingered})
 	if !shown {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("gave up after --timeout %s: %w", o.Timeout, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,20 +93,64 @@ func (o *ClusterOptions) runWarm(ctx context.Context) (bool, error) {
 		break
 	}
 	fmt.Fprintf(o.ErrOut, "podtrace: warm rerun on the agents of session %s: nothing created\n", render.Safe(started))
+	setLeftover(fmt.Sprintf("this warm rerun created nothing; the lingering agents of session %s may still run it until its deadline, "+
+		"then wait for a rerun (--linger %s); `kubectl podtrace cleanup` ends them now", started, o.Linger))
 	fmt.Fprintf(o.ErrOut, "podtrace: mode %s: %s\n", o.mode, render.Safe(o.modeWhy))
 	notes := append(append([]string(nil), o.notes...), fmt.Sprintf("warm rerun: the lingering agents of session %s served this trace; nothing was created", started))
-	err = o.RunPlan(ctx, l, plan, notes)
+	return o.rerun(ctx, l, plan, notes)
+}
+
+// rerun runs plan on lingering agents and says what became of them: after
+// a verdict, on a line of its own; after Ctrl-C or another error, in the
+// error, after what ended the run (the error is printed last). It reports
+// false, to fall back to a cold trace, when the agents could not serve
+// the run before arming.
+func (o *ClusterOptions) rerun(ctx context.Context, l launch.Launcher, plan session.Plan, notes []string) (bool, error) {
+	var left []session.Lingering
+	o.lingered = func(ls []session.Lingering) { left = ls }
+	defer func() { o.lingered = nil }()
+	err := o.RunPlan(ctx, l, plan, notes)
 	var na *session.NotArmedError
 	if errors.As(err, &na) && ctx.Err() == nil {
 		fmt.Fprintf(o.ErrOut, "podtrace: cold trace: the warm agents did not serve this run: %s\n", render.Safe(na.Err.Error()))
+		setLeftover("") // the cold trace says what it creates
 		return false, nil
 	}
-	o.sayWarm()
-	return true, err
+	line := lingerLine(left, o.Linger, time.Now())
+	if err == nil || errors.As(err, new(*ExitCodeError)) {
+		fmt.Fprintf(o.ErrOut, "podtrace: %s\n", line)
+		return true, err
+	}
+	return true, fmt.Errorf("%w; %s", err, line)
 }
 
-// sayWarm tells how long the agents stay.
-func (o *ClusterOptions) sayWarm() {
-	fmt.Fprintf(o.ErrOut, "podtrace: the agents stay warm until %s (--linger %s) for reruns; `kubectl podtrace cleanup` ends them now\n",
-		time.Now().Add(o.Linger).UTC().Format("15:04:05 UTC"), o.Linger)
+// lingerLine says what became of a run's lingering agents, as the run
+// that stopped them saw it: each that went back to waiting stays armed
+// for --linger from then (within its lifetime), and a rerun needs them
+// all.
+func lingerLine(left []session.Lingering, linger time.Duration, now time.Time) string {
+	const cleanup = "`kubectl podtrace cleanup` ends them now"
+	until, capped := now.Add(linger), false
+	var not []string
+	for _, a := range left {
+		switch {
+		case !a.Waiting:
+			not = append(not, a.ID)
+		case !a.Cap.IsZero() && a.Cap.Before(until):
+			until, capped = a.Cap, true
+		}
+	}
+	if len(not) > 0 || len(left) == 0 {
+		who := "the agents"
+		if len(not) > 0 {
+			who = "agents " + strings.Join(not, ", ")
+		}
+		return fmt.Sprintf("%s did not say they went back to waiting for a rerun (they may still run this one, until its deadline, or have ended): "+
+			"the next run may be cold; each ends by itself within its lifetime, and %s", render.Safe(who), cleanup)
+	}
+	why := "--linger " + linger.String()
+	if capped {
+		why = fmt.Sprintf("the end of their lifetime: --linger %s, at most %d times it from their start", linger, lifetimeLingers)
+	}
+	return fmt.Sprintf("the agents stay warm until %s (%s) for reruns; %s", until.UTC().Format("15:04:05 UTC"), why, cleanup)
 }

@@ -67,6 +67,26 @@ type Options struct {
 	// and their pods deleted: the verdict is on screen while the teardown
 	// runs. Its error is Run's.
 	Show func(*Result) error
+	// Lingered, when set, is told once the agents were stopped, also
+	// after an error or Ctrl-C, what became of those that linger
+	// (launch.Spec.Linger), in the plan's order.
+	Lingered func([]Lingering)
+}
+
+// Lingering is what became of a lingering agent when its run was
+// stopped.
+type Lingering struct {
+	ID string
+	// Waiting: the agent said bye to the run, stopped, and its stream
+	// stayed open: it waits for the next run, up to its linger time
+	// from then. False when the run never reached it (nothing was sent
+	// to it: it is as it was), when it did not say bye in time (it may
+	// still be running the run, until the run's deadline), or when it
+	// ended instead.
+	Waiting bool
+	// Cap is the end of the agent's life, whatever its runs (its hello's
+	// lingerCap); zero when it said no hello in this run.
+	Cap time.Time
 }
 
 // Result is a finished run.
@@ -114,9 +134,12 @@ type running struct {
 	// returns true for: they are not kept here.
 	sink     func(*wire.Envelope) bool
 	timeline *launch.Timeline
-	done     bool   // saw the probe's last outcome
-	err      error  // stream error
-	fatal    string // a fatal error the agent reported
+	done     bool      // saw the probe's last outcome
+	err      error     // stream error
+	fatal    string    // a fatal error the agent reported
+	byeWhy   string    // the reason of the run's bye line
+	eof      bool      // the stream ended
+	lingerTo time.Time // its hello's lingerCap
 }
 
 // Run runs the plan. Agents are always stopped before it returns, also
@@ -129,7 +152,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 	var probeOnce sync.Once
 	rs, err := startAgents(ctx, l, p, o, func() { probeOnce.Do(func() { close(probeDone) }) }, nil)
 	defer func() {
-		stopAll(rs, progress)
+		stopAll(rs, progress, o.Lingered)
 		o.Timeline.Mark("", "agents stopped, their pods deleted")
 	}()
 	if err != nil {
@@ -333,6 +356,11 @@ func (r *running) isBusy() bool {
 
 func (r *running) read(probeDone func()) {
 	defer r.ended()
+	defer func() {
+		r.mu.Lock()
+		r.eof = true
+		r.mu.Unlock()
+	}()
 	rd := wire.NewReader(r.agent.Stream())
 	rd.Run = r.run
 	// Skipped lines are noted as they come: an agent whose every line is
@@ -370,6 +398,12 @@ func (r *running) read(probeDone func()) {
 		r.gaps = rd.Gaps
 		if e.Kind == wire.KindError && e.Error.Fatal {
 			r.fatal = e.Error.Msg
+		}
+		if e.Kind == wire.KindHello && !helloSeen {
+			r.lingerTo = e.Hello.LingerCap
+		}
+		if e.Kind == wire.KindBye && !byeSeen {
+			r.byeWhy = e.Bye.Reason
 		}
 		r.mu.Unlock()
 		switch {
@@ -436,13 +470,19 @@ func (r *running) failure(what string) error {
 }
 
 // stopAll stops every agent with a fresh context: teardown must work when
-// the run's context is already cancelled.
-func stopAll(rs []*running, progress func(string, ...any)) {
+// the run's context is already cancelled. lingered, when set, is told
+// what became of the lingering agents.
+func stopAll(rs []*running, progress func(string, ...any), lingered func([]Lingering)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, r := range rs {
-		if r == nil || r.agent == nil {
+	left := make([]Lingering, len(rs))
+	for i, r := range rs {
+		if r == nil {
+			continue
+		}
+		left[i].ID = r.spec.ID
+		if r.agent == nil {
 			continue
 		}
 		wg.Add(1)
@@ -454,10 +494,16 @@ func stopAll(rs []*running, progress func(string, ...any)) {
 			_ = r.agent.Send(r.cmd(wire.CmdStop))
 			if r.spec.Linger > 0 {
 				select {
+				case <-r.saidBye:
 				case <-r.bye:
 				case <-ctx.Done():
 				case <-time.After(5 * time.Second):
 				}
+				// Before Stop detaches, which ends the stream here.
+				r.mu.Lock()
+				left[i].Waiting = closed(r.saidBye) && r.byeWhy == wire.ByeStopped && !r.eof
+				left[i].Cap = r.lingerTo
+				r.mu.Unlock()
 			}
 			if err := r.agent.Stop(ctx); err != nil {
 				progress("podtrace: stopping agent %s: %v", r.spec.ID, err)
@@ -465,6 +511,18 @@ func stopAll(rs []*running, progress func(string, ...any)) {
 		}(r)
 	}
 	wg.Wait()
+	if lingered == nil {
+		return
+	}
+	var out []Lingering
+	for i, r := range rs {
+		if r != nil && r.spec.Linger > 0 {
+			out = append(out, left[i])
+		}
+	}
+	if len(out) > 0 {
+		lingered(out)
+	}
 }
 
 // joinByCause joins the agents' start errors, saying once what several

@@ -119,7 +119,7 @@ func Watch(ctx context.Context, l launch.Launcher, p Plan, o Options, w Watcher)
 		return true
 	}
 	rs, err := startAgents(ctx, l, p, o, func() {}, sink)
-	defer stopAll(rs, progress)
+	defer stopAll(rs, progress, nil)
 	if err != nil {
 		return nil, err
 	}

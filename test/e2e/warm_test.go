@@ -204,7 +204,9 @@ func TestCleanupEndsWarmAgents(t *testing.T) {
 }
 
 // A warm rerun interrupted during its probes (Ctrl-C) stops its run: the
-// agents go back to waiting, and the next rerun is warm again.
+// agents go back to waiting, and the next rerun is warm again. Its error
+// says it was interrupted, then until when the agents stay warm, and
+// nothing says so before.
 func TestInterruptedWarmRerunLeavesTheAgentsIdle(t *testing.T) {
 	src, dst := freshPod(t, "e2e"), freshPod(t, "e2e")
 	cleanupAtEnd(t, "e2e")
@@ -217,7 +219,14 @@ func TestInterruptedWarmRerunLeavesTheAgentsIdle(t *testing.T) {
 		return strings.Contains(s, "warm rerun") && strings.Contains(s, "probing"), s
 	})
 	interrupt(t, cmd, stderr)
-	t.Logf("interrupted:\n%s", stderr.String())
+	said := stderr.String()
+	t.Logf("interrupted:\n%s", said)
+	lines := strings.Split(strings.TrimSpace(said), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "error: interrupted") || !strings.Contains(last, "; the agents stay warm until ") ||
+		!strings.Contains(last, "kubectl podtrace cleanup") || strings.Count(said, "stay warm") != 1 {
+		t.Errorf("last line %q; want the error saying interrupted, then until when the agents stay warm, said once", last)
+	}
 	before := countObjects(t, "e2e", src, dst)
 	r := kubectl(t, userConfig, lingering("2m", "e2e/"+src, "e2e/"+dst, "--color", "never")...)
 	if r.err != nil {

@@ -27,3 +27,23 @@ func cutWarnings(a *trace.AgentInfo) []string {
 	}
 	return out
 }
+
+// helloWarnings are the agent's own warnings, from its hello: what it
+// could not observe as asked (a bridge not held promiscuous, gateways
+// left out of the capture filter, conntrack not followed live). Each is
+// said once, after the agent's name.
+func helloWarnings(a *trace.AgentInfo) []string {
+	if a.Hello == nil {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range a.Hello.Warnings {
+		if w == "" || seen[w] {
+			continue
+		}
+		seen[w] = true
+		out = append(out, a.Name+": "+w)
+	}
+	return out
+}

@@ -35,8 +35,8 @@ type seenBy struct {
 
 // Read takes in a session's streams: the trace's agents (hello, topology
 // snapshots, stats, summaries, errors, bye), the probes' events, warnings
-// of what was lost or cut on the way, and the packet and change lines
-// for Journeys.
+// of what was lost or cut on the way and the agents' own (their hello's),
+// and the packet and change lines for Journeys.
 func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 	t := &trace.Trace{Session: s}
 	in := &Lines{nats: map[*trace.AgentInfo][]*wire.NAT{}}
@@ -94,6 +94,7 @@ func Read(s trace.Session, streams []trace.Stream) (*trace.Trace, *Lines) {
 		for _, m := range a.Errors {
 			t.Warnings = append(t.Warnings, a.Name+": "+m)
 		}
+		t.Warnings = append(t.Warnings, helloWarnings(a)...)
 		t.Warnings = append(t.Warnings, cutWarnings(a)...)
 		if a.Hello != nil && a.Hello.KernelDrops != nil && !a.Hello.KernelDrops.Armed {
 			t.Warnings = append(t.Warnings, a.Name+": kernel drops not followed: "+a.Hello.KernelDrops.Why)
