@@ -2,20 +2,26 @@
 // and tshark open: one interface description block per hop, named
 // node/netns/iface, nanosecond timestamps, and the probe's frames
 // annotated with a comment naming the hop and the fingerprint.
+//
+// The file is written here, block by block, after the pcapng
+// specification (draft-ietf-opsawg-pcapng), rather than with a packet
+// library's writer: the plugin runs briefly and often, and the packet
+// libraries decode too, with tables they build at every start of the
+// program. The format written is small: a section header, interface
+// descriptions and enhanced packets, little endian.
 package pcapng
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 )
@@ -40,14 +46,19 @@ func HopName(o *trace.Obs) string {
 // epoch is where pcapng timestamps start: they count up from it, unsigned.
 var epoch = time.Unix(0, 0)
 
+// last is the last time a frame can carry: the file counts nanoseconds in
+// 64 bits, and readers (Go's time among them) take the count as signed.
+var last = time.Unix(0, math.MaxInt64)
+
 // Write writes every packet observation of the trace that carries frame
 // bytes, in time order, and returns how many it wrote. A frame timed
-// before 1970 (a broken or hostile agent's) cannot be written: pcapng
-// timestamps count from the Unix epoch.
+// before 1970 or after 2262 (a broken or hostile agent's) cannot be
+// written: pcapng timestamps count nanoseconds from the Unix epoch, in 64
+// bits.
 func Write(w io.Writer, t *trace.Trace) (int, error) {
 	obs := make([]*trace.Obs, 0, len(t.Packets))
 	for _, o := range t.Packets {
-		if len(o.P.Frame) > 0 && !o.P.TS.Before(epoch) {
+		if len(o.P.Frame) > 0 && !o.P.TS.Before(epoch) && !o.P.TS.After(last) {
 			obs = append(obs, o)
 		}
 	}
@@ -74,7 +85,7 @@ func Write(w io.Writer, t *trace.Trace) (int, error) {
 			order = append(order, o)
 		}
 	}
-	iface := func(o *trace.Obs) pcapgo.NgInterface {
+	iface := func(o *trace.Obs) ifaceInfo {
 		desc := o.If.Role
 		if o.If.Owner != "" {
 			desc += " of " + o.If.Owner
@@ -87,43 +98,28 @@ func Write(w io.Writer, t *trace.Trace) (int, error) {
 		if o.Agent.Hello != nil {
 			f = o.Agent.Hello.Filter
 		}
-		return pcapgo.NgInterface{Name: optString(HopName(o), maxOption), Description: optString(desc, maxOption),
-			Filter: optString(f, maxOption-1), OS: "Linux", // the filter option starts with a byte of its own
-			LinkType: layers.LinkTypeEthernet, TimestampResolution: 9, SnapLength: snap}
+		return ifaceInfo{name: optString(HopName(o), maxOption), desc: optString(desc, maxOption),
+			filter: optString(f, maxOption-1), os: "Linux", // the filter option starts with a byte of its own
+			snaplen: snap}
 	}
-	first := pcapgo.NgInterface{Name: "none", LinkType: layers.LinkTypeEthernet, TimestampResolution: 9}
-	if len(order) > 0 {
-		first = iface(order[0])
+	bw := bufio.NewWriter(w)
+	b := &blockWriter{w: bw}
+	b.sectionHeader("kubectl-podtrace", runtime.GOARCH, runtime.GOOS)
+	if len(order) == 0 {
+		// A file with no frames still describes an interface, as
+		// capture tools write it.
+		b.interfaceDescription(ifaceInfo{name: "none"})
 	}
-	opts := pcapgo.DefaultNgWriterOptions
-	opts.SectionInfo.Application = "kubectl-podtrace"
-	nw, err := pcapgo.NewNgWriterInterface(w, first, opts)
-	if err != nil {
-		return 0, err
-	}
-	for _, o := range order[min(1, len(order)):] {
-		if _, err := nw.AddInterface(iface(o)); err != nil {
-			return 0, err
-		}
+	for _, o := range order {
+		b.interfaceDescription(iface(o))
 	}
 	for _, o := range obs {
-		ci := gopacket.CaptureInfo{Timestamp: o.P.TS, CaptureLength: len(o.P.Frame), Length: max(o.P.Len, len(o.P.Frame)), InterfaceIndex: ids[HopName(o)]}
-		if c, ok := comments[o]; ok {
-			// gopacket's writer has no packet options: flush it and write
-			// this enhanced packet block with its comment ourselves.
-			if err := nw.Flush(); err != nil {
-				return 0, err
-			}
-			if err := writeEPB(w, ci, o.P.Frame, c); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if err := nw.WritePacket(ci, o.P.Frame); err != nil {
-			return 0, err
-		}
+		b.enhancedPacket(uint32(ids[HopName(o)]), o.P.TS, o.P.Frame, max(o.P.Len, len(o.P.Frame)), optString(comments[o], maxOption))
 	}
-	return len(obs), nw.Flush()
+	if b.err != nil {
+		return 0, b.err
+	}
+	return len(obs), bw.Flush()
 }
 
 // maxOption is the longest option value a block holds: its length is 16
@@ -142,31 +138,160 @@ func optString(s string, n int) string {
 	return s[:n]
 }
 
-// writeEPB writes an Enhanced Packet Block (pcapng §4.3) with an
-// opt_comment, timestamps in nanoseconds as the interface blocks declare.
-func writeEPB(w io.Writer, ci gopacket.CaptureInfo, data []byte, comment string) error {
-	pad := func(n int) int { return (4 - n&3) & 3 }
-	comment = optString(comment, maxOption)
-	optLen := 4 + len(comment) + pad(len(comment)) + 4 // comment + opt_endofopt
-	total := 28 + len(data) + pad(len(data)) + optLen + 4
-	b := make([]byte, 0, total)
-	le := binary.LittleEndian
-	b = le.AppendUint32(b, 6) // EPB
-	b = le.AppendUint32(b, uint32(total))
-	b = le.AppendUint32(b, uint32(ci.InterfaceIndex))
-	ts := uint64(ci.Timestamp.UnixNano())
-	b = le.AppendUint32(b, uint32(ts>>32))
-	b = le.AppendUint32(b, uint32(ts))
-	b = le.AppendUint32(b, uint32(ci.CaptureLength))
-	b = le.AppendUint32(b, uint32(ci.Length))
-	b = append(b, data...)
-	b = append(b, make([]byte, pad(len(data)))...)
-	b = le.AppendUint16(b, 1) // opt_comment
-	b = le.AppendUint16(b, uint16(len(comment)))
-	b = append(b, comment...)
-	b = append(b, make([]byte, pad(len(comment)))...)
-	b = le.AppendUint32(b, 0) // opt_endofopt
-	b = le.AppendUint32(b, uint32(total))
-	_, err := w.Write(b)
-	return err
+// Block types, option codes and constants of the pcapng specification
+// (draft-ietf-opsawg-pcapng: §4 blocks, §3.5 options).
+const (
+	blockSHB = 0x0A0D0D0A // Section Header Block (§4.1), the same in either byte order
+	blockIDB = 1          // Interface Description Block (§4.2)
+	blockEPB = 6          // Enhanced Packet Block (§4.3)
+
+	byteOrderMagic = 0x1A2B3C4D // written in the file's byte order: little endian here
+
+	optEndOfOpt = 0 // opt_endofopt: the end of a block's options
+	optComment  = 1 // opt_comment, any block
+
+	optSHBHardware = 2 // shb_hardware
+	optSHBOS       = 3 // shb_os
+	optSHBUserAppl = 4 // shb_userappl
+
+	optIfName        = 2  // if_name
+	optIfDescription = 3  // if_description
+	optIfTSResol     = 9  // if_tsresol: 9, nanoseconds (10^-9 s)
+	optIfFilter      = 11 // if_filter: a byte for the kind (0: libpcap's filter string), then the filter
+	optIfOS          = 12 // if_os
+
+	linkTypeEthernet = 1 // LINKTYPE_ETHERNET
+)
+
+// ifaceInfo is what an interface description block says of a hop.
+type ifaceInfo struct {
+	name, desc, filter, os string
+	snaplen                uint32
+}
+
+// option is one option of a block: its code and its value, of at most
+// maxOption bytes.
+type option struct {
+	code  uint16
+	value []byte
+}
+
+// blockWriter writes pcapng blocks, little endian, and keeps the first
+// error: after it, it writes nothing.
+type blockWriter struct {
+	w   io.Writer
+	buf []byte
+	err error
+}
+
+var le = binary.LittleEndian
+
+// pad is how many zero bytes take n bytes to a multiple of 32 bits.
+func pad(n int) int { return (4 - n&3) & 3 }
+
+// zeros pads.
+var zeros [3]byte
+
+// optionsLen is the length of the options written: each padded to 32
+// bits after its 4-byte header, then opt_endofopt; none, no bytes at all.
+func optionsLen(opts []option) int {
+	if len(opts) == 0 {
+		return 0
+	}
+	n := 4
+	for _, o := range opts {
+		n += 4 + len(o.value) + pad(len(o.value))
+	}
+	return n
+}
+
+// block writes one block: its type and total length, the fixed part of
+// its body, the frame data (padded to 32 bits), the options and the total
+// length again (§3.1).
+func (b *blockWriter) block(typ uint32, fixed, data []byte, opts []option) {
+	if b.err != nil {
+		return
+	}
+	total := 8 + len(fixed) + len(data) + pad(len(data)) + optionsLen(opts) + 4
+	p := b.buf[:0]
+	p = le.AppendUint32(p, typ)
+	p = le.AppendUint32(p, uint32(total))
+	p = append(p, fixed...)
+	p = append(p, data...)
+	p = append(p, zeros[:pad(len(data))]...)
+	for _, o := range opts {
+		p = le.AppendUint16(p, o.code)
+		p = le.AppendUint16(p, uint16(len(o.value)))
+		p = append(p, o.value...)
+		p = append(p, zeros[:pad(len(o.value))]...)
+	}
+	if len(opts) > 0 {
+		p = le.AppendUint16(p, optEndOfOpt)
+		p = le.AppendUint16(p, 0)
+	}
+	p = le.AppendUint32(p, uint32(total))
+	b.buf = p
+	_, b.err = b.w.Write(p)
+}
+
+// sectionHeader writes the Section Header Block: version 1.0, section
+// length unknown (-1), the application, hardware and operating system
+// that wrote the file.
+func (b *blockWriter) sectionHeader(application, hardware, os string) {
+	fixed := make([]byte, 0, 16)
+	fixed = le.AppendUint32(fixed, byteOrderMagic)
+	fixed = le.AppendUint16(fixed, 1) // major version
+	fixed = le.AppendUint16(fixed, 0) // minor version
+	fixed = le.AppendUint64(fixed, math.MaxUint64)
+	var opts []option
+	opts = appendString(opts, optSHBUserAppl, application)
+	opts = appendString(opts, optSHBHardware, hardware)
+	opts = appendString(opts, optSHBOS, os)
+	b.block(blockSHB, fixed, nil, opts)
+}
+
+// interfaceDescription writes an Interface Description Block for
+// Ethernet frames; the interface's number is its place among them. Empty
+// strings are left out; the timestamp resolution is always nanoseconds.
+func (b *blockWriter) interfaceDescription(i ifaceInfo) {
+	fixed := make([]byte, 0, 8)
+	fixed = le.AppendUint16(fixed, linkTypeEthernet)
+	fixed = le.AppendUint16(fixed, 0) // reserved
+	fixed = le.AppendUint32(fixed, i.snaplen)
+	var opts []option
+	opts = appendString(opts, optIfName, i.name)
+	opts = appendString(opts, optIfDescription, i.desc)
+	if i.filter != "" {
+		opts = append(opts, option{optIfFilter, append([]byte{0}, i.filter...)})
+	}
+	opts = appendString(opts, optIfOS, i.os)
+	opts = append(opts, option{optIfTSResol, []byte{9}})
+	b.block(blockIDB, fixed, nil, opts)
+}
+
+// enhancedPacket writes an Enhanced Packet Block: the frame captured on
+// interface ifc at ts (nanoseconds since the epoch, as the interfaces
+// declare), its length on the wire (at most what 32 bits hold) and, if
+// not empty, a comment.
+func (b *blockWriter) enhancedPacket(ifc uint32, ts time.Time, frame []byte, wireLen int, comment string) {
+	ns := uint64(ts.UnixNano())
+	wl := uint32(math.MaxUint32)
+	if uint64(wireLen) < math.MaxUint32 {
+		wl = uint32(wireLen)
+	}
+	fixed := make([]byte, 0, 20)
+	fixed = le.AppendUint32(fixed, ifc)
+	fixed = le.AppendUint32(fixed, uint32(ns>>32))
+	fixed = le.AppendUint32(fixed, uint32(ns))
+	fixed = le.AppendUint32(fixed, uint32(len(frame)))
+	fixed = le.AppendUint32(fixed, wl)
+	b.block(blockEPB, fixed, frame, appendString(nil, optComment, comment))
+}
+
+// appendString appends a string option unless s is empty.
+func appendString(opts []option, code uint16, s string) []option {
+	if s == "" {
+		return opts
+	}
+	return append(opts, option{code, []byte(s)})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,7 @@ func FuzzWriteReadBack(f *testing.F) {
 	f.Add("", "pod-b", "veth1234", "host veth", "", []byte{1}, int64(0), 0, 0, false)
 	f.Add("node-1", "pod-a", strings.Repeat("i", 70000), strings.Repeat("r", 70000), strings.Repeat("f", 70000), []byte{1}, int64(1), 60, 192, true)
 	f.Add("n/1", "a/b/c", "cni0", "bridge", strings.Repeat("f", 300), make([]byte, 65535), int64(-1), 70000, 65535, true)
+	f.Add("n", "p", "eth0", "pod eth0", "", []byte{1, 2, 3}, int64(math.MaxInt64), 1<<33, -1, true) // the last nanosecond; a length past 32 bits
 	f.Fuzz(func(t *testing.T, node, pod, iface, role, filter string, frame []byte, tsNs int64, wireLen, snaplen int, probe bool) {
 		agent := &trace.AgentInfo{ID: "a", Role: "pod", Name: pod, Node: node, Hello: &wire.Hello{Snaplen: snaplen, Filter: filter}}
 		ifc := &trace.Iface{Name: iface, Role: role, Agent: agent}
@@ -146,16 +148,16 @@ func FuzzWriteReadBack(f *testing.F) {
 			}
 			return
 		}
-		// pcapng timestamps count from the Unix epoch: a frame timed
-		// before cannot be written.
-		want := 0
+		// pcapng timestamps count nanoseconds from the Unix epoch in 64
+		// bits: a frame timed before, or after what Go's time.Time holds
+		// as nanoseconds (2262), cannot be written.
+		var kept []*trace.Obs
 		for _, o := range obs {
-			if len(frame) > 0 && o.P.TS.UnixNano() >= 0 {
-				want++
+			if len(frame) > 0 && !o.P.TS.Before(time.Unix(0, 0)) && !o.P.TS.After(time.Unix(0, math.MaxInt64)) {
+				kept = append(kept, o)
 			}
 		}
-		kept := obs[len(obs)-want:]
-		if n != want {
+		if want := len(kept); n != want {
 			t.Fatalf("wrote %d frames; want %d", n, want)
 		}
 		r, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.DefaultNgReaderOptions)
@@ -165,8 +167,8 @@ func FuzzWriteReadBack(f *testing.F) {
 		for i := 0; ; i++ {
 			data, ci, err := r.ReadPacketData()
 			if err == io.EOF {
-				if i != want {
-					t.Fatalf("read %d frames; want %d", i, want)
+				if i != len(kept) {
+					t.Fatalf("read %d frames; want %d", i, len(kept))
 				}
 				break
 			}
@@ -174,9 +176,11 @@ func FuzzWriteReadBack(f *testing.F) {
 				t.Fatalf("frame %d: %v", i, err)
 			}
 			o := kept[i]
-			if !bytes.Equal(data, o.P.Frame) || !ci.Timestamp.Equal(o.P.TS) || ci.Length != max(o.P.Len, len(o.P.Frame)) {
+			// The length on the wire is 32 bits in the file.
+			wantLen := int(min(uint64(max(o.P.Len, len(o.P.Frame))), math.MaxUint32))
+			if !bytes.Equal(data, o.P.Frame) || !ci.Timestamp.Equal(o.P.TS) || ci.Length != wantLen {
 				t.Fatalf("frame %d: %d bytes at %v, length %d; want %d bytes at %v, length %d",
-					i, len(data), ci.Timestamp, ci.Length, len(o.P.Frame), o.P.TS, max(o.P.Len, len(o.P.Frame)))
+					i, len(data), ci.Timestamp, ci.Length, len(o.P.Frame), o.P.TS, wantLen)
 			}
 			intf, err := r.Interface(ci.InterfaceIndex)
 			if err != nil {
