@@ -402,9 +402,11 @@ func TestCrossNodeTimeToVerdict(t *testing.T) {
 	var verdict, exit, debug durations
 	var timed []timedRun
 	for i := 0; i < runs; i++ {
+		settle()
 		r := timedTrace(t, "e2e/pod-a", "e2e/pod-x")
 		timed = append(timed, r)
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
+		settle()
 		debug = append(debug, debugTime(t))
 	}
 	t.Logf("routing %s: kubectl podtrace pod-a pod-x (two nodes) to verdict %v, to exit %v; kubectl debug -i (inject, run, attach) %v", mode, verdict, exit, debug)

@@ -268,9 +268,11 @@ func TestTimeToVerdict(t *testing.T) {
 	var verdict, exit, debug, warmVerdict, warmExit durations
 	var timed, warmTimed []timedRun
 	for i := 0; i < runs; i++ {
+		settle()
 		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b")
 		timed = append(timed, r)
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
+		settle()
 		debug = append(debug, debugTime(t))
 	}
 	noNodePodsEventually(t)
