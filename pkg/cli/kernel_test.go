@@ -658,20 +658,9 @@ func TestNodeAgentsOnlyObservePassively(t *testing.T) {
 	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
 	o.client = cs
 	// The command's own flags, defaults included, as a user types them.
-	cmd := &cobra.Command{}
-	o.TraceOptions.AddFlags(cmd)
-	o.AddFlags(cmd)
-	if err := cmd.ParseFlags([]string{"--mode", "node", "--passive", "--duration", "1500ms", "-o", "json", "--color", "never",
-		"--image", "registry.example.com/podtrace-agent:v1"}); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if err := o.Complete(ctx, []string{"default/pod-a", "default/pod-b"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	completeAsTyped(t, o, []string{"default/pod-a", "default/pod-b"}, "--mode", "node", "--passive", "--duration", "1500ms", "-o", "json", "--color", "never",
+		"--image", "registry.example.com/podtrace-agent:v1")
 	if err := o.preflight(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -780,5 +769,24 @@ func TestIPv6TraceAcrossABridge(t *testing.T) {
 	}
 	if !placed {
 		t.Errorf("pod-a's neighbour entry for pod-b is not placed at the NDP frame that taught it")
+	}
+}
+
+// completeAsTyped sets o up as the command does from what a user types:
+// the command's own flags (defaults included) parsed from flags, then
+// Complete with the pods and Validate.
+func completeAsTyped(t *testing.T, o *ClusterOptions, pods []string, flags ...string) {
+	t.Helper()
+	cmd := &cobra.Command{}
+	o.TraceOptions.AddFlags(cmd)
+	o.AddFlags(cmd)
+	if err := cmd.ParseFlags(flags); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Complete(context.Background(), pods); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

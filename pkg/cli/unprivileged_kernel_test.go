@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -37,19 +36,8 @@ func TestUnprivilegedModeTracesFromTheNodeSide(t *testing.T) {
 	var out, errOut bytes.Buffer
 	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}})
 	o.client = cs
-	cmd := &cobra.Command{}
-	o.TraceOptions.AddFlags(cmd)
-	o.AddFlags(cmd)
-	if err := cmd.ParseFlags([]string{"-o", "json", "--image", "registry.example.com/podtrace-agent:v1"}); err != nil {
-		t.Fatal(err)
-	}
+	completeAsTyped(t, o, []string{"shop/pod-a", "shop/pod-b"}, "-o", "json", "--image", "registry.example.com/podtrace-agent:v1")
 	ctx := context.Background()
-	if err := o.Complete(ctx, []string{"shop/pod-a", "shop/pod-b"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	if err := o.preflight(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/launch"
@@ -133,20 +132,9 @@ func TestInterruptedWarmRerunSaysSoFirstThenHowLongTheAgentsStay(t *testing.T) {
 	errOut := &lineWatch{word: "podtrace: probing", seen: make(chan struct{})}
 	o := NewClusterOptions(TraceOptions{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: errOut}})
 	o.client = cs
-	cmd := &cobra.Command{}
-	o.TraceOptions.AddFlags(cmd)
-	o.AddFlags(cmd)
-	if err := cmd.ParseFlags([]string{"--count", "50", "--interval", "200ms", "--linger", "1m", "--color", "never",
-		"--image", "registry.example.com/podtrace-agent:v1"}); err != nil {
-		t.Fatal(err)
-	}
+	completeAsTyped(t, o, []string{"default/pod-a", "default/pod-b"}, "--count", "50", "--interval", "200ms", "--linger", "1m", "--color", "never",
+		"--image", "registry.example.com/podtrace-agent:v1")
 	ctx := context.Background()
-	if err := o.Complete(ctx, []string{"default/pod-a", "default/pod-b"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := o.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	o.mode, o.modeWhy = chooseMode(o.Mode, o.Passive, o.srcLevel, o.podLevels)
 	plan := o.Plan(o.mode)
 	where := map[string]string{"pod-a": a.NetNS, "pod-b": b.NetNS, nodeName: l.Nodes[0].NetNS}
