@@ -19,9 +19,15 @@ import (
 // returns its IP; it is deleted at the end.
 func workloadPod(t *testing.T, ns, name string, args ...string) string {
 	t.Helper()
+	return workloadPodOn(t, nodeName, ns, name, args...)
+}
+
+// workloadPodOn is workloadPod on the given node.
+func workloadPodOn(t *testing.T, node, ns, name string, args ...string) string {
+	t.Helper()
 	a, _ := json.Marshal(args)
 	spec := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"` + name + `","namespace":"` + ns + `"},
-"spec":{"nodeName":"` + nodeName + `","automountServiceAccountToken":false,"enableServiceLinks":false,"terminationGracePeriodSeconds":1,
+"spec":{"nodeName":"` + node + `","automountServiceAccountToken":false,"enableServiceLinks":false,"terminationGracePeriodSeconds":1,
 "containers":[{"name":"workload","image":"` + env("WORKLOAD_IMAGE", "podtrace.local/workload:e2e") + `","imagePullPolicy":"Never","args":` + string(a) + `}]}}`
 	cmd := exec.Command("kubectl", "--kubeconfig", adminConfig, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(spec)

@@ -394,22 +394,28 @@ func TestCrossNodeDryRunPlacesAgents(t *testing.T) {
 }
 
 // TestCrossNodeTimeToVerdict: the time to the verdict across the nodes
-// (three agents: pod-a's, and one per node), beside kubectl debug in the
-// same run. Figures, not assertions.
+// (the agents of both pods, and one per node), beside kubectl debug in
+// the same run, between two pods started for the test (as
+// TestTimeToVerdict: a pod carrying the dead agents of many earlier
+// traces costs the kubelet more at each sync). Figures, not assertions.
 func TestCrossNodeTimeToVerdict(t *testing.T) {
 	mode := routingMode(t)
 	const runs = 10
 	var verdict, exit, debug durations
 	var timed []timedRun
+	pair := uniqueName("xttv")
+	src, dst := pair+"-a", pair+"-x"
+	workloadPodOn(t, nodeName, "e2e", src)
+	workloadPodOn(t, node2Name, "e2e", dst)
 	for i := 0; i < runs; i++ {
 		settle()
-		r := timedTrace(t, "e2e/pod-a", "e2e/pod-x")
+		r := timedTrace(t, "e2e/"+src, "e2e/"+dst)
 		timed = append(timed, r)
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
 		settle()
-		debug = append(debug, debugTime(t))
+		debug = append(debug, debugTime(t, src))
 	}
-	t.Logf("routing %s: kubectl podtrace pod-a pod-x (two nodes) to verdict %v, to exit %v; kubectl debug -i (inject, run, attach) %v", mode, verdict, exit, debug)
+	t.Logf("routing %s: kubectl podtrace, pods on two nodes, to verdict %v, to exit %v; kubectl debug -i (inject, run, attach) %v", mode, verdict, exit, debug)
 	logBreakdown(t, "routing "+mode, timed)
 	noNodePodsEventually(t)
 }

@@ -106,16 +106,16 @@ func (r timedRun) phase(what string) (time.Duration, bool) {
 }
 
 // debugTime is the peer: kubectl debug injecting one ephemeral container
-// with the agent image into e2e/pod-a, waiting for it to run and
+// with the agent image into e2e/POD, waiting for it to run and
 // attaching to it, as a user who debugs by hand would (-i; the agent
 // exits at the end of its input, which kubectl closes at once). As the
 // admin: the admission policy lets the limited user add the agent's own
 // container only; the injection costs the same.
-func debugTime(t *testing.T) time.Duration {
+func debugTime(t *testing.T, pod string) time.Duration {
 	t.Helper()
 	name := uniqueName("dbg")
 	s := time.Now()
-	mustKubectl(t, adminConfig, "debug", "pod-a", "-n", "e2e", "-i", "--container="+name, "--image="+agentImage,
+	mustKubectl(t, adminConfig, "debug", pod, "-n", "e2e", "-i", "--container="+name, "--image="+agentImage,
 		"--image-pull-policy=Never", "--profile=netadmin", "--", "/podtrace-agent", "--role", "pod", "--control", "stdin", "--deadline", "10s")
 	return time.Since(s)
 }

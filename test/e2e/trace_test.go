@@ -260,43 +260,61 @@ func TestInterruptDeletesTheNodePod(t *testing.T) {
 // line on stdout; and to the plugin's exit) against kubectl debug injecting
 // an ephemeral container with the same image, waiting for it to run and
 // attaching, on the same cluster in the same run, alternating: cold traces
-// (agents created for each), then warm reruns (the lingering agents of a
-// first trace serve them: that nothing is created is checked). Figures,
-// not assertions (timing_test.go prints where the time goes).
+// (agents created for each) of a pair of pods started for the test, then
+// warm reruns (the lingering agents of a first trace serve them: that
+// nothing is created is checked), then cold traces of the suite's
+// long-lived pods, which carry the dead agent containers of every earlier
+// test (ephemeral containers stay in a pod for good, and the kubelet keeps
+// a dead one of each: every sync of the pod reads them all). Figures, not
+// assertions (timing_test.go prints where the time goes).
 func TestTimeToVerdict(t *testing.T) {
 	const runs = 10
-	var verdict, exit, debug, warmVerdict, warmExit durations
+	var verdict, exit, debug, warmVerdict, warmExit, reused durations
 	var timed, warmTimed []timedRun
+	pair := uniqueName("ttv")
+	src, dst := pair+"-a", pair+"-b"
+	workloadPod(t, "e2e", src)
+	workloadPod(t, "e2e", dst)
 	for i := 0; i < runs; i++ {
 		settle()
-		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b")
+		r := timedTrace(t, "e2e/"+src, "e2e/"+dst)
 		timed = append(timed, r)
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
 		settle()
-		debug = append(debug, debugTime(t))
+		debug = append(debug, debugTime(t, src))
 	}
 	noNodePodsEventually(t)
 
 	// Warm: a first trace leaves its agents (the pods' and the node's)
 	// lingering; every rerun attaches to them.
 	cleanupAtEnd(t, "e2e")
-	if r := kubectl(t, userConfig, lingering("2m", "e2e/pod-a", "e2e/pod-b", "-o", "json")...); r.err != nil {
+	if r := kubectl(t, userConfig, lingering("2m", "e2e/"+src, "e2e/"+dst, "-o", "json")...); r.err != nil {
 		t.Fatalf("first trace: %s", r)
 	}
-	before := countObjects(t, "e2e", "pod-a", "pod-b")
+	before := countObjects(t, "e2e", src, dst)
 	for i := 0; i < runs; i++ {
-		r := timedTrace(t, "e2e/pod-a", "e2e/pod-b", "--linger", "2m")
+		r := timedTrace(t, "e2e/"+src, "e2e/"+dst, "--linger", "2m")
 		if !r.warm {
 			t.Fatalf("rerun %d was not warm", i+1)
 		}
 		warmTimed = append(warmTimed, r)
 		warmVerdict, warmExit = append(warmVerdict, r.verdict), append(warmExit, r.exit)
 	}
-	if after := countObjects(t, "e2e", "pod-a", "pod-b"); !before.same(after) {
+	if after := countObjects(t, "e2e", src, dst); !before.same(after) {
 		t.Errorf("warm reruns created objects: before %+v, after %+v", before, after)
 	}
-	t.Logf("same node, cold: kubectl podtrace pod-a pod-b to verdict %v, to exit %v", verdict, exit)
-	t.Logf("same node, warm rerun: kubectl podtrace pod-a pod-b to verdict %v, to exit %v", warmVerdict, warmExit)
+	mustKubectl(t, userConfig, "podtrace", "cleanup", "-n", "e2e")
+	noNodePodsEventually(t)
+
+	// Cold again, on pods that many traces used before.
+	carried := ephemeralCount(t, "e2e", "pod-a")
+	for i := 0; i < runs/2; i++ {
+		settle()
+		reused = append(reused, timedTrace(t, "e2e/pod-a", "e2e/pod-b").verdict)
+	}
+	t.Logf("same node, cold, pods started for the test: kubectl podtrace to verdict %v, to exit %v", verdict, exit)
+	t.Logf("same node, warm rerun: kubectl podtrace to verdict %v, to exit %v", warmVerdict, warmExit)
+	t.Logf("same node, cold, the suite's pod-a (%d dead ephemeral containers at the start) → pod-b: kubectl podtrace to verdict %v", carried, reused)
 	t.Logf("same node: kubectl debug -i (inject, run, attach) %v", debug)
 	logBreakdown(t, "same node, cold", timed)
 	logBreakdown(t, "same node, warm", warmTimed)
