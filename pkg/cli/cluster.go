@@ -63,6 +63,9 @@ type ClusterOptions struct {
 	session           string
 	notes             []string
 	taints            map[string][]corev1.Taint
+	// startsReported: the nodes whose kubelet reports a container's start
+	// in the pod status at once (the launcher waits for it to attach).
+	startsReported map[string]bool
 	// mode is the mode preflight chose (modeEphemeral, modeUnprivileged,
 	// modeNode), and modeWhy why.
 	mode, modeWhy string
@@ -170,7 +173,7 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 	if err := errors.Join(serr, derr); err != nil {
 		return err
 	}
-	o.taints = map[string][]corev1.Taint{}
+	o.taints, o.startsReported = map[string][]corev1.Taint{}, map[string]bool{}
 	nodes := o.nodes()
 	checked := make([]kube.Node, len(nodes))
 	errs := make([]error, len(nodes))
@@ -189,6 +192,7 @@ func (o *ClusterOptions) Complete(ctx context.Context, args []string) error {
 			o.notes = append(o.notes, fmt.Sprintf("node %s could not be read (%s): its node agent tolerates no taint", n, node.Why))
 		}
 		o.taints[n] = checked[i].Taints
+		o.startsReported[n] = kube.ReportsStartAtOnce(checked[i].KubeletVersion)
 	}
 	o.session = kube.NewSessionID()
 	return nil

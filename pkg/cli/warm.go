@@ -59,7 +59,7 @@ func (o *ClusterOptions) launcher() *clusterlaunch.Launcher {
 		pods[o.dst.Ref.String()] = o.dst.Pod
 	}
 	return &clusterlaunch.Launcher{Client: o.client, Config: o.restConfig, Params: o.params(),
-		Pods: pods, Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout, Timeline: o.timeline}
+		Pods: pods, Progress: o.ErrOut, ReadyTimeout: o.ReadyTimeout, Timeline: o.timeline, StartsReported: o.startsReported}
 }
 
 // runWarm reruns the trace on lingering agents when every agent of its

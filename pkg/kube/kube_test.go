@@ -281,17 +281,35 @@ func TestExplainNamesTheAdmissionPolicy(t *testing.T) {
 // the reason says which ClusterRole to bind.
 func TestCheckNodeWithoutPermission(t *testing.T) {
 	cs := fake.NewClientset(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
-		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}}})
+		Spec:   corev1.NodeSpec{Taints: []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.36.3"}}})
 	n, err := CheckNode(context.Background(), cs, "n1")
-	if err != nil || !n.Readable || len(n.Taints) != 1 {
+	if err != nil || !n.Readable || len(n.Taints) != 1 || n.KubeletVersion != "v1.36.3" {
 		t.Errorf("readable node: %+v, %v", n, err)
 	}
 	cs.PrependReactor("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, "n1", errors.New("RBAC: nope"))
 	})
 	n, err = CheckNode(context.Background(), cs, "n1")
-	if err != nil || n.Readable || len(n.Taints) != 0 || !strings.Contains(n.Why, "podtrace-nodes") {
+	if err != nil || n.Readable || len(n.Taints) != 0 || n.KubeletVersion != "" || !strings.Contains(n.Why, "podtrace-nodes") {
 		t.Errorf("forbidden node: %+v, %v", n, err)
+	}
+}
+
+// The kubelets that report a started container in the pod status at once
+// are those with the feature PLEGOnDemandRelist on by default: 1.36
+// (beta) and later (GA in 1.37), as the Kubernetes feature gate table
+// says; versions as nodes report them (status.nodeInfo.kubeletVersion),
+// providers' suffixes included.
+func TestReportsStartAtOnceFromKubelet136(t *testing.T) {
+	for v, want := range map[string]bool{
+		"v1.37.2": true, "v1.36.0": true, "v1.36.5-eks-1a2b3c": true, "v1.36.2+k3s1": true, "v1.40.0": true, "v2.0.0": true,
+		"v1.35.9": false, "v1.35.0-gke.100": false, "v1.9.11": false, "v1.3": false, "1.36.1": true,
+		"": false, "v1": false, "vx.y": false, "v1.x": false,
+	} {
+		if got := ReportsStartAtOnce(v); got != want {
+			t.Errorf("ReportsStartAtOnce(%q) = %v, want %v", v, got, want)
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ package kube
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -76,6 +78,9 @@ type Node struct {
 	// Why the node is not readable, for a note.
 	Why    string
 	Taints []corev1.Taint
+	// KubeletVersion is the node's kubelet version as it reports it
+	// (status.nodeInfo.kubeletVersion), empty when not Readable.
+	KubeletVersion string
 }
 
 // CheckNode reads the node: it refuses Windows nodes and returns the
@@ -94,5 +99,29 @@ func CheckNode(ctx context.Context, cs kubernetes.Interface, node string) (Node,
 	if osName := n.Labels["kubernetes.io/os"]; osName != "" && osName != "linux" {
 		return Node{}, fmt.Errorf("node %s runs %s: the capture agent is Linux-only", node, osName)
 	}
-	return Node{Name: node, Readable: true, Taints: n.Spec.Taints}, nil
+	return Node{Name: node, Readable: true, Taints: n.Spec.Taints, KubeletVersion: n.Status.NodeInfo.KubeletVersion}, nil
+}
+
+// ReportsStartAtOnce tells whether a kubelet of this version reports a
+// container it started in the pod's status at once: from Kubernetes 1.36
+// the kubelet relists a pod's containers right after each sync that
+// changed something (feature PLEGOnDemandRelist, on by default in 1.36,
+// always on from 1.37), where older ones wait for their next periodic
+// relist, up to a second later. A version that does not parse is old.
+func ReportsStartAtOnce(kubeletVersion string) bool {
+	v := strings.TrimPrefix(kubeletVersion, "v")
+	major, rest, ok := strings.Cut(v, ".")
+	if !ok {
+		return false
+	}
+	minor := rest
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minor = rest[:i]
+	}
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > 1 || ma == 1 && mi >= 36
 }

@@ -52,6 +52,11 @@ type Launcher struct {
 	TeardownBudget time.Duration
 	// Timeline, when set, records each agent's steps (--timing).
 	Timeline *launch.Timeline
+	// StartsReported are the nodes whose kubelet reports a started
+	// container in the pod status at once (kube.ReportsStartAtOnce): there
+	// the launcher waits for the status before it attaches, instead of
+	// trying to attach at short intervals.
+	StartsReported map[string]bool
 
 	// Warm are running agents found for the plan's specs by ID (FindWarm):
 	// Start attaches to them and creates nothing.
@@ -126,7 +131,7 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		}
 		l.progress("%s: added agent container %s", s.ID, ec.Name)
 		l.mark(s.ID, "added")
-		a, err := l.attachWhenRunning(ctx, timeout, pod.Namespace, pod.Name, ec.Name, true, nil, s.ID)
+		a, err := l.attachWhenRunning(ctx, timeout, pod.Namespace, pod.Name, ec.Name, true, nil, s.ID, l.StartsReported[pod.Spec.NodeName])
 		if a != nil {
 			a.lingering = s.Linger > 0
 		}
@@ -142,7 +147,7 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		l.mu.Unlock()
 		l.progress("%s: created node agent pod %s/%s", s.ID, created.Namespace, created.Name)
 		l.mark(s.ID, "created")
-		a, err := l.attachWhenRunning(ctx, timeout, created.Namespace, created.Name, "agent", false, created, s.ID)
+		a, err := l.attachWhenRunning(ctx, timeout, created.Namespace, created.Name, "agent", false, created, s.ID, l.StartsReported[s.Target])
 		if err != nil {
 			_ = l.deletePod(l.teardown(), created)
 			return nil, err
@@ -154,34 +159,45 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 }
 
 // attachWhenRunning attaches to the agent container as soon as the
-// container runtime runs it. The kubelet reports a started container in
-// the pod's status only after its next relist of the runtime (up to a
-// second later), but it serves an attach as soon as the runtime runs the
-// container: so the launcher tries to attach from the start, and then
-// at intervals (attachInterval), while it watches the status for what
-// ends the wait (an image that cannot be pulled, a container that
-// exited, the timeout). Once the status says the container runs, an attach that
-// still fails is an error. An attempt has succeeded when its stream
-// takes the first control line: the executor reads stdin only once the
-// connection is up.
-func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration, ns, pod, container string, ephemeral bool, owned *corev1.Pod, id string) (*agent, error) {
+// container runtime runs it, while it watches the pod's status for what
+// ends the wait (the container running, an image that cannot be pulled, a
+// container that exited, the timeout). Once the status says the container
+// runs, an attach that still fails is an error. An attempt has succeeded
+// when its stream takes the first control line: the executor reads stdin
+// only once the connection is up.
+//
+// When to try is the kubelet's to say (reported): one that reports a
+// started container at once (kube.ReportsStartAtOnce) is waited for, and
+// attach attempts are a rare fallback (attachInterval); an older one shows
+// the start only at its next relist, up to a second later, but serves an
+// attach as soon as the runtime runs the container, so the launcher tries
+// from the start and then at short intervals. A failed attempt is not
+// free: the API server and the kubelet each set up a TLS connection and
+// the kubelet asks the runtime, about 45 ms of their CPU together
+// (measured on the e2e cluster), taken while the runtime starts the
+// agents.
+func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration, ns, pod, container string, ephemeral bool, owned *corev1.Pod, id string, reported bool) (*agent, error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	status := make(chan error, 1)
 	go func() { status <- l.waitRunning(wctx, ns, pod, container, ephemeral, id) }()
 	running := false
 	begun := time.Now()
-	for attempt := 1; ; attempt++ {
-		a, err := l.attach(ctx, ns, pod, container, owned)
-		if err == nil {
-			if err = a.connected(wctx); err == nil {
-				l.mark(id, fmt.Sprintf("attached (attempt %d)", attempt))
-				return a, nil
+	attempts := 0
+	for try := !reported; ; try = true {
+		if try {
+			attempts++
+			a, err := l.attach(ctx, ns, pod, container, owned)
+			if err == nil {
+				if err = a.connected(wctx); err == nil {
+					l.mark(id, fmt.Sprintf("attached (attempt %d)", attempts))
+					return a, nil
+				}
+				a.cancel()
 			}
-			a.cancel()
-		}
-		if running {
-			return nil, err
+			if running {
+				return nil, err
+			}
 		}
 		select {
 		case serr := <-status:
@@ -190,7 +206,7 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 			}
 			running = true // one more attempt, at once
 			l.mark(id, "running in the pod status")
-		case <-time.After(attachInterval(time.Since(begun))):
+		case <-time.After(attachInterval(time.Since(begun), reported)):
 		case <-wctx.Done():
 			if serr := <-status; serr != nil { // the watch ends with wctx
 				return nil, serr
@@ -201,16 +217,18 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 }
 
 // attachInterval is the wait before the next attach attempt, elapsed
-// after the first. A failed attempt is not free: the API server and the
-// kubelet each set up a TLS connection and the kubelet lists the
-// runtime's containers, about 40 ms of their CPU together (measured on
-// the e2e cluster), taken while the runtime starts the agents; and there
-// no agent container ran sooner than 0.4 s after it was added.
-// So 150 ms apart while a container usually starts (3 s), then 500 ms (an
-// image being pulled: the pod status says when it runs, and an attempt
-// follows at once).
-func attachInterval(elapsed time.Duration) time.Duration {
-	if elapsed < 3*time.Second {
+// after the first. Where the kubelet reports a start at once (reported),
+// an attempt a second is a fallback for a status that comes late (the
+// feature turned off on a 1.36 kubelet, a watch that lags). Elsewhere,
+// 150 ms apart while a container usually starts (3 s: no agent container
+// ran sooner than 0.4 s after it was added on the e2e cluster), then 500
+// ms (an image being pulled: the pod status says when it runs, and an
+// attempt follows at once).
+func attachInterval(elapsed time.Duration, reported bool) time.Duration {
+	switch {
+	case reported:
+		return time.Second
+	case elapsed < 3*time.Second:
 		return 150 * time.Millisecond
 	}
 	return 500 * time.Millisecond
@@ -266,6 +284,7 @@ func (l *Launcher) waitRunning(ctx context.Context, ns, name, container string, 
 				if msg != last {
 					last = msg
 					l.progress("%s: agent container waiting: %s", id, msg)
+					l.mark(id, "waiting in the pod status: "+w.Reason)
 				}
 				switch w.Reason {
 				case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull":
