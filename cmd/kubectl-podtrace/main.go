@@ -47,7 +47,8 @@ func run() int {
 }
 
 // interrupts turns the first SIGINT, SIGTERM or SIGHUP into a cancelled
-// context: the command stops its agents and removes what it created. A
+// context: the command stops its run and cleans up after it (removes what
+// it created; agents kept warm by --linger stay, and it says so). A
 // second one exits at once, saying what may be left and how to remove it.
 func interrupts(cancel context.CancelFunc) {
 	sigs := make(chan os.Signal, 2)
@@ -55,7 +56,7 @@ func interrupts(cancel context.CancelFunc) {
 	go func() {
 		<-sigs
 		cancel()
-		fmt.Fprintln(os.Stderr, "podtrace: interrupted: stopping the agents and removing what this run created (interrupt again to exit at once)")
+		fmt.Fprintln(os.Stderr, "podtrace: interrupted: stopping the run and cleaning up after it (interrupt again to exit at once)")
 		<-sigs
 		// (the standard error writer may be mid-line: this line goes out on its own, escaped)
 		fmt.Fprintln(os.Stderr, "podtrace: interrupted again: exiting before the teardown ended; "+render.Safe(cli.Leftover()))
