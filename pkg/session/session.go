@@ -142,6 +142,16 @@ type running struct {
 	lingerTo time.Time // its hello's lingerCap
 }
 
+// Interrupted is a run's error when the user interrupted it (its context
+// was cancelled): it says when, and wraps the context's error.
+type Interrupted struct {
+	When string
+	Err  error
+}
+
+func (e Interrupted) Error() string { return "interrupted " + e.When }
+func (e Interrupted) Unwrap() error { return e.Err }
+
 // Run runs the plan. Agents are always stopped before it returns, also
 // when ctx is cancelled (Ctrl-C): teardown uses its own context.
 func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, error) {
@@ -202,7 +212,7 @@ func Run(ctx context.Context, l launch.Launcher, p Plan, o Options) (*Result, er
 		}
 	}
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+		return nil, Interrupted{"during the probe", ctx.Err()}
 	}
 	// When the source has the answer, every hop has already seen the
 	// packet; a short grace (DefaultGrace) covers frames still on the wire
@@ -306,6 +316,9 @@ func startAgents(ctx context.Context, l launch.Launcher, p Plan, o Options, prob
 		}(i)
 	}
 	wg.Wait()
+	if ctx.Err() != nil { // the agents' errors are the interrupt's
+		return rs, Interrupted{"while the agents started", ctx.Err()}
+	}
 	if err := joinByCause(p.Agents, errs); err != nil {
 		return rs, err
 	}
@@ -329,7 +342,7 @@ func waitArmed(ctx context.Context, rs []*running, o Options) error {
 			}
 		case <-armCtx.Done():
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return Interrupted{"while the agents armed", ctx.Err()}
 			}
 			return fmt.Errorf("agent %s was not armed within %s: %s", r.spec.ID, o.ArmTimeout, r.diag())
 		}

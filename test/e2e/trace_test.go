@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -253,6 +255,60 @@ func TestInterruptDeletesTheNodePod(t *testing.T) {
 	t.Logf("exited %v after SIGINT", interrupt(t, cmd, stderr).Round(time.Millisecond))
 	if p := nodePods(t); len(p) != 0 {
 		t.Errorf("node pods left after SIGINT: %v\n%s", p, stderr.String())
+	}
+}
+
+// An interrupt while the agents start: the agent containers already added
+// to the pods start all the same, and one never attached would wait for
+// its first line until its deadline (a minute and more). The plugin ends
+// them once they run, deletes the node pod, and says it was interrupted;
+// both pods' containers of the session have exited within seconds, with
+// and without --linger.
+func TestInterruptWhileAgentsStartEndsThem(t *testing.T) {
+	for _, linger := range []string{"0", "1m"} {
+		t.Run("linger "+linger, func(t *testing.T) {
+			pair := uniqueName("int")
+			src, dst := pair+"-a", pair+"-b"
+			workloadPod(t, "e2e", src)
+			workloadPod(t, "e2e", dst)
+			args := append(podtraceArgs("e2e/"+src, "e2e/"+dst), "--linger", linger) // the last --linger counts
+			cmd, stderr := startKubectl(t, args...)
+			added := regexp.MustCompile(`added agent container (podtrace-[0-9a-f]+)`)
+			for end := time.Now().Add(60 * time.Second); len(added.FindAllStringSubmatch(stderr.String(), -1)) < 2; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatalf("the agent containers were not added within 60 s:\n%s", stderr.String())
+				}
+			}
+			t.Logf("exited %v after SIGINT", interrupt(t, cmd, stderr).Round(time.Millisecond))
+			out := stderr.String()
+			if strings.Contains(out, "all agents armed") {
+				t.Fatalf("the interrupt came after the agents were armed: this test is about agents still starting\n%s", out)
+			}
+			if !strings.Contains(out, "ending the agent container") {
+				t.Errorf("the output does not say it ends the agent containers added before the interrupt:\n%s", out)
+			}
+			if !strings.Contains(out, "interrupted") {
+				t.Errorf("the output does not say the run was interrupted:\n%s", out)
+			}
+			if strings.Contains(out, "context canceled") {
+				t.Errorf("the output says 'context canceled' where it should say interrupted:\n%s", out)
+			}
+			container := added.FindStringSubmatch(out)[1]
+			for _, name := range []string{src, dst} {
+				eventually(t, 15*time.Second, "the agent container "+container+" in "+name+" to exit", func() (bool, string) {
+					var p pod
+					getJSON(t, adminConfig, &p, "get", "pod", "-n", "e2e", name)
+					st := p.ephemeralStatus(container)
+					if st == nil {
+						return false, "no status yet"
+					}
+					return st.State.Terminated != nil, fmt.Sprintf("%+v", st.State)
+				})
+			}
+			if p := nodePods(t); len(p) != 0 {
+				t.Errorf("node pods left after SIGINT: %v\n%s", p, out)
+			}
+		})
 	}
 }
 

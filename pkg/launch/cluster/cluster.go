@@ -62,10 +62,11 @@ type Launcher struct {
 	// Start attaches to them and creates nothing.
 	Warm map[string]WarmAgent
 
-	mu      sync.Mutex
-	created []*corev1.Pod
-	kept    bool           // Keep: lingering node pods stay after the run
-	bg      sync.WaitGroup // deletions of exited lingering node pods (FindWarm)
+	mu         sync.Mutex
+	created    []*corev1.Pod
+	unattached []unattached   // agent containers added, not attached (interrupted)
+	kept       bool           // Keep: lingering node pods stay after the run
+	bg         sync.WaitGroup // deletions of exited lingering node pods (FindWarm)
 
 	teardownOnce   sync.Once
 	teardownCtx    context.Context
@@ -134,6 +135,13 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 		a, err := l.attachWhenRunning(ctx, timeout, pod.Namespace, pod.Name, ec.Name, true, nil, s.ID, l.StartsReported[pod.Spec.NodeName])
 		if a != nil {
 			a.lingering = s.Linger > 0
+		}
+		if err != nil && ctx.Err() != nil {
+			// Interrupted before the attach: the container starts all the
+			// same and would wait for its first line until its deadline.
+			l.mu.Lock()
+			l.unattached = append(l.unattached, unattached{id: s.ID, ns: pod.Namespace, pod: pod.Name, container: ec.Name})
+			l.mu.Unlock()
 		}
 		return a, err
 	case wire.RoleNode:
@@ -451,16 +459,71 @@ func (l *Launcher) deletePod(ctx context.Context, p *corev1.Pod) error {
 	return nil
 }
 
-// Cleanup deletes every node pod of the session that still exists — also
-// those whose creation raced with a cancellation — within what is left of
-// the teardown budget (it starts it if no agent was stopped), all at once.
-// When the budget runs out, the error names what may be left and how to
-// remove it.
+// Cleanup ends the agent containers added to pods before an interrupt
+// (endUnattached), then deletes every node pod of the session that still
+// exists — also those whose creation raced with a cancellation — within
+// what is left of the teardown budget (it starts it if no agent was
+// stopped), all at once. When the budget runs out, the error names what
+// may be left and how to remove it.
 //
 // After Keep, the node pods of lingering agents stay: they serve reruns
 // and end on their own.
 func (l *Launcher) Cleanup() error {
 	l.bg.Wait()
+	ended := l.endUnattached()
+	err := l.cleanupNodePods()
+	return errors.Join(ended, err)
+}
+
+// unattached is an agent container added to a pod whose run was
+// interrupted before the launcher attached to it.
+type unattached struct{ id, ns, pod, container string }
+
+// UnattachedWait bounds the wait for an agent container added before an
+// interrupt to run, so that it can be ended.
+const UnattachedWait = 10 * time.Second
+
+// endUnattached ends the agent containers added before an interrupt, all
+// at once: an ephemeral container cannot be removed, and one never
+// attached would wait for its first line until its deadline. Each is
+// waited for until it runs (within UnattachedWait and the teardown
+// budget), then told to exit.
+func (l *Launcher) endUnattached() error {
+	l.mu.Lock()
+	left := l.unattached
+	l.unattached = nil
+	l.mu.Unlock()
+	if len(left) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(l.teardown(), UnattachedWait)
+	defer cancel()
+	errs := make([]error, len(left))
+	var wg sync.WaitGroup
+	for i, u := range left {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.progress("%s: ending the agent container %s added before the interrupt, once it runs (interrupt again to leave it to its deadline)", u.id, u.container)
+			if err := l.waitRunning(ctx, u.ns, u.pod, u.container, true, u.id); err != nil {
+				if ctx.Err() == nil {
+					return // it will not run (it exited, or its image cannot be pulled)
+				}
+				errs[i] = fmt.Errorf("the agent container %s in %s/%s, added before the interrupt, did not run within %s: it exits on its own within %s of its start",
+					u.container, u.ns, u.pod, UnattachedWait, l.Params.Deadline)
+				return
+			}
+			if err := l.EndAgent(ctx, u.ns, u.pod, u.container); err != nil {
+				errs[i] = fmt.Errorf("%w (within %s of its start)", err, l.Params.Deadline)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// cleanupNodePods deletes the session's node pods (see Cleanup).
+func (l *Launcher) cleanupNodePods() error {
 	l.mu.Lock()
 	kept := l.kept
 	l.mu.Unlock()
