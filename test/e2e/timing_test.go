@@ -25,6 +25,38 @@ type timedRun struct {
 	verdict, exit time.Duration
 	marks         []timingMark
 	warm          bool // a warm rerun: lingering agents served it
+	// busy and all are the CPU time of the whole machine (cluster, both
+	// nodes and the plugin: they share it) spent and elapsed from the
+	// command's start to its exit (/proc/stat).
+	busy, all time.Duration
+}
+
+// machineCPU reads the machine's CPU time from /proc/stat: busy (user,
+// nice, system, irq, softirq, steal) and all (busy, idle and iowait),
+// summed over the CPUs. The kernel counts in USER_HZ, 100 a second on
+// Linux (getconf CLK_TCK).
+func machineCPU(t *testing.T) (busy, all time.Duration) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		t.Fatalf("/proc/stat: unexpected first line %q", line)
+	}
+	var v [8]int64
+	for i := range v {
+		n, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		v[i] = n
+	}
+	tick := time.Second / 100
+	busyTicks := v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+	return time.Duration(busyTicks) * tick, time.Duration(busyTicks+v[3]+v[4]) * tick
 }
 
 type timingMark struct {
@@ -66,6 +98,7 @@ func timedTrace(t *testing.T, args ...string) timedRun {
 			}
 		}
 	}()
+	busy0, all0 := machineCPU(t)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -82,6 +115,8 @@ func timedTrace(t *testing.T, args ...string) timedRun {
 	wg.Wait()
 	err = cmd.Wait()
 	run.exit = time.Since(start)
+	busy1, all1 := machineCPU(t)
+	run.busy, run.all = busy1-busy0, all1-all0
 	run.warm = strings.Contains(errText.String(), "warm rerun on the agents of session")
 	if run.verdict == 0 {
 		t.Fatalf("kubectl podtrace %s printed no verdict (%v); last line %q\n%s", strings.Join(args, " "), err, last, errText.String())
@@ -216,5 +251,19 @@ func logBreakdown(t *testing.T, label string, runs []timedRun) {
 		}
 	}
 	lines = append(lines, fmt.Sprintf("  agents attached before the pod status said they ran: %d of %d; failed attach attempts: %d in %d runs", early, agents, failed, len(runs)))
+	// How much of the machine a run takes: near all of it means the
+	// runtime's work, not waits, bounds the time.
+	var busy durations
+	var share []float64
+	for _, r := range runs {
+		if r.all > 0 {
+			busy = append(busy, r.busy)
+			share = append(share, float64(r.busy)/float64(r.all))
+		}
+	}
+	slices.Sort(share)
+	if len(share) > 0 {
+		lines = append(lines, fmt.Sprintf("  CPU time the machine spent during a run (start to exit): %v; busy %.0f%% of its CPU time (median)", busy, 100*share[len(share)/2]))
+	}
 	t.Logf("%s: where the time to the verdict goes (from the plugin's start; medians, min–max):\n%s", label, strings.Join(lines, "\n"))
 }
