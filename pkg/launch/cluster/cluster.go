@@ -64,7 +64,7 @@ type Launcher struct {
 
 	mu         sync.Mutex
 	created    []*corev1.Pod
-	unattached []unattached   // agent containers added, not attached (interrupted)
+	unattached []unattached   // agent containers added, not attached (start interrupted)
 	kept       bool           // Keep: lingering node pods stay after the run
 	bg         sync.WaitGroup // deletions of exited lingering node pods (FindWarm)
 
@@ -137,8 +137,9 @@ func (l *Launcher) Start(ctx context.Context, s launch.Spec) (launch.Agent, erro
 			a.lingering = s.Linger > 0
 		}
 		if err != nil && ctx.Err() != nil {
-			// Interrupted before the attach: the container starts all the
-			// same and would wait for its first line until its deadline.
+			// Interrupted before the attach (Ctrl-C, or another agent that
+			// could not start): the container starts all the same and
+			// would wait for its first line until its deadline.
 			l.mu.Lock()
 			l.unattached = append(l.unattached, unattached{id: s.ID, ns: pod.Namespace, pod: pod.Name, container: ec.Name})
 			l.mu.Unlock()
@@ -459,8 +460,8 @@ func (l *Launcher) deletePod(ctx context.Context, p *corev1.Pod) error {
 	return nil
 }
 
-// Cleanup ends the agent containers added to pods before an interrupt
-// (endUnattached), then deletes every node pod of the session that still
+// Cleanup ends the agent containers added to pods but never attached, their
+// start interrupted (endUnattached), then deletes every node pod of the session that still
 // exists — also those whose creation raced with a cancellation — within
 // what is left of the teardown budget (it starts it if no agent was
 // stopped), all at once. When the budget runs out, the error names what
@@ -475,16 +476,16 @@ func (l *Launcher) Cleanup() error {
 	return errors.Join(ended, err)
 }
 
-// unattached is an agent container added to a pod whose run was
-// interrupted before the launcher attached to it.
+// unattached is an agent container added to a pod whose start was
+// interrupted (Ctrl-C, or another agent that could not start) before the
+// launcher attached to it.
 type unattached struct{ id, ns, pod, container string }
 
-// UnattachedWait bounds the wait for an agent container added before an
-// interrupt to run, so that it can be ended.
+// UnattachedWait bounds the wait for an unattached agent container to
+// run, so that it can be ended.
 const UnattachedWait = 10 * time.Second
 
-// endUnattached ends the agent containers added before an interrupt, all
-// at once: an ephemeral container cannot be removed, and one never
+// endUnattached ends the unattached agent containers, all at once: an ephemeral container cannot be removed, and one never
 // attached would wait for its first line until its deadline. Each is
 // waited for until it runs (within UnattachedWait and the teardown
 // budget), then told to exit.
@@ -504,12 +505,12 @@ func (l *Launcher) endUnattached() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.progress("%s: ending the agent container %s added before the interrupt, once it runs (interrupt again to leave it to its deadline)", u.id, u.container)
+			l.progress("%s: ending the agent container %s, added but not attached, once it runs (interrupt again to leave it to its deadline)", u.id, u.container)
 			if err := l.waitRunning(ctx, u.ns, u.pod, u.container, true, u.id); err != nil {
 				if ctx.Err() == nil {
 					return // it will not run (it exited, or its image cannot be pulled)
 				}
-				errs[i] = fmt.Errorf("the agent container %s in %s/%s, added before the interrupt, did not run within %s: it exits on its own within %s of its start",
+				errs[i] = fmt.Errorf("the agent container %s in %s/%s, added but not attached, did not run within %s: it exits on its own within %s of its start",
 					u.container, u.ns, u.pod, UnattachedWait, l.Params.Deadline)
 				return
 			}
