@@ -1,6 +1,6 @@
 package decode
 
-import "github.com/google/gopacket/layers"
+import "github.com/gopacket/gopacket/layers"
 
 // headerEnd is how many leading bytes of data are headers (see
 // Decoder.HeadersOnly): through the last header s decoded, where s decoded
