@@ -36,7 +36,6 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -124,9 +123,16 @@ func Open(p Probe, fn func(Drop)) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raise the memlock limit for BPF maps: %w", permHint(err))
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; the drop
+	// reasons need 5.17, which charges it to the memory cgroup. For a
+	// kernel that has the one backported without the other, the soft limit
+	// goes up to the hard one, which needs no privilege. (cilium/ebpf's
+	// rlimit package would find out by creating a BPF map in its package
+	// init, at every start of the agent, drops wanted or not.)
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim)
 	}
 	t := &Tracer{l: l, done: make(chan struct{})}
 	ok := false
