@@ -227,14 +227,22 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 
 // attachInterval is the wait before the next attach attempt, elapsed
 // after the first. Where the kubelet reports a start at once (reported),
-// an attempt a second is a fallback for a status that comes late (the
-// feature turned off on a 1.36 kubelet, a watch that lags). Elsewhere,
+// attempts are a fallback for a status that comes late (the feature turned
+// off on a 1.36 kubelet, a watch that lags): the first 2 s after the agent
+// was added, past the time its node takes to start it while it starts the
+// trace's other containers too (1.3 s for the six of a trace across the
+// two nodes of the e2e cluster, which share two cores; an attempt at 1 s
+// failed for most node agents there, and each costs the API server and the
+// kubelet about 45 ms of CPU while they start the rest), then one a
+// second. Elsewhere,
 // 150 ms apart while a container usually starts (3 s: no agent container
 // ran sooner than 0.4 s after it was added on the e2e cluster), then 500
 // ms (an image being pulled: the pod status says when it runs, and an
 // attempt follows at once).
 func attachInterval(elapsed time.Duration, reported bool) time.Duration {
 	switch {
+	case reported && elapsed < time.Second:
+		return 2*time.Second - elapsed
 	case reported:
 		return time.Second
 	case elapsed < 3*time.Second:
