@@ -547,6 +547,17 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 
 	<-ctx.Done()
 	reason := byeReason(ctx)
+	// The "after" snapshot is taken while the ring drains and the trace
+	// events are collected, not after: on a node with many pods its dumps
+	// take a while, and the plugin waits for the bye before its verdict.
+	after := make(chan *wire.Topology, 1)
+	go func() {
+		topo, err := netsnap.Take("after")
+		if err != nil {
+			topo = nil
+		}
+		after <- topo
+	}()
 	// The trace events wait in their socket: collect them while the ring
 	// drains.
 	nftEvents := collectNFTrace(nft)
@@ -571,7 +582,7 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 			NFTraceEvents: nftStats.Events, NFTraceOther: nftStats.Other, NFTraceCut: nftStats.Cut, NFTraceOverrun: nftStats.Overrun,
 			KernelDrops: dropCounts})
 	}
-	if topo, err := netsnap.Take("after"); err == nil {
+	if topo := <-after; topo != nil {
 		_ = w.Emit(topo)
 	}
 	_ = w.Emit(&wire.Bye{Reason: reason})
