@@ -397,11 +397,13 @@ func TestCrossNodeDryRunPlacesAgents(t *testing.T) {
 // (the agents of both pods, and one per node), beside kubectl debug in
 // the same run, between two pods started for the test (as
 // TestTimeToVerdict: a pod carrying the dead agents of many earlier
-// traces costs the kubelet more at each sync). Figures, not assertions.
+// traces costs the kubelet more at each sync), and beside the cluster's
+// start floor for the same containers (startFloor). Figures, not
+// assertions.
 func TestCrossNodeTimeToVerdict(t *testing.T) {
 	mode := routingMode(t)
 	const runs = 10
-	var verdict, exit, debug durations
+	var verdict, exit, debug, floor durations
 	var timed []timedRun
 	pair := uniqueName("xttv")
 	src, dst := pair+"-a", pair+"-x"
@@ -414,8 +416,11 @@ func TestCrossNodeTimeToVerdict(t *testing.T) {
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
 		settle()
 		debug = append(debug, debugTime(t, src))
+		settle()
+		floor = append(floor, startFloor(t, map[string]string{src: nodeName, dst: node2Name}))
 	}
 	t.Logf("routing %s: kubectl podtrace, pods on two nodes, to verdict %v, to exit %v; kubectl debug -i (inject, run, attach) %v", mode, verdict, exit, debug)
+	t.Logf("routing %s: the cluster's start floor (a pod on each node and an agent container in each pod, each running only `podtrace-agent version`, from the first request until the pod statuses say they started) %v", mode, floor)
 	logBreakdown(t, "routing "+mode, timed)
 	noNodePodsEventually(t)
 }

@@ -315,7 +315,9 @@ func TestInterruptWhileAgentsStartEndsThem(t *testing.T) {
 // TestTimeToVerdict measures the time to a trace's verdict (the verdict
 // line on stdout; and to the plugin's exit) against kubectl debug injecting
 // an ephemeral container with the same image, waiting for it to run and
-// attaching, on the same cluster in the same run, alternating: cold traces
+// attaching, and against the cluster's start floor for the containers a
+// cold trace starts (startFloor), on the same cluster in the same run,
+// alternating: cold traces
 // (agents created for each) of a pair of pods started for the test, then
 // warm reruns (the lingering agents of a first trace serve them: that
 // nothing is created is checked), then cold traces of the suite's
@@ -325,7 +327,7 @@ func TestInterruptWhileAgentsStartEndsThem(t *testing.T) {
 // assertions (timing_test.go prints where the time goes).
 func TestTimeToVerdict(t *testing.T) {
 	const runs = 10
-	var verdict, exit, debug, warmVerdict, warmExit, reused durations
+	var verdict, exit, debug, floor, warmVerdict, warmExit, reused durations
 	var timed, warmTimed []timedRun
 	pair := uniqueName("ttv")
 	src, dst := pair+"-a", pair+"-b"
@@ -338,6 +340,8 @@ func TestTimeToVerdict(t *testing.T) {
 		verdict, exit = append(verdict, r.verdict), append(exit, r.exit)
 		settle()
 		debug = append(debug, debugTime(t, src))
+		settle()
+		floor = append(floor, startFloor(t, map[string]string{src: nodeName, dst: nodeName}))
 	}
 	noNodePodsEventually(t)
 
@@ -372,6 +376,7 @@ func TestTimeToVerdict(t *testing.T) {
 	t.Logf("same node, warm rerun: kubectl podtrace to verdict %v, to exit %v", warmVerdict, warmExit)
 	t.Logf("same node, cold, the suite's pod-a (%d dead ephemeral containers at the start) → pod-b: kubectl podtrace to verdict %v", carried, reused)
 	t.Logf("same node: kubectl debug -i (inject, run, attach) %v", debug)
+	t.Logf("same node: the cluster's start floor (the node pod and the two agent containers, each running only `podtrace-agent version`, from the first request until the pod status says they started) %v", floor)
 	logBreakdown(t, "same node, cold", timed)
 	logBreakdown(t, "same node, warm", warmTimed)
 }
