@@ -58,9 +58,9 @@ func startNFTrace(cfg Config) (*nftrace.Tracer, *wire.NFTraceStatus) {
 	return t, st
 }
 
-// collectNFTrace stops the tracing in the background; the result gives
-// the probe's trace events once they are all read (none without a
-// tracer).
+// collectNFTrace ends the reading of trace events in the background; the
+// result gives the probe's trace events once they are all read (none
+// without a tracer). The tracer itself is closed by the caller.
 func collectNFTrace(t *nftrace.Tracer) func() ([]nftrace.Event, nftrace.Stats) {
 	if t == nil {
 		return func() ([]nftrace.Event, nftrace.Stats) { return nil, nftrace.Stats{} }
@@ -70,7 +70,9 @@ func collectNFTrace(t *nftrace.Tracer) func() ([]nftrace.Event, nftrace.Stats) {
 	var st nftrace.Stats
 	go func() {
 		defer close(done)
-		events, st = t.Events()
+		// The tracing table goes with the tracer's Close, deferred
+		// until after the bye.
+		events, st = t.Drain()
 	}()
 	return func() ([]nftrace.Event, nftrace.Stats) {
 		<-done

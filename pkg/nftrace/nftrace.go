@@ -359,15 +359,34 @@ func (t *Tracer) Close() {
 // in the socket be read, and returns the probe's events in the order the
 // kernel sent them, with the counts.
 func (t *Tracer) Events() ([]Event, Stats) {
-	// The kernel sends a trace event as the packet passes the rule, so
-	// the events of every packet that passed before now are in the
-	// socket buffer: read them until the socket stays quiet for a moment.
+	t.readQueued()
+	t.Close()
+	return t.kept()
+}
+
+// Drain is Events without the Close: it ends the reading once the events
+// queued in the socket are read, and leaves the tracing table in place
+// until Close. Deleting the table is a transaction the kernel commits
+// after an RCU grace period, which a caller that has the events need not
+// wait for; events of later packets are no longer read.
+func (t *Tracer) Drain() ([]Event, Stats) {
+	t.readQueued()
+	return t.kept()
+}
+
+// readQueued waits until the reading ends: the kernel sends a trace event
+// as the packet passes the rule, so the events of every packet that passed
+// before now are in the socket buffer; they are read until the socket
+// stays quiet for a moment.
+func (t *Tracer) readQueued() {
 	_ = t.mon.SetReadDeadline(time.Now().Add(quiet))
 	select {
 	case <-t.done:
 	case <-time.After(2 * time.Second):
 	}
-	t.Close()
+}
+
+func (t *Tracer) kept() ([]Event, Stats) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]Event(nil), t.events...), t.st
@@ -375,9 +394,13 @@ func (t *Tracer) Events() ([]Event, Stats) {
 
 // quiet is how long the socket must stay empty, once the tracer is
 // stopping, for the reading to end. A read returns what is queued at
-// once, however late the reader runs: the wait only covers packets
-// still passing the rules at the stop.
-const quiet = 10 * time.Millisecond
+// once, however late the reader runs: the kernel queues a trace event as
+// the packet passes the rule, so the wait only covers packets on another
+// CPU at the stop, which take microseconds. The probe's packets have
+// passed long before: the plugin stops the agents after the probe's
+// outcome and a grace period. Every stopping node agent waits for it
+// (twice: see read), and the plugin for every agent.
+const quiet = 3 * time.Millisecond
 
 // read receives trace events until the socket is closed or stays quiet
 // past its read deadline once the tracer is stopping.

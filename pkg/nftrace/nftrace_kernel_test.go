@@ -232,3 +232,48 @@ func TestTracerNamesTheDroppingRuleAndOnlyTheProbe(t *testing.T) {
 		t.Errorf("tracing table left after Events:\n%s", tables)
 	}
 }
+
+// Drain returns the probe's events as Events does, and leaves the tracing
+// table to Close.
+func TestDrainLeavesTheTableUntilClose(t *testing.T) {
+	nettest.RequireRoot(t)
+	nettest.RequireTool(t, "iptables-nft", "apt-get install iptables")
+	r := buildRouted(t)
+	nettest.In(t, r.node, "iptables-nft", "-A", "FORWARD", "-p", "tcp", "--dport", "8080", "-j", "DROP")
+	m := Match{Proto: "tcp", Src: netip.MustParseAddr("10.77.1.2"), Dst: netip.MustParseAddr("10.77.2.2"), FirstPort: 41000, LastPort: 41000}
+	var tr *Tracer
+	inNS(t, r.node, func() {
+		var err error
+		if tr, _, err = Start(m, 64); err != nil {
+			t.Error(err)
+		}
+	})
+	if tr == nil {
+		t.FailNow()
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			tr.Close()
+		}
+	}()
+	connect(t, r.a, "10.77.2.2:8080", 41000)
+	events, _ := tr.Drain()
+	drops := 0
+	for _, e := range events {
+		if e.Verdict == "drop" && e.Chain == "FORWARD" {
+			drops++
+		}
+	}
+	if drops == 0 {
+		t.Errorf("no drop in FORWARD among the %d events Drain returned: %+v", len(events), events)
+	}
+	if tables := nettest.In(t, r.node, "nft", "list", "tables"); !strings.Contains(tables, "table inet "+TableName()) {
+		t.Errorf("tracing table gone after Drain, before Close:\n%s", tables)
+	}
+	tr.Close()
+	closed = true
+	if tables := nettest.In(t, r.node, "nft", "list", "tables"); strings.Contains(tables, TableName()) {
+		t.Errorf("tracing table left after Close:\n%s", tables)
+	}
+}
