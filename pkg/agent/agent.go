@@ -488,7 +488,10 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 	// Once told to stop, the agent reports what the kernel captured before
 	// the stop, and nothing after it (see drain).
 	var dr drain
-	stopDrainTimer := context.AfterFunc(ctx, func() { dr.stop(time.Now()) })
+	stopDrainTimer := context.AfterFunc(ctx, func() {
+		dr.stop(time.Now())
+		h.Wake() // a read waiting for a block sees the stop at once
+	})
 	defer stopDrainTimer()
 	var before int // frames of the current read captured before the stop
 	capWG.Add(1)
@@ -534,9 +537,9 @@ func runWith(ctx context.Context, cfg Config, in *controlIn, pre *wire.Start, en
 			if sum != nil {
 				sum.tick(time.Now(), w)
 			}
-			// Drained (the last block was retired and read), caught up
-			// with the stop under steady traffic, or out of drain time.
-			if dr.done(n, before) {
+			// Drained (every frame up to the stop read), caught up with
+			// the stop under steady traffic, or out of drain time.
+			if dr.done(n, before, h.DrainedBy) {
 				return
 			}
 		}

@@ -44,13 +44,18 @@ func (d *drain) report(ts time.Time) bool {
 }
 
 // done says whether the read loop ends after a read of n frames, of which
-// before were captured before the stop: once stopped, a read that found
-// nothing (the last block was retired and read) or nothing from before
-// the stop (the reader has caught up with the stop) ends it, as does the
-// hard bound.
-func (d *drain) done(n, before int) bool {
-	if !d.stopping() {
+// before were captured before the stop, given drainedBy (the ring's
+// capture.Handle.DrainedBy): once stopped, it ends when every frame
+// captured up to the stop has been read (the kernel's current block holds
+// none of them), after a read that held frames from after the stop only
+// (the reader has caught up with the stop: blocks come in order), and at
+// the hard bound. A read that found nothing does not end it alone: it may
+// have been woken by the stop before the kernel retired the block holding
+// the last frames.
+func (d *drain) done(n, before int, drainedBy func(time.Time) bool) bool {
+	s := d.stopAt.Load()
+	if s == 0 {
 		return false
 	}
-	return n == 0 || before == 0 || d.over.Load()
+	return (n > 0 && before == 0) || d.over.Load() || drainedBy(time.Unix(0, s))
 }

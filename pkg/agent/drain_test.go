@@ -8,7 +8,11 @@ import (
 func TestDrainReportsWhatWasCapturedBeforeTheStop(t *testing.T) {
 	var d drain
 	t0 := time.Unix(1700000000, 0)
-	if !d.report(t0) || d.done(5, 5) || d.done(0, 0) {
+	var asked []time.Time
+	ring := func(drained bool) func(time.Time) bool {
+		return func(at time.Time) bool { asked = append(asked, at); return drained }
+	}
+	if !d.report(t0) || d.done(5, 5, ring(true)) || d.done(0, 0, ring(true)) {
 		t.Fatal("a running agent reports every frame and keeps reading")
 	}
 	stop := t0.Add(time.Second)
@@ -21,14 +25,25 @@ func TestDrainReportsWhatWasCapturedBeforeTheStop(t *testing.T) {
 	if d.report(stop.Add(time.Microsecond)) {
 		t.Fatal("a frame captured after the stop is reported")
 	}
-	if d.done(3, 2) {
+	if d.done(3, 2, ring(false)) {
 		t.Fatal("the drain ended while reads still return frames from before the stop")
 	}
-	if !d.done(0, 0) {
-		t.Fatal("an empty read after the stop does not end the drain")
+	if d.done(0, 0, ring(false)) {
+		t.Fatal("an empty read (woken by the stop) ended the drain while the kernel's block holds frames from before it")
 	}
-	if !d.done(7, 0) {
+	if !d.done(0, 0, ring(true)) || !d.done(3, 2, ring(true)) {
+		t.Fatal("the drain goes on once every frame up to the stop was read")
+	}
+	if !d.done(7, 0, ring(false)) {
 		t.Fatal("a read holding only frames from after the stop (steady traffic) does not end the drain")
+	}
+	for _, at := range asked {
+		if !at.Equal(stop) {
+			t.Fatalf("the ring was asked whether it is drained up to %v, not up to the stop %v", at, stop)
+		}
+	}
+	if len(asked) == 0 {
+		t.Fatal("the ring was never asked")
 	}
 }
 
@@ -46,7 +61,7 @@ func TestDrainEndsAtItsBoundWhateverTheRingHolds(t *testing.T) {
 	if d.report(now.Add(-time.Second)) {
 		t.Fatal("a frame from before the stop is still reported after the bound")
 	}
-	if !d.done(10, 10) {
+	if !d.done(10, 10, func(time.Time) bool { return false }) {
 		t.Fatal("the drain did not end at its bound")
 	}
 }

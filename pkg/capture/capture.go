@@ -119,9 +119,11 @@ type Handle struct {
 
 	// mu is held by Read for its whole duration and by Close while it
 	// unmaps the ring, so the ring is never unmapped under a reader.
-	mu        sync.Mutex
-	fd        int
-	wake      int // eventfd written by Close to interrupt poll
+	mu   sync.Mutex
+	fd   int
+	wake int // eventfd written by Close and Wake to interrupt poll
+	// wakeMu keeps Wake from writing to the eventfd while Close closes it.
+	wakeMu    sync.Mutex
 	ring      []byte
 	blockSize int
 	numBlocks int
@@ -291,10 +293,24 @@ func (h *Handle) Close() error {
 		if e := unix.Close(h.fd); e != nil && err == nil {
 			err = sysErr("close socket", e)
 		}
+		h.wakeMu.Lock()
 		_ = unix.Close(h.wake)
 		h.fd, h.wake = -1, -1
+		h.wakeMu.Unlock()
 	})
 	return err
+}
+
+// Wake makes a Read waiting for a block return at once, with what is
+// ready (maybe nothing). Any goroutine may call it, at any time.
+func (h *Handle) Wake() {
+	h.wakeMu.Lock()
+	defer h.wakeMu.Unlock()
+	if h.closed.Load() || h.wake < 0 {
+		return
+	}
+	one := [8]byte{1}
+	_, _ = unix.Write(h.wake, one[:])
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -375,3 +375,90 @@ func TestClampSnaplen(t *testing.T) {
 		t.Errorf("nil filter became %+v", none)
 	}
 }
+
+// Wake makes a pending Read return, with nothing, and the handle keeps
+// working; DrainedBy is false while a frame captured up to its time is
+// unread (in the block the kernel fills or in a retired one), and true
+// once they are all read and the kernel's block holds nothing.
+func TestWakeAndDrainedBy(t *testing.T) {
+	nsA, nsB, a, _ := pair(t)
+	const port, n = 9001, 20
+	h := openIn(t, nsA, Config{Ifindex: ifindex(t, nsA, a), Filter: udpPortFilter(t, port)})
+	if !h.DrainedBy(time.Now()) {
+		t.Fatal("DrainedBy false on a ring that captured nothing")
+	}
+	done := make(chan int, 1)
+	go func() {
+		n, err := h.Read(time.Minute, func(Frame) {})
+		if err != nil {
+			t.Errorf("woken Read: %v", err)
+		}
+		done <- n
+	}()
+	time.Sleep(100 * time.Millisecond)
+	h.Wake()
+	select {
+	case got := <-done:
+		if got != 0 {
+			t.Fatalf("woken Read handed out %d frames; nothing was sent", got)
+		}
+	case <-time.After(time.Minute): // only a hang takes this long
+		t.Fatal("Read still blocked a minute after Wake")
+	}
+
+	listenUDP(t, nsB, "10.200.0.2:9001")
+	c := dialUDP(t, nsA, "10.200.0.2:9001")
+	for i := range n {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := time.Now()
+	if h.DrainedBy(sent) {
+		t.Fatalf("DrainedBy true with %d frames sent and none read", n)
+	}
+	got := 0
+	deadline := time.Now().Add(time.Minute)
+	for got < n && time.Now().Before(deadline) {
+		k, err := h.Read(time.Second, func(Frame) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += k
+		if got < n && h.DrainedBy(sent) {
+			t.Fatalf("DrainedBy true after %d of %d frames were read", got, n)
+		}
+	}
+	if got != n {
+		t.Fatalf("read %d frames of %d", got, n)
+	}
+	if !h.DrainedBy(sent) {
+		t.Fatal("DrainedBy false once every frame sent was read and nothing else was captured")
+	}
+	// More frames, in the block the kernel opened when it retired the one
+	// read above (after sent): every frame up to sent is read, not those
+	// up to now.
+	for i := range n {
+		if _, err := c.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := time.Now()
+	drained := h.DrainedBy(sent)
+	h.mu.Lock()
+	retired := h.blockReady(h.cur) // by the kernel's timer meanwhile: then not drained, rightly
+	h.mu.Unlock()
+	if !drained && !retired {
+		t.Fatal("DrainedBy(sent) false: the unread frames came after sent, in a block opened after it")
+	}
+	if h.DrainedBy(again) {
+		t.Fatal("DrainedBy true with frames sent before its time unread")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.Wake() // after Close, a no-op
+	if !h.DrainedBy(time.Now()) {
+		t.Fatal("DrainedBy false on a closed handle: nothing more can be read")
+	}
+}

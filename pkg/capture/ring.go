@@ -82,8 +82,13 @@ func (h *Handle) wait(timeout time.Duration) error {
 		if err != nil {
 			return sysErr("poll", err)
 		}
-		if h.closed.Load() || fds[1].Revents != 0 {
+		if h.closed.Load() {
 			return ErrClosed
+		}
+		if fds[1].Revents != 0 { // Wake
+			var b [8]byte
+			_, _ = unix.Read(h.wake, b[:])
+			return nil
 		}
 		if fds[0].Revents&unix.POLLERR != 0 {
 			// e.g. ENETDOWN when the bound interface went away.
@@ -95,6 +100,30 @@ func (h *Handle) wait(timeout time.Duration) error {
 			return nil
 		}
 	}
+}
+
+// DrainedBy reports whether Read has handed out every frame the kernel
+// captured up to t: no retired block waits to be read, and the block the
+// kernel fills now holds no frame or was opened after t. The kernel opens
+// a block when it retires the one before, and writes the time it opened
+// it into the block's header (ts_first_pkt, prb_open_block); it retires a
+// block when it is full or, holding a frame, every BlockTimeout.
+func (h *Handle) DrainedBy(t time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return true
+	}
+	if h.blockReady(h.cur) {
+		return false
+	}
+	bd := (*unix.TpacketHdrV1)(unsafe.Pointer(&h.ring[h.cur*h.blockSize+8]))
+	if atomic.LoadUint32(&bd.Num_pkts) == 0 {
+		return true
+	}
+	// TPACKET_V3 keeps nanoseconds in the field x/sys names Usec.
+	opened := time.Unix(int64(atomic.LoadUint32(&bd.Ts_first_pkt.Sec)), int64(atomic.LoadUint32(&bd.Ts_first_pkt.Usec)))
+	return opened.After(t) && !h.blockReady(h.cur)
 }
 
 // walkBlock hands every frame of ready block b to fn and returns the
