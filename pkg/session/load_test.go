@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/podtrace/kubectl-podtrace/pkg/trace"
 )
 
 // recording writes a small recording into a new directory: one agent
@@ -185,5 +187,43 @@ func TestOpenedFileThatGrowsIsReadOnlyToItsBound(t *testing.T) {
 	defer g.Close()
 	if b, err := io.ReadAll(g); err != nil || string(b) != "0123456789" {
 		t.Fatalf("read %q, %v; want the whole file", b, err)
+	}
+}
+
+// A recording's session.json names its fields as the rest of the
+// recording does (lower camel case), and one written before, with Go's
+// names (as recording above), still loads.
+func TestSaveNamesTheSessionsFieldsAndLoadReadsThemBack(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "rec")
+	want := trace.Session{Src: trace.Endpoint{Name: "e2e/pod-a", Short: "pod-a", IP: "10.0.0.1", Node: "n1", Agent: "pod-a"},
+		Dst: trace.Endpoint{Name: "e2e/pod-b", Short: "pod-b", IP: "10.0.0.2", Node: "n1", Agent: "pod-b"}, Shape: "bridge cni0",
+		Mode: &trace.Mode{Name: "ephemeral", Why: "test"}}
+	if err := Save(dir, want, &Result{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw struct {
+		Session map[string]json.RawMessage `json:"session"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"src", "dst", "shape", "mode"} {
+		if _, ok := raw.Session[k]; !ok {
+			t.Errorf("session.json has no %q in its session: %s", k, b)
+		}
+	}
+	if strings.Contains(string(b), `"Src"`) || !strings.Contains(string(b), `"short": "pod-a"`) {
+		t.Errorf("session.json names fields as Go does:\n%s", b)
+	}
+	got, _, _, _, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Src != want.Src || got.Dst != want.Dst || got.Shape != want.Shape || got.Mode == nil || *got.Mode != *want.Mode {
+		t.Fatalf("loaded %+v; saved %+v", got, want)
 	}
 }

@@ -21,27 +21,30 @@ import (
 	"github.com/podtrace/kubectl-podtrace/pkg/wire"
 )
 
-// Endpoint is one end of the trace.
+// Endpoint is one end of the trace. The JSON names are a recording's
+// (session.json); one written before they were set has Go's names, which
+// encoding/json matches too (case-insensitively).
 type Endpoint struct {
-	Name  string // "default/pod-a", "pod-a"
-	Short string // "pod-a"
-	IP    string
-	Node  string
-	Agent string // id of the agent in its namespace, "" if none
+	Name  string `json:"name"`  // "default/pod-a", "pod-a"
+	Short string `json:"short"` // "pod-a"
+	IP    string `json:"ip"`
+	Node  string `json:"node"`
+	Agent string `json:"agent"` // id of the agent in its namespace, "" if none
 }
 
 // Session is what the plugin asked for.
 type Session struct {
-	Src, Dst Endpoint
-	Probe    *wire.ProbeSpec // nil when passive
-	Shape    string          // what the launcher knows of the CNI ("bridge cni0")
+	Src   Endpoint        `json:"src"`
+	Dst   Endpoint        `json:"dst"`
+	Probe *wire.ProbeSpec `json:"probe"` // nil when passive
+	Shape string          `json:"shape"` // what the launcher knows of the CNI ("bridge cni0")
 	// Service is set when the probe goes to a virtual address that a
 	// node translates (a Service's ClusterIP): Dst is then the endpoint
 	// the translation chose (the merge sets it from the conntrack
 	// evidence).
-	Service *Service
+	Service *Service `json:"service,omitempty"`
 	// Mode is how the agents were placed (cluster traces), and why.
-	Mode *Mode `json:",omitempty"`
+	Mode *Mode `json:"mode,omitempty"`
 }
 
 // Mode is the placement of a cluster trace's agents and why it was taken:
