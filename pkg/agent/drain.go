@@ -31,9 +31,6 @@ func (d *drain) stop(now time.Time) {
 	time.AfterFunc(maxDrain, func() { d.over.Store(true) })
 }
 
-// stopping reports whether stop was called.
-func (d *drain) stopping() bool { return d.stopAt.Load() != 0 }
-
 // report says whether a frame captured at ts is still reported.
 func (d *drain) report(ts time.Time) bool {
 	s := d.stopAt.Load()
