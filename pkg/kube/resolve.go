@@ -7,12 +7,11 @@ package kube
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/podtrace/kubectl-podtrace/pkg/kube/ref"
@@ -109,19 +108,6 @@ func CheckNode(ctx context.Context, cs kubernetes.Interface, node string) (Node,
 // always on from 1.37), where older ones wait for their next periodic
 // relist, up to a second later. A version that does not parse is old.
 func ReportsStartAtOnce(kubeletVersion string) bool {
-	v := strings.TrimPrefix(kubeletVersion, "v")
-	major, rest, ok := strings.Cut(v, ".")
-	if !ok {
-		return false
-	}
-	minor := rest
-	if i := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
-		minor = rest[:i]
-	}
-	ma, err1 := strconv.Atoi(major)
-	mi, err2 := strconv.Atoi(minor)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	return ma > 1 || ma == 1 && mi >= 36
+	v, err := version.ParseGeneric(kubeletVersion)
+	return err == nil && v.AtLeast(version.MajorMinor(1, 36))
 }
