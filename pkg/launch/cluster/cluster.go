@@ -234,11 +234,10 @@ func (l *Launcher) attachWhenRunning(ctx context.Context, timeout time.Duration,
 // two nodes of the e2e cluster, which share two cores; an attempt at 1 s
 // failed for most node agents there, and each costs the API server and the
 // kubelet about 45 ms of CPU while they start the rest), then one a
-// second. Elsewhere,
-// 150 ms apart while a container usually starts (3 s: no agent container
-// ran sooner than 0.4 s after it was added on the e2e cluster), then 500
-// ms (an image being pulled: the pod status says when it runs, and an
-// attempt follows at once).
+// second. Elsewhere, 150 ms apart while a container usually starts (3 s:
+// no agent container ran sooner than 0.4 s after it was added on the e2e
+// cluster), then 500 ms (an image being pulled: the pod status says when
+// it runs, and an attempt follows at once).
 func attachInterval(elapsed time.Duration, reported bool) time.Duration {
 	switch {
 	case reported && elapsed < time.Second:
@@ -468,12 +467,12 @@ func (l *Launcher) deletePod(ctx context.Context, p *corev1.Pod) error {
 	return nil
 }
 
-// Cleanup ends the agent containers added to pods but never attached, their
-// start interrupted (endUnattached), then deletes every node pod of the session that still
-// exists — also those whose creation raced with a cancellation — within
-// what is left of the teardown budget (it starts it if no agent was
-// stopped), all at once. When the budget runs out, the error names what
-// may be left and how to remove it.
+// Cleanup ends the agent containers added to pods but never attached,
+// their start interrupted (endUnattached), then deletes every node pod of
+// the session that still exists — also those whose creation raced with a
+// cancellation — within what is left of the teardown budget (it starts
+// it if no agent was stopped), all at once. When the budget runs out, the
+// error names what may be left and how to remove it.
 //
 // After Keep, the node pods of lingering agents stay: they serve reruns
 // and end on their own.
@@ -493,10 +492,10 @@ type unattached struct{ id, ns, pod, container string }
 // run, so that it can be ended.
 const UnattachedWait = 10 * time.Second
 
-// endUnattached ends the unattached agent containers, all at once: an ephemeral container cannot be removed, and one never
-// attached would wait for its first line until its deadline. Each is
-// waited for until it runs (within UnattachedWait and the teardown
-// budget), then told to exit.
+// endUnattached ends the unattached agent containers, all at once: an
+// ephemeral container cannot be removed, and one never attached would
+// wait for its first line until its deadline. Each is waited for until it
+// runs (within UnattachedWait and the teardown budget), then told to exit.
 func (l *Launcher) endUnattached() error {
 	l.mu.Lock()
 	left := l.unattached
